@@ -1,0 +1,53 @@
+//! Reading stored events back: `GET /v1/events/{id}` and `GET /v1/events`.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::store::EventFilter;
+use crate::store::StoredEvent;
+
+pub async fn get_one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<StoredEvent>, ApiError> {
+    match state.store.get_event(&id).await? {
+        Some(event) => Ok(Json(event)),
+        None => Err(ApiError::NotFound {
+            code: "event_not_found",
+            message: format!("no event with id '{id}'"),
+        }),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    source: Option<String>,
+    /// An event id: list events older than it (the last id of the previous page).
+    before: Option<String>,
+    limit: Option<u32>,
+}
+
+/// The newest events first, 50 by default, at most 1000.
+pub async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::BadRequest {
+        code: "invalid_query",
+        message: e.body_text(),
+    })?;
+    let filter = EventFilter {
+        kind: q.kind,
+        source: q.source,
+        before: q.before,
+        limit: q.limit.unwrap_or(50).clamp(1, 1000),
+    };
+    let events = state.store.list_events(&filter).await?;
+    Ok(Json(serde_json::json!({ "events": events })))
+}

@@ -1,0 +1,209 @@
+//! Receiving events: `POST /v1/events` (canonical JSON) and `POST /webhooks/{source}` (a
+//! provider's own webhook, handed to its adapter). A 2xx answer means the event is committed.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::normalize::Event;
+use crate::providers::{Inbound, Provider, ProviderError, canonical::CanonicalProvider};
+use crate::store::{Ingest, NewDelivery, Stored};
+
+/// Headers never stored with a delivery: they carry credentials.
+const SECRET_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
+
+pub async fn post_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    ingest(&state, &CanonicalProvider, "api", None, &headers, body).await
+}
+
+pub async fn post_webhook(
+    State(state): State<AppState>,
+    Path(source): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    webhook(&state, &source, None, &headers, body).await
+}
+
+pub async fn post_webhook_with_hint(
+    State(state): State<AppState>,
+    Path((source, hint)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    webhook(&state, &source, Some(&hint), &headers, body).await
+}
+
+async fn webhook(
+    state: &AppState,
+    source: &str,
+    hint: Option<&str>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let providers = state.providers.clone();
+    let Some(provider) = providers.get(source) else {
+        let known: Vec<&str> = providers.names().collect();
+        return Err(ApiError::NotFound {
+            code: "unknown_source",
+            message: format!(
+                "no adapter for source '{source}'; known sources: {}",
+                known.join(", ")
+            ),
+        });
+    };
+    ingest(state, provider.as_ref(), source, hint, headers, body).await
+}
+
+/// Verify, parse, store, answer. Deliveries that fail verification or parsing are stored too
+/// (with the reason and no event), so nothing a sender sent is lost.
+async fn ingest(
+    state: &AppState,
+    provider: &dyn Provider,
+    source: &str,
+    hint: Option<&str>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
+            limit: state.max_body_bytes,
+        },
+        _ => ApiError::BadRequest {
+            code: "unreadable_body",
+            message: rejection.body_text(),
+        },
+    })?;
+    let received_at = Utc::now();
+    let inbound = Inbound {
+        headers,
+        body: &body,
+        hint,
+        received_at,
+    };
+    let mut delivery = NewDelivery {
+        id: NewDelivery::new_id(),
+        source: source.to_owned(),
+        received_at,
+        headers: headers_to_store(headers),
+        body: body.clone(),
+        verification: "rejected",
+        reason: None,
+    };
+    let verification = match provider.verify(&inbound) {
+        Ok(v) => v,
+        Err(e) => return Err(refuse(state, delivery, e).await),
+    };
+    delivery.verification = verification.as_str();
+    let events = match provider.parse(&inbound) {
+        Ok(events) => events,
+        Err(e) => return Err(refuse(state, delivery, e).await),
+    };
+    let stored = state
+        .writer
+        .store(Ingest {
+            delivery,
+            events: events.clone(),
+        })
+        .await
+        .map_err(|e| ApiError::from(e.as_ref()))?;
+    Ok(answer(&events, stored))
+}
+
+/// Records a delivery that is answered with an error, then gives that error.
+async fn refuse(state: &AppState, mut delivery: NewDelivery, error: ProviderError) -> ApiError {
+    delivery.reason = Some(error.to_string());
+    tracing::info!(source = %delivery.source, delivery_id = %delivery.id, reason = %error, "delivery refused");
+    if let Err(e) = state
+        .writer
+        .store(Ingest {
+            delivery,
+            events: Vec::new(),
+        })
+        .await
+    {
+        tracing::warn!(error = %e, "cannot record a refused delivery");
+    }
+    ApiError::from(error)
+}
+
+#[derive(Serialize)]
+struct Receipt<'a> {
+    status: &'static str,
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    source: &'a str,
+    source_event_id: &'a str,
+}
+
+fn receipt<'a>(event: &'a Event, stored: &'a Stored) -> Receipt<'a> {
+    let (status, id) = match stored {
+        Stored::New(id) => ("stored", id),
+        Stored::Duplicate(id) => ("duplicate", id),
+    };
+    Receipt {
+        status,
+        id: id.as_str(),
+        kind: event.kind.as_str(),
+        source: &event.source,
+        source_event_id: &event.source_event_id,
+    }
+}
+
+/// One event: 201 when stored, 200 when it was a duplicate. Several: 200 with one receipt each.
+fn answer(events: &[Event], stored: Vec<Stored>) -> Response {
+    if let ([event], [one]) = (events, stored.as_slice()) {
+        let status = if matches!(one, Stored::New(_)) {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        return (status, Json(receipt(event, one))).into_response();
+    }
+    let receipts: Vec<Receipt> = events
+        .iter()
+        .zip(&stored)
+        .map(|(e, s)| receipt(e, s))
+        .collect();
+    let new = stored
+        .iter()
+        .filter(|s| matches!(s, Stored::New(_)))
+        .count();
+    Json(serde_json::json!({ "stored": new, "duplicates": stored.len() - new, "events": receipts }))
+        .into_response()
+}
+
+/// The request's headers as a JSON object, without credentials; repeated headers become arrays.
+fn headers_to_store(headers: &HeaderMap) -> Value {
+    let mut map = Map::new();
+    for name in headers.keys() {
+        if SECRET_HEADERS.contains(&name.as_str()) {
+            continue;
+        }
+        let values: Vec<Value> = headers
+            .get_all(name)
+            .iter()
+            .map(|v| Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let value = if values.len() == 1 {
+            values.into_iter().next().expect("one value")
+        } else {
+            Value::Array(values)
+        };
+        map.insert(name.as_str().to_owned(), value);
+    }
+    Value::Object(map)
+}

@@ -1,0 +1,121 @@
+//! Wires the engine together: store, writer, processor and HTTP server. `main` and the tests
+//! both start the engine through [`start`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::api::{AppState, router};
+use crate::config::Config;
+use crate::processor::Processor;
+use crate::providers::Registry;
+use crate::store::writer::Writer;
+use crate::store::{Store, StoreError};
+
+/// A running engine.
+pub struct App {
+    /// Where the HTTP server listens (useful when bound to port 0).
+    pub addr: SocketAddr,
+    pub store: Store,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    writer: JoinHandle<()>,
+    processor: JoinHandle<()>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot read the listening address: {0}")]
+    Listener(std::io::Error),
+    #[error("http server failed: {0}")]
+    Server(std::io::Error),
+    #[error("a task of the engine failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Opens the store (migrating it) and starts serving on `listener`.
+pub async fn start(config: &Config, listener: TcpListener) -> Result<App, AppError> {
+    let store = Store::open(&config.database_url, &config.store).await?;
+    start_with_store(config, listener, store).await
+}
+
+/// Starts serving with an already opened store.
+pub async fn start_with_store(
+    config: &Config,
+    listener: TcpListener,
+    store: Store,
+) -> Result<App, AppError> {
+    let addr = listener.local_addr().map_err(AppError::Listener)?;
+    match crate::rules::scan(&config.rules_dir) {
+        Ok(files) if files.is_empty() => {
+            tracing::warn!(dir = %config.rules_dir.display(), "no rule files found")
+        }
+        Ok(files) => {
+            tracing::info!(dir = %config.rules_dir.display(), files = files.len(), "rule files found")
+        }
+        Err(e) => tracing::warn!(error = %e, "rules folder unreadable"),
+    }
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let stored = Arc::new(Notify::new());
+    let (writer, writer_task) = Writer::spawn(store.clone(), stored.clone());
+    let processor = Processor::new(store.clone(), config.processing.clone(), stored);
+    let processor = tokio::spawn(processor.run(shutdown_rx.clone()));
+
+    let state = AppState {
+        store: store.clone(),
+        writer,
+        providers: Arc::new(Registry::builtin()),
+        rules_dir: config.rules_dir.clone(),
+        max_body_bytes: config.max_body_bytes,
+    };
+    let mut server_shutdown = shutdown_rx;
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(async move {
+                let _ = server_shutdown.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    tracing::info!(%addr, store = store.backend_name(), "signalbox listening");
+    Ok(App {
+        addr,
+        store,
+        shutdown,
+        server,
+        writer: writer_task,
+        processor,
+    })
+}
+
+impl App {
+    /// Stops accepting requests, answers those in flight (storing what they carry), finishes the
+    /// processing round in hand, and closes the store.
+    pub async fn stop(self) -> Result<(), AppError> {
+        let _ = self.shutdown.send(true);
+        let served = self.server.await?;
+        // The server dropped its writer handles: the writer drains its queue and ends.
+        self.writer.await?;
+        self.processor.await?;
+        self.store.close().await;
+        tracing::info!("signalbox stopped");
+        served.map_err(AppError::Server)
+    }
+}
+
+/// Runs until `shutdown` completes, then stops gracefully.
+pub async fn run(
+    config: &Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AppError> {
+    let app = start(config, listener).await?;
+    shutdown.await;
+    tracing::info!("shutting down");
+    app.stop().await
+}

@@ -1,0 +1,98 @@
+//! The command line: `signalbox serve` and the subcommands for rule authors.
+
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, LogFormat};
+
+/// Signalbox receives webhooks from collection and payment platforms, turns them into canonical
+/// events, and runs your rules on them.
+///
+/// Start with `signalbox serve`: it needs no configuration (SQLite file ./signalbox.db, rules from
+/// ./rules, HTTP on 127.0.0.1:8080). Then post an event:
+///
+///   curl -X POST localhost:8080/v1/events -d '{"type":"claim.created","subject":{"claim":"C-1"}}'
+#[derive(Debug, Parser)]
+#[command(name = "signalbox", version, verbatim_doc_comment)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the engine: receive webhooks, store and process events.
+    Serve(ServeArgs),
+}
+
+/// Where the configuration comes from; flags override the file and `SIGNALBOX_*` variables.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// YAML config file (see docs/config.md). Without it, defaults and SIGNALBOX_* apply.
+    #[arg(short, long, env = "SIGNALBOX_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Store URL: sqlite://FILE or postgres://USER@HOST/DB [default: sqlite://signalbox.db]
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Folder of rule files [default: rules]
+    #[arg(long)]
+    pub rules_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Log format: human or json [default: human]
+    #[arg(long)]
+    pub log_format: Option<String>,
+}
+
+impl ConfigArgs {
+    /// Defaults, file, environment, then these flags; validated.
+    pub fn load(&self, flags: &[(&str, Option<&str>)]) -> anyhow::Result<Config> {
+        let vars = std::env::vars().collect();
+        let mut config = Config::load(self.config.as_deref(), &vars)?;
+        let own = [
+            ("database_url", self.database_url.as_deref()),
+            (
+                "rules_dir",
+                self.rules_dir.as_ref().and_then(|p| p.to_str()),
+            ),
+        ];
+        for (key, value) in own.iter().chain(flags) {
+            if let Some(value) = value {
+                config
+                    .set(key, value)
+                    .map_err(|e| anyhow::anyhow!("--{}: {e}", key.replace('_', "-")))?;
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+    }
+}
+
+/// Logs to stderr, human-readable or JSON; `RUST_LOG` filters (default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

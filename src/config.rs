@@ -1,0 +1,399 @@
+//! Service configuration: defaults, then a YAML file, then `SIGNALBOX_*` environment variables,
+//! then command-line flags. `///` comments on the fields are the operator's reference
+//! (mirrored in `docs/config.md`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address and port the HTTP server listens on. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Where events are stored: `sqlite://FILE` (created if missing) or `postgres://...`.
+    /// Default `sqlite://signalbox.db`. May contain `${VAR}` for a password.
+    pub database_url: String,
+    /// Folder of rule files. Default `rules`.
+    pub rules_dir: PathBuf,
+    /// Largest request body accepted, in bytes; larger ones get 413. Default 1048576 (1 MiB).
+    pub max_body_bytes: usize,
+    /// Log output: `human` (default) or `json`.
+    pub log_format: LogFormat,
+    pub store: StoreConfig,
+    pub processing: ProcessingConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Connections in the pool. Default 8 (SQLite uses 1 writer and up to this many readers).
+    pub max_connections: u32,
+    /// How long a request waits for a database connection before it is answered 503, in
+    /// milliseconds. Default 5000.
+    pub acquire_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessingConfig {
+    /// Events taken per processing round. Default 256.
+    pub batch_size: u32,
+    /// How long an instance holds events it took before another instance may take them, in
+    /// seconds (matters after a crash on a shared PostgreSQL). Default 30.
+    pub lease_seconds: u64,
+    /// How often to look for pending events when nothing signals new ones, in milliseconds
+    /// (picks up events stored by other instances). Default 1000.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://signalbox.db".into(),
+            rules_dir: PathBuf::from("rules"),
+            max_body_bytes: 1024 * 1024,
+            log_format: LogFormat::Human,
+            store: StoreConfig::default(),
+            processing: ProcessingConfig::default(),
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout_ms: 5000,
+        }
+    }
+}
+
+impl Default for ProcessingConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 256,
+            lease_seconds: 30,
+            poll_interval_ms: 1000,
+        }
+    }
+}
+
+impl StoreConfig {
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.acquire_timeout_ms)
+    }
+}
+
+impl ProcessingConfig {
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+}
+
+/// A configuration problem, naming where it is and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read config file: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{var}: {message}")]
+    Env { var: String, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// Environment variables that override keys, with the key each sets.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("SIGNALBOX_LISTEN", "listen"),
+    ("SIGNALBOX_DATABASE_URL", "database_url"),
+    ("SIGNALBOX_RULES_DIR", "rules_dir"),
+    ("SIGNALBOX_MAX_BODY_BYTES", "max_body_bytes"),
+    ("SIGNALBOX_LOG_FORMAT", "log_format"),
+];
+
+impl Config {
+    /// Defaults, then the file (if any), then the `SIGNALBOX_*` entries of `vars`. `vars` also
+    /// feeds `${VAR}` interpolation in the file; pass `std::env::vars()` in production.
+    pub fn load(file: Option<&Path>, vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => Self::from_file(path, vars)?,
+            None => Self::default(),
+        };
+        for (var, key) in ENV_OVERRIDES {
+            if let Some(value) = vars.get(*var) {
+                config.set(key, value).map_err(|message| ConfigError::Env {
+                    var: (*var).into(),
+                    message,
+                })?;
+            }
+        }
+        Ok(config)
+    }
+
+    fn from_file(path: &Path, vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let file_error = |message: String| ConfigError::File {
+            path: path.into(),
+            message,
+        };
+        let mut value: serde_yaml::Value =
+            serde_yaml::from_str(&text).map_err(|e| file_error(e.to_string()))?;
+        if value.is_null() {
+            return Ok(Self::default());
+        }
+        interpolate(&mut value, vars, &mut Vec::new()).map_err(file_error)?;
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let key = e.path().to_string();
+            file_error(if key == "." {
+                e.inner().to_string()
+            } else {
+                format!("{key}: {}", e.inner())
+            })
+        })
+    }
+
+    /// Sets one top-level key from text (an environment variable or a flag).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        match key {
+            "listen" => {
+                self.listen = value
+                    .parse()
+                    .map_err(|e| format!("'{value}' is not an address like 127.0.0.1:8080: {e}"))?
+            }
+            "database_url" => self.database_url = value.to_owned(),
+            "rules_dir" => self.rules_dir = PathBuf::from(value),
+            "max_body_bytes" => {
+                self.max_body_bytes = value
+                    .parse()
+                    .map_err(|e| format!("'{value}' is not a number of bytes: {e}"))?
+            }
+            "log_format" => {
+                self.log_format = match value {
+                    "human" => LogFormat::Human,
+                    "json" => LogFormat::Json,
+                    _ => return Err(format!("'{value}' is not one of: human, json")),
+                }
+            }
+            _ => return Err(format!("unknown key '{key}'")),
+        }
+        Ok(())
+    }
+
+    /// Checks values that parse but cannot work. Does no IO.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.into(),
+            })
+        };
+        let url = self.database_url.as_str();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return invalid("database_url", "must start with sqlite:// or postgres://");
+        }
+        if self.max_body_bytes == 0 {
+            return invalid("max_body_bytes", "must be greater than 0");
+        }
+        if self.store.max_connections == 0 {
+            return invalid("store.max_connections", "must be greater than 0");
+        }
+        if self.processing.batch_size == 0 {
+            return invalid("processing.batch_size", "must be greater than 0");
+        }
+        if self.processing.lease_seconds == 0 {
+            return invalid("processing.lease_seconds", "must be greater than 0");
+        }
+        if self.processing.poll_interval_ms == 0 {
+            return invalid("processing.poll_interval_ms", "must be greater than 0");
+        }
+        Ok(())
+    }
+}
+
+/// Replaces `${VAR}` and `${VAR:-default}` in every string of a YAML tree.
+fn interpolate(
+    value: &mut serde_yaml::Value,
+    vars: &HashMap<String, String>,
+    path: &mut Vec<String>,
+) -> Result<(), String> {
+    match value {
+        serde_yaml::Value::String(s) => {
+            *s = interpolate_str(s, vars).map_err(|e| format!("{}: {e}", path.join(".")))?;
+        }
+        serde_yaml::Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                path.push(i.to_string());
+                interpolate(item, vars, path)?;
+                path.pop();
+            }
+        }
+        serde_yaml::Value::Mapping(map) => {
+            for (key, item) in map.iter_mut() {
+                path.push(key.as_str().unwrap_or("?").to_owned());
+                interpolate(item, vars, path)?;
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `${VAR}` takes `vars[VAR]` (an error if unset), `${VAR:-default}` falls back to `default`.
+/// Values containing a newline are refused: they would smuggle lines into headers.
+pub fn interpolate_str(s: &str, vars: &HashMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed '${{' in '{s}'"))?;
+        let inner = &after[..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (inner, None),
+        };
+        let value = match (vars.get(name), default) {
+            (Some(v), _) => v.as_str(),
+            (None, Some(d)) => d,
+            (None, None) => return Err(format!("environment variable {name} is not set")),
+        };
+        if value.contains(['\n', '\r']) {
+            return Err(format!("environment variable {name} contains a newline"));
+        }
+        out.push_str(value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    #[test]
+    fn runs_with_no_config_at_all() {
+        let config = Config::load(None, &HashMap::new()).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.database_url, "sqlite://signalbox.db");
+        assert_eq!(config.rules_dir, PathBuf::from("rules"));
+        assert_eq!(config.max_body_bytes, 1 << 20);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn file_then_env_override_defaults() {
+        let file = write(
+            "listen: 0.0.0.0:9000\ndatabase_url: postgres://app:${PGPASS}@db/signalbox\nprocessing:\n  batch_size: 10\n",
+        );
+        let config = Config::load(
+            Some(file.path()),
+            &vars(&[("PGPASS", "s3cret"), ("SIGNALBOX_LISTEN", "127.0.0.1:7000")]),
+        )
+        .unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:7000");
+        assert_eq!(config.database_url, "postgres://app:s3cret@db/signalbox");
+        assert_eq!(config.processing.batch_size, 10);
+        assert_eq!(
+            config.processing.lease_seconds, 30,
+            "unset keys keep their defaults"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_problem() {
+        let file = write("processing:\n  batch_sise: 10\n");
+        let err = Config::load(Some(file.path()), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                ": processing.batch_sise: unknown field `batch_sise`, expected one of `batch_size`"
+            ),
+            "{err}"
+        );
+
+        let file = write("listen: nowhere\n");
+        let err = Config::load(Some(file.path()), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(": listen: invalid socket address syntax"),
+            "{err}"
+        );
+
+        let file = write("database_url: postgres://${NOPE}@db\n");
+        let err = Config::load(Some(file.path()), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with("database_url: environment variable NOPE is not set"),
+            "{err}"
+        );
+
+        let err = Config::load(None, &vars(&[("SIGNALBOX_MAX_BODY_BYTES", "lots")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("SIGNALBOX_MAX_BODY_BYTES: 'lots' is not a number of bytes"),
+            "{err}"
+        );
+
+        let mut config = Config::default();
+        config.database_url = "mysql://x".into();
+        assert_eq!(
+            config.validate().unwrap_err().to_string(),
+            "database_url: must start with sqlite:// or postgres://"
+        );
+    }
+
+    #[test]
+    fn interpolation_has_defaults_and_refuses_newlines() {
+        let v = vars(&[("A", "1"), ("NL", "x\ny")]);
+        assert_eq!(interpolate_str("${A}-${B:-two}", &v).unwrap(), "1-two");
+        assert!(
+            interpolate_str("${NL}", &v)
+                .unwrap_err()
+                .contains("newline")
+        );
+        assert!(interpolate_str("${A", &v).unwrap_err().contains("unclosed"));
+    }
+}

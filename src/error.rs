@@ -1,0 +1,109 @@
+//! `ApiError`: the one error type that becomes an HTTP response.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::providers::ProviderError;
+use crate::store::StoreError;
+
+/// Body: `{"code": "<stable snake_case>", "message": "..."}`. Client errors say what is wrong;
+/// internal errors are logged and answered with a plain 500.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{message}")]
+    NotFound { code: &'static str, message: String },
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// The store cannot take the request now; the sender should retry.
+    #[error("store unavailable, retry later")]
+    Unavailable,
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest { code, .. } | Self::NotFound { code, .. } => code,
+            Self::Unauthorized(_) => "invalid_signature",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::Unavailable => "store_unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<&StoreError> for ApiError {
+    fn from(e: &StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => Self::Unavailable,
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::from(&e)
+    }
+}
+
+impl From<ProviderError> for ApiError {
+    fn from(e: ProviderError) -> Self {
+        match e {
+            ProviderError::Signature { reason } => Self::Unauthorized(reason),
+            ProviderError::MalformedJson { reason } => Self::BadRequest {
+                code: "malformed_json",
+                message: reason,
+            },
+            ProviderError::Invalid { reason } => Self::BadRequest {
+                code: "invalid_event",
+                message: reason,
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let message = match &self {
+            Self::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                "internal error".to_owned()
+            }
+            Self::Unavailable => {
+                tracing::warn!("answered 503: store unavailable");
+                self.to_string()
+            }
+            other => other.to_string(),
+        };
+        let mut response = (
+            self.status(),
+            Json(json!({ "code": self.code(), "message": message })),
+        )
+            .into_response();
+        if matches!(self, Self::Unavailable) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}

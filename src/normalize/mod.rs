@@ -1,0 +1,222 @@
+//! The canonical event: the one shape every provider's delivery is turned into.
+//!
+//! Receives nothing itself; provider adapters (`crate::providers`) build [`Event`]s and the store
+//! keeps them. Everything downstream (rules, actions) reads only this type.
+
+pub mod canonical;
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Engine-assigned event id: `evt_` followed by a UUIDv7, so ids sort by time of receipt.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventId(String);
+
+impl EventId {
+    pub const PREFIX: &'static str = "evt_";
+
+    pub fn new() -> Self {
+        Self(format!("{}{}", Self::PREFIX, Uuid::now_v7().simple()))
+    }
+
+    /// Wraps an id read back from the store or a URL.
+    pub fn from_stored(id: String) -> Self {
+        Self(id)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for EventId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A canonical event type: snake_case `<entity>.<what_happened>`, e.g. `promise_to_pay.expired`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct EventType(String);
+
+impl EventType {
+    /// The type of an event whose provider type is not in the catalogue.
+    pub const UNKNOWN: &'static str = "unknown";
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s == Self::UNKNOWN || is_dotted_snake_case(s) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(format!(
+                "event type '{s}' must be snake_case '<entity>.<what_happened>', e.g. 'promise_to_pay.expired'"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for EventType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn is_snake_word(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+        && !s.ends_with('_')
+}
+
+fn is_dotted_snake_case(s: &str) -> bool {
+    let mut parts = s.split('.');
+    let count = s.split('.').count();
+    count >= 2 && parts.all(is_snake_word)
+}
+
+/// A source name (`receeve`, `api`): a snake_case word.
+pub fn validate_source(s: &str) -> Result<(), String> {
+    if s.len() <= 64 && is_snake_word(s) {
+        Ok(())
+    } else {
+        Err(format!(
+            "source '{s}' must be a snake_case word of at most 64 characters, e.g. 'receeve'"
+        ))
+    }
+}
+
+/// References to the business objects an event is about. Only those present are serialized.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subject {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debtor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoice: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_request: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// A money amount, exact: `value` is a decimal in whole currency units (`"192.38"`), serialized
+/// as a string so no JSON reader rounds it. `currency` is an ISO 4217 code when the provider
+/// gives one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Amount {
+    pub value: Decimal,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+}
+
+/// The canonical event. Its JSON form (field names, `type`, RFC 3339 times) is a stable contract
+/// for rule authors and integration teams.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: EventId,
+    pub source: String,
+    /// The provider's delivery or message id: with `source`, the dedupe key.
+    pub source_event_id: String,
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    /// The provider's own type, e.g. `event.promiseToPay.expired.v1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_type: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    #[serde(default)]
+    pub subject: Subject,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Amount>,
+    /// The provider's details, as the adapter extracted them.
+    #[serde(default)]
+    pub data: Value,
+    /// The original payload of this event, as the provider sent it.
+    #[serde(default)]
+    pub payload: Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_types_are_dotted_snake_case() {
+        for ok in [
+            "promise_to_pay.expired",
+            "sms.delivery_failed",
+            "a.b.c",
+            "unknown",
+        ] {
+            assert!(EventType::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "PromiseToPay.expired",
+            "promise_to_pay",
+            "promise_to_pay.",
+            ".expired",
+            "sms.delivery-failed",
+            "sms..failed",
+            "",
+        ] {
+            assert!(EventType::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn event_ids_sort_by_creation() {
+        let ids: Vec<EventId> = (0..100).map(|_| EventId::new()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+        assert!(ids[0].as_str().starts_with("evt_"));
+    }
+
+    #[test]
+    fn amounts_keep_their_exact_decimal_value() {
+        let amount: Amount =
+            serde_json::from_str(r#"{"value":"19238.94","currency":"EUR"}"#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&amount).unwrap(),
+            r#"{"value":"19238.94","currency":"EUR"}"#
+        );
+    }
+}

@@ -1,0 +1,102 @@
+//! The durable processing stage: takes pending events in arrival order, hands each to the next
+//! stage, and marks it processed only once that stage's work is committed.
+//!
+//! Receives events from the store (stored by ingestion, which notifies), leases them so that
+//! several instances sharing PostgreSQL never process one event at the same time, and after a
+//! crash resumes from whatever is still pending. Rule evaluation plugs in here (issue: rules);
+//! until then processing records that the event was processed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{Notify, watch};
+
+use crate::config::ProcessingConfig;
+use crate::store::{Store, StoreError};
+
+pub struct Processor {
+    store: Store,
+    config: ProcessingConfig,
+    /// This instance's lease owner name: `ins_<uuidv7>`, new at every start.
+    owner: String,
+    stored: Arc<Notify>,
+}
+
+impl Processor {
+    pub fn new(store: Store, config: ProcessingConfig, stored: Arc<Notify>) -> Self {
+        let owner = format!("ins_{}", uuid::Uuid::now_v7().simple());
+        Self {
+            store,
+            config,
+            owner,
+            stored,
+        }
+    }
+
+    /// Processes until `shutdown` turns true, finishing the round in hand, then gives back its
+    /// leases so another instance (or the next start) takes those events at once.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        if !self.store.is_shared() {
+            // One instance owns a SQLite file: leases left in it belong to a process that died.
+            match self.store.release_leases(None).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(events = n, "resuming events leased by a previous run"),
+                Err(e) => tracing::warn!(error = %e, "cannot release previous leases"),
+            }
+        }
+        let mut backoff = Duration::from_millis(100);
+        while !*shutdown.borrow() {
+            match self.round().await {
+                Ok(n) if n > 0 => {
+                    backoff = Duration::from_millis(100);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "processing round failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            }
+            tokio::select! {
+                _ = self.stored.notified() => {}
+                _ = tokio::time::sleep(self.config.poll_interval()) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        if let Err(e) = self.store.release_leases(Some(&self.owner)).await {
+            tracing::warn!(error = %e, "cannot release leases at shutdown; they expire by themselves");
+        }
+    }
+
+    /// Takes one batch of pending events and processes it. Returns how many were taken.
+    pub async fn round(&self) -> Result<usize, StoreError> {
+        let now = Utc::now();
+        let lease = chrono::Duration::seconds(self.config.lease_seconds as i64);
+        let events = self
+            .store
+            .claim_pending(&self.owner, self.config.batch_size, now, now + lease)
+            .await?;
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<_> = events.iter().map(|e| e.id.clone()).collect();
+        for event in &events {
+            tracing::debug!(event_id = %event.id, event_type = %event.kind, source = %event.source, "event processed");
+        }
+        let done = self.store.complete(&self.owner, &ids, Utc::now()).await?;
+        if done < ids.len() as u64 {
+            tracing::warn!(
+                taken = ids.len(),
+                completed = done,
+                "lost the lease on some events; another instance has them"
+            );
+        }
+        Ok(events.len())
+    }
+}

@@ -1,0 +1,264 @@
+//! Deliveries and events: inserting with dedupe, leasing pending events, reading back.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::types::Json;
+
+use super::{Backend, Ingest, Store, StoreError, Stored, on_pool, postgres, sqlite};
+use crate::normalize::{Amount, Event, EventId, EventType, Subject};
+
+const INSERT_DELIVERY: &str = "
+    INSERT INTO deliveries (id, source, received_at, headers, body, verification, reason)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+const INSERT_EVENT: &str = "
+    INSERT INTO events (id, source, source_event_id, type, source_type, occurred_at, received_at,
+                        subject, amount_value, amount_currency, data, payload, delivery_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+    ON CONFLICT (source, source_event_id) DO NOTHING
+    RETURNING id";
+
+const EXISTING_EVENT: &str = "SELECT id FROM events WHERE source = $1 AND source_event_id = $2";
+
+const COMPLETE: &str = "
+    UPDATE events SET state = 'processed', processed_at = $1, lease_owner = NULL, lease_until_ms = NULL
+    WHERE id = $2 AND state = 'pending' AND lease_owner = $3";
+
+/// Where an event is in processing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventState {
+    Pending,
+    Processed,
+}
+
+/// An event as stored, with its processing state.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredEvent {
+    #[serde(flatten)]
+    pub event: Event,
+    pub state: EventState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processed_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery_id: Option<String>,
+}
+
+impl Store {
+    /// Stores each delivery with its events in one transaction. An event whose
+    /// `(source, source_event_id)` is already stored is reported as a duplicate, not stored again.
+    pub async fn insert_batch(&self, batch: &[Ingest]) -> Result<Vec<Vec<Stored>>, StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let mut results = Vec::with_capacity(batch.len());
+            for ingest in batch {
+                let d = &ingest.delivery;
+                sqlx::query(INSERT_DELIVERY)
+                    .bind(&d.id)
+                    .bind(&d.source)
+                    .bind(d.received_at)
+                    .bind(Json(&d.headers))
+                    .bind(d.body.as_ref())
+                    .bind(d.verification)
+                    .bind(&d.reason)
+                    .execute(&mut *tx)
+                    .await?;
+                let mut stored = Vec::with_capacity(ingest.events.len());
+                for e in &ingest.events {
+                    let inserted: Option<String> = sqlx::query_scalar(INSERT_EVENT)
+                        .bind(e.id.as_str())
+                        .bind(&e.source)
+                        .bind(&e.source_event_id)
+                        .bind(e.kind.as_str())
+                        .bind(&e.source_type)
+                        .bind(e.occurred_at)
+                        .bind(e.received_at)
+                        .bind(Json(&e.subject))
+                        .bind(e.amount.as_ref().map(|a| a.value.to_string()))
+                        .bind(e.amount.as_ref().and_then(|a| a.currency.clone()))
+                        .bind(Json(&e.data))
+                        .bind(Json(&e.payload))
+                        .bind(&d.id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    stored.push(match inserted {
+                        Some(id) => Stored::New(EventId::from_stored(id)),
+                        None => {
+                            let id: String = sqlx::query_scalar(EXISTING_EVENT)
+                                .bind(&e.source)
+                                .bind(&e.source_event_id)
+                                .fetch_one(&mut *tx)
+                                .await?;
+                            Stored::Duplicate(EventId::from_stored(id))
+                        }
+                    });
+                }
+                results.push(stored);
+            }
+            tx.commit().await?;
+            Ok(results)
+        })
+    }
+
+    /// Leases up to `limit` of the oldest pending events to `owner` until `lease_until`,
+    /// skipping events another live instance holds. Returned in id (= arrival) order.
+    pub async fn claim_pending(
+        &self,
+        owner: &str,
+        limit: u32,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<Event>, StoreError> {
+        let sql = match self.backend {
+            Backend::Sqlite(_) => sqlite::CLAIM_PENDING,
+            Backend::Postgres(_) => postgres::CLAIM_PENDING,
+        };
+        let mut events = on_pool!(self, pool => {
+            let rows = sqlx::query(sql)
+                .bind(owner)
+                .bind(lease_until.timestamp_millis())
+                .bind(now.timestamp_millis())
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(|row| decode_event(row).map(|s| s.event)).collect::<Result<Vec<_>, _>>()
+        })?;
+        events.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(events)
+    }
+
+    /// Marks leased events processed; events whose lease `owner` lost are left alone.
+    /// Returns how many were marked.
+    pub async fn complete(
+        &self,
+        owner: &str,
+        ids: &[EventId],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let mut done = 0;
+            for id in ids {
+                done += sqlx::query(COMPLETE).bind(now).bind(id.as_str()).bind(owner).execute(&mut *tx).await?.rows_affected();
+            }
+            tx.commit().await?;
+            Ok(done)
+        })
+    }
+
+    /// Gives back the leases `owner` holds (on shutdown), or all leases when `owner` is `None`
+    /// (SQLite at start: one instance owns the file, so any lease is a dead process's).
+    pub async fn release_leases(&self, owner: Option<&str>) -> Result<u64, StoreError> {
+        on_pool!(self, pool => {
+            let result = match owner {
+                Some(owner) => sqlx::query("UPDATE events SET lease_owner = NULL, lease_until_ms = NULL WHERE state = 'pending' AND lease_owner = $1")
+                    .bind(owner).execute(pool).await?,
+                None => sqlx::query("UPDATE events SET lease_owner = NULL, lease_until_ms = NULL WHERE state = 'pending' AND lease_owner IS NOT NULL")
+                    .execute(pool).await?,
+            };
+            Ok(result.rows_affected())
+        })
+    }
+
+    pub async fn get_event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        on_pool!(self, pool => {
+            let row = sqlx::query("SELECT * FROM events WHERE id = $1").bind(id).fetch_optional(pool).await?;
+            row.as_ref().map(decode_event).transpose()
+        })
+    }
+
+    /// The newest events first, optionally of one type or source, older than `before`.
+    pub async fn list_events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
+        on_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT * FROM events
+                 WHERE ($1 IS NULL OR type = $1) AND ($2 IS NULL OR source = $2) AND ($3 IS NULL OR id < $3)
+                 ORDER BY id DESC LIMIT $4",
+            )
+            .bind(&filter.kind)
+            .bind(&filter.source)
+            .bind(&filter.before)
+            .bind(i64::from(filter.limit))
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(decode_event).collect()
+        })
+    }
+
+    /// How many events are in each processing state: `(pending, processed)`.
+    pub async fn count_events(&self) -> Result<(i64, i64), StoreError> {
+        on_pool!(self, pool => {
+            let row = sqlx::query(
+                "SELECT COALESCE(SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END), 0) AS pending,
+                        COALESCE(SUM(CASE WHEN state = 'processed' THEN 1 ELSE 0 END), 0) AS processed
+                 FROM events",
+            )
+            .fetch_one(pool)
+            .await?;
+            Ok((row.try_get("pending")?, row.try_get("processed")?))
+        })
+    }
+}
+
+/// Which events `list_events` returns.
+#[derive(Debug, Clone)]
+pub struct EventFilter {
+    pub kind: Option<String>,
+    pub source: Option<String>,
+    pub before: Option<String>,
+    pub limit: u32,
+}
+
+/// Reads an event row of either backend (`sqlx::Row` is the same API on both).
+fn decode_event<R>(row: &R) -> Result<StoredEvent, StoreError>
+where
+    R: Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    DateTime<Utc>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<DateTime<Utc>>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Json<Value>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Json<Subject>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let id: String = row.try_get("id")?;
+    let corrupt = |what: String| StoreError::Corrupt(format!("event {id}: {what}"));
+    let kind: String = row.try_get("type")?;
+    let amount_value: Option<String> = row.try_get("amount_value")?;
+    let amount = match amount_value {
+        Some(v) => Some(Amount {
+            value: v
+                .parse()
+                .map_err(|e| corrupt(format!("amount '{v}': {e}")))?,
+            currency: row.try_get("amount_currency")?,
+        }),
+        None => None,
+    };
+    let state: String = row.try_get("state")?;
+    let state = match state.as_str() {
+        "pending" => EventState::Pending,
+        "processed" => EventState::Processed,
+        other => return Err(corrupt(format!("unknown state '{other}'"))),
+    };
+    let event = Event {
+        kind: EventType::parse(&kind).map_err(corrupt)?,
+        source: row.try_get("source")?,
+        source_event_id: row.try_get("source_event_id")?,
+        source_type: row.try_get("source_type")?,
+        occurred_at: row.try_get("occurred_at")?,
+        received_at: row.try_get("received_at")?,
+        subject: row.try_get::<Json<Subject>, _>("subject")?.0,
+        amount,
+        data: row.try_get::<Json<Value>, _>("data")?.0,
+        payload: row.try_get::<Json<Value>, _>("payload")?.0,
+        id: EventId::from_stored(id.clone()),
+    };
+    Ok(StoredEvent {
+        event,
+        state,
+        processed_at: row.try_get("processed_at")?,
+        delivery_id: row.try_get("delivery_id")?,
+    })
+}

@@ -1,0 +1,176 @@
+//! Durable storage on SQLite (embedded default) or PostgreSQL (production, shared by several
+//! instances), through sqlx with one migrations folder per backend.
+//!
+//! Receives deliveries and their events from ingestion (through [`writer::Writer`], which groups
+//! concurrent requests into one transaction), hands pending events to the processor, and answers
+//! reads for the API. Callers see methods; dialect SQL stays in `sqlite.rs` and `postgres.rs`.
+//! Query code is written once and expanded for each backend by `on_pool!`.
+
+mod events;
+mod postgres;
+mod sqlite;
+pub mod writer;
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::config::StoreConfig;
+use crate::normalize::{Event, EventId};
+
+pub use events::{EventFilter, EventState, StoredEvent};
+
+/// Runs `$body` with `$pool` bound to the backend's pool; the body is compiled once per backend.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Sqlite($pool) => $body,
+            $crate::store::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+#[derive(Clone)]
+pub(crate) enum Backend {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// The engine's store. Cheap to clone (it is a pool handle).
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) backend: Backend,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend_name())
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or is too busy: callers answer 503 so senders retry.
+    #[error("store unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("cannot open store {url}: {source}")]
+    Open { url: String, source: sqlx::Error },
+    #[error("cannot migrate store: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("store query failed: {0}")]
+    Query(#[source] sqlx::Error),
+    #[error("stored row is unreadable: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if is_unavailable(&e) {
+            Self::Unavailable(e)
+        } else {
+            Self::Query(e)
+        }
+    }
+}
+
+/// Errors that go away when the database is back or less busy.
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // SQLite: SQLITE_BUSY (5), SQLITE_LOCKED (6), SQLITE_FULL (13). PostgreSQL: class 08
+            // (connection exception), 53 (insufficient resources), 57P (operator intervention).
+            matches!(code.as_ref(), "5" | "6" | "13")
+                || code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57P")
+        }
+        _ => false,
+    }
+}
+
+/// A request as it reached an ingestion endpoint, kept for audit and replay.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub id: String,
+    pub source: String,
+    pub received_at: DateTime<Utc>,
+    /// The headers that matter (content type, signatures, provider ids), as a JSON object.
+    pub headers: Value,
+    pub body: bytes::Bytes,
+    pub verification: &'static str,
+    pub reason: Option<String>,
+}
+
+impl NewDelivery {
+    pub fn new_id() -> String {
+        format!("dlv_{}", uuid::Uuid::now_v7().simple())
+    }
+}
+
+/// One delivery and the events parsed from it, stored together or not at all.
+#[derive(Debug, Clone)]
+pub struct Ingest {
+    pub delivery: NewDelivery,
+    pub events: Vec<Event>,
+}
+
+/// What storing one event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    New(EventId),
+    /// `(source, source_event_id)` was already stored, under this id.
+    Duplicate(EventId),
+}
+
+impl Store {
+    /// Opens (creating a SQLite file if needed) and migrates the store at `url`.
+    pub async fn open(url: &str, config: &StoreConfig) -> Result<Self, StoreError> {
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite(sqlite::connect(url, config).await?)
+        } else {
+            Backend::Postgres(postgres::connect(url, config).await?)
+        };
+        let store = Self { backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
+            Backend::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Whether several engine instances may share this store (PostgreSQL) or one owns it (SQLite).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Answers when the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()).map_err(StoreError::from))
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+}

@@ -1,0 +1,60 @@
+//! PostgreSQL: the production store, shared by several engine instances.
+
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use super::StoreError;
+use crate::config::StoreConfig;
+
+pub(super) async fn connect(url: &str, config: &StoreConfig) -> Result<sqlx::PgPool, StoreError> {
+    let open_error = |source| StoreError::Open {
+        url: redact(url),
+        source,
+    };
+    let options = PgConnectOptions::from_str(url).map_err(open_error)?;
+    PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(config.acquire_timeout())
+        .connect_with(options)
+        .await
+        .map_err(open_error)
+}
+
+/// Takes the oldest pending events not leased by a live instance; rows another instance is
+/// taking at the same moment are skipped rather than waited for.
+pub(super) const CLAIM_PENDING: &str = "
+    UPDATE events SET lease_owner = $1, lease_until_ms = $2
+    WHERE id IN (
+        SELECT id FROM events
+        WHERE state = 'pending' AND (lease_until_ms IS NULL OR lease_until_ms < $3)
+        ORDER BY id LIMIT $4
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING *";
+
+/// The URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:[redacted]{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_urls_hide_the_password() {
+        assert_eq!(
+            super::redact("postgres://app:pw@db:5432/x"),
+            "postgres://app:[redacted]@db:5432/x"
+        );
+        assert_eq!(super::redact("postgres://app@db/x"), "postgres://app@db/x");
+    }
+}

@@ -1,0 +1,43 @@
+//! SQLite: one file, WAL, one writer at a time (the [`super::writer::Writer`] batches requests).
+
+use std::str::FromStr;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use super::StoreError;
+use crate::config::StoreConfig;
+
+pub(super) async fn connect(
+    url: &str,
+    config: &StoreConfig,
+) -> Result<sqlx::SqlitePool, StoreError> {
+    let open_error = |source| StoreError::Open {
+        url: url.to_owned(),
+        source,
+    };
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(open_error)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // With WAL, NORMAL loses no committed transaction on a process crash (only on power loss
+        // before the next checkpoint), and saves an fsync per commit.
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(config.acquire_timeout())
+        .foreign_keys(true);
+    SqlitePoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(config.acquire_timeout())
+        .connect_with(options)
+        .await
+        .map_err(open_error)
+}
+
+/// Takes the oldest pending events not leased by a live instance.
+pub(super) const CLAIM_PENDING: &str = "
+    UPDATE events SET lease_owner = $1, lease_until_ms = $2
+    WHERE id IN (
+        SELECT id FROM events
+        WHERE state = 'pending' AND (lease_until_ms IS NULL OR lease_until_ms < $3)
+        ORDER BY id LIMIT $4
+    )
+    RETURNING *";

@@ -1,0 +1,84 @@
+//! Group commit: requests hand their delivery to one writer task, which stores everything that
+//! arrived while the previous transaction committed in one transaction, then answers each.
+//!
+//! SQLite allows one writer at a time, and a commit costs the same for one row or a thousand, so
+//! batching is what turns thousands of concurrent requests a second into a few hundred commits.
+
+use std::sync::Arc;
+
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::{Ingest, Store, StoreError, Stored};
+
+/// Most deliveries stored in one transaction.
+const MAX_BATCH: usize = 512;
+
+type Reply = oneshot::Sender<Result<Vec<Stored>, Arc<StoreError>>>;
+
+/// Handle to the writer task. Clone it into every request handler.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<(Ingest, Reply)>,
+}
+
+impl Writer {
+    /// Starts the writer task. `stored` is notified after each commit that stored a new event.
+    /// The task ends once every `Writer` handle is dropped and the queue is drained.
+    pub fn spawn(store: Store, stored: Arc<Notify>) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
+        let task = tokio::spawn(run(store, rx, stored));
+        (Self { tx }, task)
+    }
+
+    /// Stores one delivery with its events; returns once committed (or failed).
+    pub async fn store(&self, ingest: Ingest) -> Result<Vec<Stored>, Arc<StoreError>> {
+        let (reply, answer) = oneshot::channel();
+        let closed = || Arc::new(StoreError::Unavailable(sqlx::Error::PoolClosed));
+        self.tx.send((ingest, reply)).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+}
+
+async fn run(store: Store, mut rx: mpsc::Receiver<(Ingest, Reply)>, stored: Arc<Notify>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut replies = Vec::with_capacity(MAX_BATCH);
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        for (ingest, reply) in jobs.drain(..) {
+            batch.push(ingest);
+            replies.push(reply);
+        }
+        let results = match store.insert_batch(&batch).await {
+            Ok(results) => results.into_iter().map(Ok).collect(),
+            // The database is away: every request of the batch gets 503 and its sender retries.
+            Err(e @ StoreError::Unavailable(_)) => {
+                tracing::warn!(error = %e, deliveries = batch.len(), "store unavailable, batch refused");
+                let e = Arc::new(e);
+                batch.iter().map(|_| Err(Arc::clone(&e))).collect()
+            }
+            // Something in one delivery failed: store the others one by one so it fails alone.
+            Err(e) => {
+                tracing::warn!(error = %e, deliveries = batch.len(), "storing a batch failed, storing one by one");
+                let mut results = Vec::with_capacity(batch.len());
+                for ingest in &batch {
+                    let one = store.insert_batch(std::slice::from_ref(ingest)).await;
+                    results.push(one.map(|mut r| r.remove(0)).map_err(Arc::new));
+                }
+                results
+            }
+        };
+        let any_new = results
+            .iter()
+            .flatten()
+            .flatten()
+            .any(|s| matches!(s, Stored::New(_)));
+        for (reply, result) in replies.drain(..).zip(results) {
+            // The request may have gone (client hung up); what it sent is stored all the same.
+            let _ = reply.send(result);
+        }
+        if any_new {
+            stored.notify_one();
+        }
+        batch.clear();
+    }
+}
