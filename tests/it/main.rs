@@ -1,0 +1,6 @@
+//! Integration tests: one binary. PostgreSQL cases run when TEST_POSTGRES_URL is set.
+
+mod crash;
+mod ingest;
+mod store_suite;
+mod support;

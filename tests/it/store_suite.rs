@@ -1,0 +1,169 @@
+//! The store's promises, on both backends: dedupe, exclusive leases, resumption.
+
+use std::collections::BTreeSet;
+
+crate::on_both_backends!(cases:
+    duplicates_in_one_batch_are_stored_once,
+    claims_are_exclusive_until_the_lease_expires,
+    concurrent_claimers_never_take_the_same_event,
+);
+
+/// Every migration exists for both dialects under the same number and name.
+#[test]
+fn migration_folders_match() {
+    let names = |dir: &str| -> BTreeSet<String> {
+        std::fs::read_dir(format!("{}/migrations/{dir}", env!("CARGO_MANIFEST_DIR")))
+            .expect("migrations folder")
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let sqlite = names("sqlite");
+    assert!(!sqlite.is_empty());
+    assert_eq!(sqlite, names("postgres"));
+}
+
+mod cases {
+    use std::collections::BTreeSet;
+
+    use chrono::{Duration, Utc};
+    use signalbox::config::StoreConfig;
+    use signalbox::normalize::{Event, EventId};
+    use signalbox::store::{Ingest, NewDelivery, Store, Stored};
+
+    use crate::support::{TestDb, event_json};
+
+    async fn open(db: &TestDb) -> Store {
+        Store::open(&db.url, &StoreConfig::default())
+            .await
+            .expect("store opens")
+    }
+
+    fn event(source_event_id: &str) -> Event {
+        signalbox::normalize::canonical::parse_body(
+            event_json(source_event_id).as_bytes(),
+            Utc::now(),
+        )
+        .unwrap()
+        .remove(0)
+    }
+
+    fn ingest(events: Vec<Event>) -> Ingest {
+        let delivery = NewDelivery {
+            id: NewDelivery::new_id(),
+            source: "api".into(),
+            received_at: Utc::now(),
+            headers: serde_json::json!({}),
+            body: bytes::Bytes::from_static(b"{}"),
+            verification: "unsigned",
+            reason: None,
+        };
+        Ingest { delivery, events }
+    }
+
+    async fn seed(store: &Store, n: usize) -> Vec<EventId> {
+        let events: Vec<Event> = (0..n).map(|i| event(&format!("e-{i}"))).collect();
+        let ids = events.iter().map(|e| e.id.clone()).collect();
+        store.insert_batch(&[ingest(events)]).await.unwrap();
+        ids
+    }
+
+    pub async fn duplicates_in_one_batch_are_stored_once(db: TestDb) {
+        let store = open(&db).await;
+        let first = event("same");
+        let results = store
+            .insert_batch(&[
+                ingest(vec![first.clone()]),
+                ingest(vec![event("same"), event("other")]),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(results[0], vec![Stored::New(first.id.clone())]);
+        assert_eq!(results[1][0], Stored::Duplicate(first.id.clone()));
+        assert!(matches!(results[1][1], Stored::New(_)));
+        assert_eq!(store.count_events().await.unwrap(), (2, 0));
+        store.close().await;
+    }
+
+    pub async fn claims_are_exclusive_until_the_lease_expires(db: TestDb) {
+        let store = open(&db).await;
+        let ids = seed(&store, 10).await;
+        let now = Utc::now();
+        let lease = now + Duration::seconds(30);
+
+        let a = store.claim_pending("a", 6, now, lease).await.unwrap();
+        let a_ids: Vec<EventId> = a.iter().map(|e| e.id.clone()).collect();
+        assert_eq!(a_ids, ids[..6], "the oldest events first, in order");
+        let b = store.claim_pending("b", 100, now, lease).await.unwrap();
+        assert_eq!(b.len(), 4, "b gets only what a does not hold");
+        assert!(
+            store
+                .claim_pending("b", 100, now, lease)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        assert_eq!(
+            store.complete("b", &a_ids, now).await.unwrap(),
+            0,
+            "b cannot complete a's events"
+        );
+        let b_ids: Vec<EventId> = b.iter().map(|e| e.id.clone()).collect();
+        assert_eq!(store.complete("b", &b_ids, now).await.unwrap(), 4);
+
+        // a died: once its lease has expired, b takes its events.
+        let later = lease + Duration::seconds(1);
+        let retaken = store
+            .claim_pending("b", 100, later, later + Duration::seconds(30))
+            .await
+            .unwrap();
+        assert_eq!(
+            retaken.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+            a_ids
+        );
+        assert_eq!(
+            store.complete("a", &a_ids, later).await.unwrap(),
+            0,
+            "a lost its lease"
+        );
+        assert_eq!(store.complete("b", &a_ids, later).await.unwrap(), 6);
+        assert_eq!(store.count_events().await.unwrap(), (0, 10));
+        store.close().await;
+    }
+
+    pub async fn concurrent_claimers_never_take_the_same_event(db: TestDb) {
+        let store = open(&db).await;
+        let ids: BTreeSet<EventId> = seed(&store, 300).await.into_iter().collect();
+        let worker = |owner: &'static str| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut taken = Vec::new();
+                loop {
+                    let now = Utc::now();
+                    let batch = store
+                        .claim_pending(owner, 7, now, now + Duration::seconds(60))
+                        .await
+                        .unwrap();
+                    if batch.is_empty() {
+                        return taken;
+                    }
+                    let batch_ids: Vec<EventId> = batch.into_iter().map(|e| e.id).collect();
+                    assert_eq!(
+                        store.complete(owner, &batch_ids, now).await.unwrap(),
+                        batch_ids.len() as u64
+                    );
+                    taken.extend(batch_ids);
+                }
+            })
+        };
+        let (a, b, c) = tokio::join!(worker("a"), worker("b"), worker("c"));
+        let all: Vec<EventId> = [a.unwrap(), b.unwrap(), c.unwrap()].concat();
+        assert_eq!(all.len(), 300, "no event taken twice");
+        assert_eq!(
+            all.into_iter().collect::<BTreeSet<_>>(),
+            ids,
+            "every event taken"
+        );
+        store.close().await;
+    }
+}
