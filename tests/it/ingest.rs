@@ -137,7 +137,7 @@ mod cases {
                 r#"[{"type":"a.b"},{"tpye":"a.b"}]"#,
                 400,
                 "invalid_event",
-                "item 1: unknown field `tpye`",
+                "item 1: tpye: unknown field `tpye`, expected one of `type`",
             ),
         ];
         for (body, status, code, message) in cases {
