@@ -76,10 +76,8 @@ mod cases {
         let body = r#"{"type":"claim.created","subject":{"claim":"C-7"}}"#;
         assert_eq!(app.post("/v1/events", body).await.0, 201);
         assert_eq!(app.post("/v1/events", body).await.1["status"], "duplicate");
-        assert_eq!(
-            app.store.count_events().await.unwrap().0 + app.store.count_events().await.unwrap().1,
-            2
-        );
+        let (pending, processed) = app.wait_processed().await;
+        assert_eq!(pending + processed, 2);
         app.stop().await;
     }
 
