@@ -377,8 +377,10 @@ mod tests {
             "{err}"
         );
 
-        let mut config = Config::default();
-        config.database_url = "mysql://x".into();
+        let config = Config {
+            database_url: "mysql://x".into(),
+            ..Config::default()
+        };
         assert_eq!(
             config.validate().unwrap_err().to_string(),
             "database_url: must start with sqlite:// or postgres://"

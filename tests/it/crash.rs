@@ -47,11 +47,20 @@ impl Engine {
             .stderr(Stdio::null())
             .spawn()
             .expect("engine binary starts");
-        let base = format!("http://127.0.0.1:{port}");
+        // Owned by `Engine` at once, so a failed start still kills and reaps the child.
+        let engine = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
         let client = reqwest::Client::new();
         for _ in 0..200 {
-            if client.get(format!("{base}/healthz")).send().await.is_ok() {
-                return Self { child, base };
+            if client
+                .get(format!("{}/healthz", engine.base))
+                .send()
+                .await
+                .is_ok()
+            {
+                return engine;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -123,9 +123,11 @@ macro_rules! on_both_backends {
 }
 
 pub fn test_config(db: &TestDb) -> Config {
-    let mut config = Config::default();
-    config.database_url = db.url.clone();
-    config.rules_dir = std::path::PathBuf::from("rules");
+    let mut config = Config {
+        database_url: db.url.clone(),
+        rules_dir: std::path::PathBuf::from("rules"),
+        ..Config::default()
+    };
     config.processing.poll_interval_ms = 50;
     config
 }
