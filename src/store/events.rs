@@ -22,10 +22,6 @@ const INSERT_EVENT: &str = "
 
 const EXISTING_EVENT: &str = "SELECT id FROM events WHERE source = $1 AND source_event_id = $2";
 
-const COMPLETE: &str = "
-    UPDATE events SET state = 'processed', processed_at = $1, lease_owner = NULL, lease_until_ms = NULL
-    WHERE id = $2 AND state = 'pending' AND lease_owner = $3";
-
 /// Where an event is in processing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -50,6 +46,7 @@ impl Store {
     /// Stores each delivery with its events in one transaction. An event whose
     /// `(source, source_event_id)` is already stored is reported as a duplicate, not stored again.
     pub async fn insert_batch(&self, batch: &[Ingest]) -> Result<Vec<Vec<Stored>>, StoreError> {
+        let _turn = self.write_turn().await;
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let mut results = Vec::with_capacity(batch.len());
@@ -115,6 +112,7 @@ impl Store {
             Backend::Sqlite(_) => sqlite::CLAIM_PENDING,
             Backend::Postgres(_) => postgres::CLAIM_PENDING,
         };
+        let _turn = self.write_turn().await;
         let mut events = on_pool!(self, pool => {
             let rows = sqlx::query(sql)
                 .bind(owner)
@@ -137,20 +135,34 @@ impl Store {
         ids: &[EventId],
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let mut done = 0;
-            for id in ids {
-                done += sqlx::query(COMPLETE).bind(now).bind(id.as_str()).bind(owner).execute(&mut *tx).await?.rows_affected();
+        let ids: Vec<&str> = ids.iter().map(EventId::as_str).collect();
+        let _turn = self.write_turn().await;
+        let done = match &self.backend {
+            Backend::Sqlite(pool) => {
+                let ids = serde_json::to_string(&ids).expect("strings serialize");
+                sqlx::query(sqlite::COMPLETE)
+                    .bind(now)
+                    .bind(owner)
+                    .bind(ids)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
             }
-            tx.commit().await?;
-            Ok(done)
-        })
+            Backend::Postgres(pool) => sqlx::query(postgres::COMPLETE)
+                .bind(now)
+                .bind(owner)
+                .bind(ids)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+        };
+        Ok(done)
     }
 
     /// Gives back the leases `owner` holds (on shutdown), or all leases when `owner` is `None`
     /// (SQLite at start: one instance owns the file, so any lease is a dead process's).
     pub async fn release_leases(&self, owner: Option<&str>) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
         on_pool!(self, pool => {
             let result = match owner {
                 Some(owner) => sqlx::query("UPDATE events SET lease_owner = NULL, lease_until_ms = NULL WHERE state = 'pending' AND lease_owner = $1")

@@ -12,6 +12,7 @@ mod sqlite;
 pub mod writer;
 
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -42,6 +43,10 @@ pub(crate) enum Backend {
 #[derive(Clone)]
 pub struct Store {
     pub(crate) backend: Backend,
+    /// SQLite allows one writer at a time. Writers queue here, in order, rather than in
+    /// SQLite's busy handler, which sleeps in growing steps and turns contention into
+    /// tens of milliseconds of latency. `None` on PostgreSQL.
+    write_lock: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl fmt::Debug for Store {
@@ -140,7 +145,12 @@ impl Store {
         } else {
             Backend::Postgres(postgres::connect(url, config).await?)
         };
-        let store = Self { backend };
+        let write_lock =
+            matches!(backend, Backend::Sqlite(_)).then(|| Arc::new(tokio::sync::Mutex::new(())));
+        let store = Self {
+            backend,
+            write_lock,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -157,6 +167,22 @@ impl Store {
         match self.backend {
             Backend::Sqlite(_) => "sqlite",
             Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Waits for this instance's turn to write (SQLite); free on PostgreSQL.
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.write_lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        }
+    }
+
+    /// How many transactions may usefully write at once: one on SQLite, several on PostgreSQL.
+    pub fn parallel_writers(&self) -> usize {
+        match self.backend {
+            Backend::Sqlite(_) => 1,
+            Backend::Postgres(_) => 4,
         }
     }
 

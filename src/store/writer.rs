@@ -24,9 +24,20 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer task. `stored` is notified after each commit that stored a new event.
     /// The task ends once every `Writer` handle is dropped and the queue is drained.
+    /// On PostgreSQL several writer tasks share the queue, so their commits overlap.
     pub fn spawn(store: Store, stored: Arc<Notify>) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
-        let task = tokio::spawn(run(store, rx, stored));
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let tasks: Vec<_> = (0..store.parallel_writers())
+            .map(|_| tokio::spawn(run(store.clone(), rx.clone(), stored.clone())))
+            .collect();
+        let task = tokio::spawn(async move {
+            for task in tasks {
+                if let Err(e) = task.await {
+                    tracing::error!(error = %e, "writer task failed");
+                }
+            }
+        });
         (Self { tx }, task)
     }
 
@@ -39,11 +50,14 @@ impl Writer {
     }
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<(Ingest, Reply)>, stored: Arc<Notify>) {
+type Queue = Arc<tokio::sync::Mutex<mpsc::Receiver<(Ingest, Reply)>>>;
+
+async fn run(store: Store, rx: Queue, stored: Arc<Notify>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut replies = Vec::with_capacity(MAX_BATCH);
     let mut jobs = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+    // Whoever holds the queue takes everything waiting; the others commit meanwhile.
+    while rx.lock().await.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         for (ingest, reply) in jobs.drain(..) {
             batch.push(ingest);
             replies.push(reply);
