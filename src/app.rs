@@ -31,6 +31,8 @@ pub struct App {
 pub enum AppError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("cannot read the listening address: {0}")]
     Listener(std::io::Error),
     #[error("http server failed: {0}")]
@@ -61,6 +63,7 @@ pub async fn start_with_store(
         }
         Err(e) => tracing::warn!(error = %e, "rules folder unreadable"),
     }
+    let providers = Registry::from_config(&config.sources)?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let stored = Arc::new(Notify::new());
     let (writer, writer_task) = Writer::spawn(store.clone(), stored.clone());
@@ -70,7 +73,7 @@ pub async fn start_with_store(
     let state = AppState {
         store: store.clone(),
         writer,
-        providers: Arc::new(Registry::builtin()),
+        providers: Arc::new(providers),
         rules_dir: config.rules_dir.clone(),
         max_body_bytes: config.max_body_bytes,
     };

@@ -2,7 +2,7 @@
 //! then command-line flags. `///` comments on the fields are the operator's reference
 //! (mirrored in `docs/config.md`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,6 +25,91 @@ pub struct Config {
     pub log_format: LogFormat,
     pub store: StoreConfig,
     pub processing: ProcessingConfig,
+    /// Per-platform webhook settings, keyed by source (`receeve`, `amili`, `bemmbo`, `hubpay`,
+    /// `b54`). A platform with no secret and not marked `unsigned` has its deliveries refused.
+    pub sources: BTreeMap<String, SourceConfig>,
+}
+
+/// How one platform's webhooks are verified.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Signing secrets, usually `${VAR}`. Give two while rotating: either one verifies.
+    #[serde(default)]
+    pub secrets: Vec<Secret>,
+    /// Files holding one secret each (e.g. mounted secrets); read at start, trimmed.
+    #[serde(default)]
+    pub secret_files: Vec<PathBuf>,
+    /// Accept deliveries without checking a signature. Logged as a warning at start.
+    #[serde(default)]
+    pub unsigned: bool,
+    /// Header carrying the signature (HMAC platforms). Defaults: amili `X-Webhook-Signature`,
+    /// hubpay `X-Hubpay-Signature`, b54 `X-B54-Signature`.
+    pub header: Option<String>,
+    /// How the signature is written: `hex` (default) or `base64` (HMAC platforms and receeve).
+    pub encoding: Option<SignatureEncoding>,
+    /// How far a Svix timestamp may be from now, in seconds (bemmbo). Default 300.
+    pub tolerance_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureEncoding {
+    Hex,
+    Base64,
+}
+
+impl SignatureEncoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hex => "hex",
+            Self::Base64 => "base64",
+        }
+    }
+}
+
+/// A secret value: never printed (`Debug` shows `[redacted]`).
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl SourceConfig {
+    /// The secrets given inline and in files. Reads the files.
+    pub fn load_secrets(&self, source: &str) -> Result<Vec<Secret>, ConfigError> {
+        let mut secrets: Vec<Secret> = self
+            .secrets
+            .iter()
+            .filter(|s| !s.expose().is_empty())
+            .cloned()
+            .collect();
+        for (i, path) in self.secret_files.iter().enumerate() {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+                key: "sources",
+                message: format!(
+                    "{source}.secret_files.{i}: cannot read {}: {e}",
+                    path.display()
+                ),
+            })?;
+            secrets.push(Secret(text.trim().to_owned()));
+        }
+        Ok(secrets)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -67,6 +152,7 @@ impl Default for Config {
             log_format: LogFormat::Human,
             store: StoreConfig::default(),
             processing: ProcessingConfig::default(),
+            sources: BTreeMap::new(),
         }
     }
 }
@@ -228,6 +314,25 @@ impl Config {
         if self.processing.poll_interval_ms == 0 {
             return invalid("processing.poll_interval_ms", "must be greater than 0");
         }
+        for (source, settings) in &self.sources {
+            let known = crate::normalize::catalogue::sources();
+            if !known.contains(&source.as_str()) {
+                return invalid(
+                    "sources",
+                    &format!(
+                        "unknown source '{source}'; known sources: {}",
+                        known.join(", ")
+                    ),
+                );
+            }
+            let signed = !settings.secrets.is_empty() || !settings.secret_files.is_empty();
+            if settings.unsigned && signed {
+                return invalid(
+                    "sources",
+                    &format!("{source}: set either secrets or unsigned: true, not both"),
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -384,6 +489,37 @@ mod tests {
         assert_eq!(
             config.validate().unwrap_err().to_string(),
             "database_url: must start with sqlite:// or postgres://"
+        );
+    }
+
+    #[test]
+    fn sources_take_secrets_from_the_environment_and_hide_them() {
+        let file = write(
+            "sources:\n  amili:\n    secrets: [\"${AMILI_SECRET}\", \"${AMILI_OLD:-}\"]\n    encoding: base64\n",
+        );
+        let config = Config::load(Some(file.path()), &vars(&[("AMILI_SECRET", "s3cret")])).unwrap();
+        config.validate().unwrap();
+        let amili = &config.sources["amili"];
+        assert_eq!(
+            amili.load_secrets("amili").unwrap().len(),
+            1,
+            "an empty secret (unset with default) is dropped"
+        );
+        assert_eq!(amili.encoding, Some(SignatureEncoding::Base64));
+        assert!(
+            !format!("{config:?}").contains("s3cret"),
+            "secrets never print"
+        );
+
+        let file = write("sources:\n  acme: {unsigned: true}\n");
+        let err = Config::load(Some(file.path()), &HashMap::new())
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("sources: unknown source 'acme'; known sources: receeve"),
+            "{err}"
         );
     }
 

@@ -111,6 +111,7 @@ async fn ingest(
         Ok(events) => events,
         Err(e) => return Err(refuse(state, delivery, e).await),
     };
+    events.iter().for_each(|e| state.providers.note_unknown(e));
     let stored = state
         .writer
         .store(Ingest {

@@ -4,6 +4,8 @@
 //! keeps them. Everything downstream (rules, actions) reads only this type.
 
 pub mod canonical;
+pub mod catalogue;
+pub mod fields;
 
 use std::fmt;
 

@@ -3,15 +3,25 @@
 //! Receives the raw request (headers and body bytes) from `api::ingest`; verifies its signature
 //! on the raw bytes, then parses it into [`Event`]s that the store keeps. An adapter does no IO.
 
+pub mod amili;
+pub mod b54;
+pub mod bemmbo;
 pub mod canonical;
+pub mod hubpay;
+pub mod receeve;
+pub mod signature;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 
-use crate::normalize::Event;
+use crate::config::{ConfigError, SignatureEncoding, SourceConfig};
+use crate::normalize::{Event, EventType};
+use signature::{BodyHmac, PayloadHmac, Svix, Verifier};
+
+pub use crate::normalize::canonical::content_id;
 
 /// One request as it reached `POST /webhooks/{source}[/{hint}]`.
 pub struct Inbound<'a> {
@@ -69,14 +79,84 @@ pub trait Provider: Send + Sync {
 #[derive(Clone, Default)]
 pub struct Registry {
     providers: BTreeMap<String, Arc<dyn Provider>>,
+    /// `(source, source_type)` of uncatalogued types already logged by this process.
+    unknown_seen: Arc<Mutex<HashSet<(String, Option<String>)>>>,
 }
 
 impl Registry {
-    /// The built-in adapters.
-    pub fn builtin() -> Self {
+    /// The canonical adapter and one adapter per platform, verified as `sources` configures.
+    /// Reads secret files. Warns about every source accepted unsigned.
+    pub fn from_config(sources: &BTreeMap<String, SourceConfig>) -> Result<Self, ConfigError> {
         let mut registry = Self::default();
         registry.register(Arc::new(canonical::CanonicalProvider));
-        registry
+        let default = SourceConfig::default();
+        let settings = |name: &str| sources.get(name).unwrap_or(&default);
+        let verifier = |name: &str,
+                        scheme: &dyn Fn(
+            &SourceConfig,
+            &[crate::config::Secret],
+        ) -> Result<Verifier, String>| {
+            let config = settings(name);
+            if config.unsigned {
+                tracing::warn!(
+                    source = name,
+                    "accepting unsigned deliveries: anyone who can reach the endpoint can post events"
+                );
+                return Ok(Verifier::Unsigned);
+            }
+            let secrets = config.load_secrets(name)?;
+            if secrets.is_empty() {
+                return Ok(Verifier::Unconfigured {
+                    source: name.to_owned(),
+                });
+            }
+            scheme(config, &secrets).map_err(|message| ConfigError::Invalid {
+                key: "sources",
+                message: format!("{name}.{message}"),
+            })
+        };
+        let body_hmac = |default_header: &'static str| {
+            move |config: &SourceConfig, secrets: &[crate::config::Secret]| {
+                let header = config
+                    .header
+                    .clone()
+                    .unwrap_or_else(|| default_header.to_owned())
+                    .to_ascii_lowercase();
+                axum::http::HeaderName::from_bytes(header.as_bytes())
+                    .map_err(|_| format!("header: '{header}' is not a header name"))?;
+                Ok(Verifier::BodyHmac(BodyHmac::new(
+                    header,
+                    config.encoding.unwrap_or(SignatureEncoding::Hex),
+                    secrets,
+                )))
+            }
+        };
+        registry.register(Arc::new(receeve::Receeve {
+            verifier: verifier("receeve", &|config, secrets| {
+                Ok(Verifier::PayloadHmac(PayloadHmac::new(
+                    config.encoding.unwrap_or(SignatureEncoding::Hex),
+                    secrets,
+                )))
+            })?,
+        }));
+        registry.register(Arc::new(bemmbo::Bemmbo {
+            verifier: verifier("bemmbo", &|config, secrets| {
+                Ok(Verifier::Svix(Svix::new(
+                    secrets,
+                    config.tolerance_seconds.unwrap_or(300),
+                )?))
+            })?,
+        }));
+        registry.register(Arc::new(amili::Amili {
+            verifier: verifier("amili", &body_hmac("X-Webhook-Signature"))?,
+        }));
+        registry.register(Arc::new(hubpay::Hubpay {
+            verifier: verifier("hubpay", &body_hmac("X-Hubpay-Signature"))?,
+        }));
+        registry.register(Arc::new(b54::B54 {
+            verifier: verifier("b54", &body_hmac("X-B54-Signature"))?,
+        }));
+        Ok(registry)
     }
 
     pub fn register(&mut self, provider: Arc<dyn Provider>) {
@@ -90,4 +170,40 @@ impl Registry {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.providers.keys().map(String::as_str)
     }
+
+    /// Logs, once per process and type, an event whose type the catalogue does not know.
+    /// (How many arrived is in the store: `GET /v1/unknown-types`.)
+    pub fn note_unknown(&self, event: &Event) {
+        if event.kind.as_str() != EventType::UNKNOWN {
+            return;
+        }
+        let key = (event.source.clone(), event.source_type.clone());
+        let first = self
+            .unknown_seen
+            .lock()
+            .expect("unknown-type set is never poisoned")
+            .insert(key);
+        if first {
+            tracing::warn!(source = %event.source, source_type = ?event.source_type, "event type not in the catalogue: stored as 'unknown'");
+        }
+    }
+}
+
+/// The body as JSON, or a 400 that says where it breaks.
+pub(crate) fn parse_json(body: &[u8]) -> Result<serde_json::Value, ProviderError> {
+    serde_json::from_slice(body).map_err(|e| ProviderError::MalformedJson {
+        reason: format!("malformed JSON: {e}"),
+    })
+}
+
+pub(crate) fn invalid(reason: &str) -> ProviderError {
+    ProviderError::Invalid {
+        reason: reason.to_owned(),
+    }
+}
+
+/// A header's value as text, if present and not blank.
+pub(crate) fn header_text(req: &Inbound<'_>, name: &str) -> Option<String> {
+    let value = req.headers.get(name)?.to_str().ok()?.trim();
+    (!value.is_empty()).then(|| value.to_owned())
 }

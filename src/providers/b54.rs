@@ -1,0 +1,64 @@
+//! B54: `{"event": "invoice.approved" | "invoice.declined" | "invoice.paid", "data"}`. No delivery
+//! id: the dedupe key is the SHA-256 of the body's JSON. Amounts are decimals in whole units, no
+//! currency.
+
+use serde_json::Value;
+
+use super::signature::Verifier;
+use super::{Inbound, Provider, ProviderError, Verification, content_id, invalid, parse_json};
+use crate::normalize::Event;
+use crate::normalize::fields::{Normalized, text, time, whole_units};
+
+pub struct B54 {
+    pub verifier: Verifier,
+}
+
+impl Provider for B54 {
+    fn name(&self) -> &str {
+        "b54"
+    }
+
+    fn verify(&self, req: &Inbound<'_>) -> Result<Verification, ProviderError> {
+        self.verifier.verify(req)
+    }
+
+    fn parse(&self, req: &Inbound<'_>) -> Result<Vec<Event>, ProviderError> {
+        let body = parse_json(req.body)?;
+        let normalized = normalize(&body)?;
+        Ok(vec![normalized.into_event(
+            self.name(),
+            body,
+            req.received_at,
+        )])
+    }
+}
+
+pub fn normalize(body: &Value) -> Result<Normalized, ProviderError> {
+    let event = text(body, &["event"])
+        .ok_or_else(|| invalid("expected an 'event' naming the event type"))?;
+    let data = body
+        .get("data")
+        .filter(|d| d.is_object())
+        .cloned()
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    let amount_field = match event.as_str() {
+        "invoice.approved" => "amount_approved",
+        "invoice.declined" => "amount_requested",
+        "invoice.paid" => "payment_amount",
+        _ => "amount",
+    };
+    let mut n = Normalized {
+        source_event_id: content_id(body),
+        catalogue_type: Some(event.clone()),
+        source_type: Some(event),
+        occurred_at: time(&data, &["updated_at"]).or_else(|| time(&data, &["created_at"])),
+        amount: data.get(amount_field).and_then(|a| whole_units(a, None)),
+        ..Normalized::default()
+    };
+    let s = &mut n.subject;
+    s.invoice = text(&data, &["invoice_id"]);
+    s.customer = text(&data, &["customer_partner_id"]);
+    s.organization = text(&data, &["company_id"]);
+    n.data = data;
+    Ok(n)
+}

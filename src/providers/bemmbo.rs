@@ -1,0 +1,111 @@
+//! Bemmbo, delivered by Svix. Most bodies carry no type: it comes from the endpoint
+//! (`/webhooks/bemmbo/{event_type}`) or is recognised from the body's shape. Amounts are whole
+//! Chilean pesos (CLP) without a currency field.
+
+use serde_json::Value;
+
+use super::signature::Verifier;
+use super::{Inbound, Provider, ProviderError, Verification, content_id, header_text, parse_json};
+use crate::normalize::Event;
+use crate::normalize::fields::{Normalized, decimal, first_text, time, whole_units};
+
+pub const CURRENCY: &str = "CLP";
+
+pub struct Bemmbo {
+    pub verifier: Verifier,
+}
+
+impl Provider for Bemmbo {
+    fn name(&self) -> &str {
+        "bemmbo"
+    }
+
+    fn verify(&self, req: &Inbound<'_>) -> Result<Verification, ProviderError> {
+        self.verifier.verify(req)
+    }
+
+    fn parse(&self, req: &Inbound<'_>) -> Result<Vec<Event>, ProviderError> {
+        let body = parse_json(req.body)?;
+        let id = header_text(req, "svix-id")
+            .or_else(|| header_text(req, "webhook-id"))
+            .unwrap_or_else(|| content_id(&body));
+        let sent_at = header_text(req, "svix-timestamp")
+            .and_then(|t| t.parse().ok())
+            .and_then(|t| chrono::DateTime::from_timestamp(t, 0));
+        let mut normalized = normalize(&body, req.hint, id);
+        normalized.occurred_at = normalized.occurred_at.or(sent_at);
+        Ok(vec![normalized.into_event(
+            self.name(),
+            body,
+            req.received_at,
+        )])
+    }
+}
+
+/// The event type a body's shape shows, for deliveries that do not name it.
+pub fn recognise(body: &Value) -> Option<&'static str> {
+    let has = |key: &str| body.get(key).is_some_and(|v| !v.is_null());
+    Some(match () {
+        _ if has("customer") && body.get("invoices").is_some_and(Value::is_array) => {
+            "collections_reminder_by_account"
+        }
+        _ if has("customer") && body.get("invoice").is_some_and(Value::is_object) => {
+            "collections_reminder_by_invoice"
+        }
+        _ if has("customerId") && has("debt") => "customer_debt_status_changed",
+        _ if has("invoiceId") && has("deconciledAt") => "invoice_deconciled_from_payments",
+        _ if has("invoiceId") && has("reconciledAt") => "invoice_reconciled_to_payments",
+        _ => return None,
+    })
+}
+
+pub fn normalize(body: &Value, hint: Option<&str>, source_event_id: String) -> Normalized {
+    let kind = hint
+        .map(str::to_owned)
+        .or_else(|| recognise(body).map(str::to_owned));
+    let mut n = Normalized {
+        source_event_id,
+        catalogue_type: kind.clone(),
+        source_type: kind,
+        occurred_at: time(body, &["updatedAt"])
+            .or_else(|| time(body, &["reconciledAt"]))
+            .or_else(|| time(body, &["deconciledAt"])),
+        data: body.clone(),
+        ..Normalized::default()
+    };
+    let s = &mut n.subject;
+    s.customer = first_text(body, &[&["customer", "fiscalId"], &["customerId"]]);
+    s.invoice = first_text(
+        body,
+        &[
+            &["invoice", "referenceNumber"],
+            &["invoice", "number"],
+            &["invoiceId"],
+        ],
+    );
+    let amount = ["totalAmount", "debt"]
+        .iter()
+        .find_map(|k| body.get(*k).filter(|v| v.is_number()));
+    let amount = amount.or_else(|| {
+        body.pointer("/invoice/amountToBePaid")
+            .filter(|v| v.is_number())
+    });
+    n.amount = match amount {
+        Some(a) => whole_units(a, Some(CURRENCY)),
+        None => movements_total(body).map(|total| crate::normalize::Amount {
+            value: total,
+            currency: Some(CURRENCY.into()),
+        }),
+    };
+    n
+}
+
+/// The sum of `movements[].assignedAmount`, for (de)reconciliation events.
+fn movements_total(body: &Value) -> Option<rust_decimal::Decimal> {
+    let movements = body.get("movements")?.as_array()?;
+    movements
+        .iter()
+        .map(|m| m.get("assignedAmount").and_then(decimal))
+        .sum::<Option<_>>()
+        .filter(|_| !movements.is_empty())
+}
