@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 
-use crate::config::{ConfigError, SignatureEncoding, SourceConfig};
+use crate::config::{ConfigError, Secret, SignatureEncoding, SourceConfig};
 use crate::normalize::{Event, EventType};
 use signature::{BodyHmac, PayloadHmac, Svix, Verifier};
 
@@ -80,82 +80,60 @@ pub trait Provider: Send + Sync {
 pub struct Registry {
     providers: BTreeMap<String, Arc<dyn Provider>>,
     /// `(source, source_type)` of uncatalogued types already logged by this process.
-    unknown_seen: Arc<Mutex<HashSet<(String, Option<String>)>>>,
+    unknown_seen: Arc<Mutex<HashSet<SourceType>>>,
 }
 
 impl Registry {
     /// The canonical adapter and one adapter per platform, verified as `sources` configures.
     /// Reads secret files. Warns about every source accepted unsigned.
     pub fn from_config(sources: &BTreeMap<String, SourceConfig>) -> Result<Self, ConfigError> {
-        let mut registry = Self::default();
-        registry.register(Arc::new(canonical::CanonicalProvider));
         let default = SourceConfig::default();
         let settings = |name: &str| sources.get(name).unwrap_or(&default);
-        let verifier = |name: &str,
-                        scheme: &dyn Fn(
-            &SourceConfig,
-            &[crate::config::Secret],
-        ) -> Result<Verifier, String>| {
-            let config = settings(name);
-            if config.unsigned {
-                tracing::warn!(
-                    source = name,
-                    "accepting unsigned deliveries: anyone who can reach the endpoint can post events"
-                );
-                return Ok(Verifier::Unsigned);
-            }
-            let secrets = config.load_secrets(name)?;
-            if secrets.is_empty() {
-                return Ok(Verifier::Unconfigured {
-                    source: name.to_owned(),
-                });
-            }
-            scheme(config, &secrets).map_err(|message| ConfigError::Invalid {
-                key: "sources",
-                message: format!("{name}.{message}"),
-            })
-        };
-        let body_hmac = |default_header: &'static str| {
-            move |config: &SourceConfig, secrets: &[crate::config::Secret]| {
-                let header = config
-                    .header
-                    .clone()
-                    .unwrap_or_else(|| default_header.to_owned())
-                    .to_ascii_lowercase();
-                axum::http::HeaderName::from_bytes(header.as_bytes())
-                    .map_err(|_| format!("header: '{header}' is not a header name"))?;
-                Ok(Verifier::BodyHmac(BodyHmac::new(
-                    header,
-                    config.encoding.unwrap_or(SignatureEncoding::Hex),
-                    secrets,
-                )))
-            }
-        };
+        let encoding = |config: &SourceConfig| config.encoding.unwrap_or(SignatureEncoding::Hex);
+        let mut registry = Self::default();
+        registry.register(Arc::new(canonical::CanonicalProvider));
         registry.register(Arc::new(receeve::Receeve {
-            verifier: verifier("receeve", &|config, secrets| {
+            verifier: verifier("receeve", settings("receeve"), |config, secrets| {
                 Ok(Verifier::PayloadHmac(PayloadHmac::new(
-                    config.encoding.unwrap_or(SignatureEncoding::Hex),
+                    encoding(config),
                     secrets,
                 )))
             })?,
         }));
         registry.register(Arc::new(bemmbo::Bemmbo {
-            verifier: verifier("bemmbo", &|config, secrets| {
+            verifier: verifier("bemmbo", settings("bemmbo"), |config, secrets| {
                 Ok(Verifier::Svix(Svix::new(
                     secrets,
                     config.tolerance_seconds.unwrap_or(300),
                 )?))
             })?,
         }));
-        registry.register(Arc::new(amili::Amili {
-            verifier: verifier("amili", &body_hmac("X-Webhook-Signature"))?,
-        }));
-        registry.register(Arc::new(hubpay::Hubpay {
-            verifier: verifier("hubpay", &body_hmac("X-Hubpay-Signature"))?,
-        }));
-        registry.register(Arc::new(b54::B54 {
-            verifier: verifier("b54", &body_hmac("X-B54-Signature"))?,
-        }));
+        for (name, default_header) in [
+            ("amili", "X-Webhook-Signature"),
+            ("hubpay", "X-Hubpay-Signature"),
+            ("b54", "X-B54-Signature"),
+        ] {
+            let verifier = verifier(name, settings(name), |config, secrets| {
+                let header = config
+                    .header
+                    .as_deref()
+                    .unwrap_or(default_header)
+                    .to_ascii_lowercase();
+                axum::http::HeaderName::from_bytes(header.as_bytes())
+                    .map_err(|_| format!("header: '{header}' is not a header name"))?;
+                Ok(Verifier::BodyHmac(BodyHmac::new(
+                    header,
+                    encoding(config),
+                    secrets,
+                )))
+            })?;
+            let provider: Arc<dyn Provider> = match name {
+                "amili" => Arc::new(amili::Amili { verifier }),
+                "hubpay" => Arc::new(hubpay::Hubpay { verifier }),
+                _ => Arc::new(b54::B54 { verifier }),
+            };
+            registry.register(provider);
+        }
         Ok(registry)
     }
 
@@ -187,6 +165,35 @@ impl Registry {
             tracing::warn!(source = %event.source, source_type = ?event.source_type, "event type not in the catalogue: stored as 'unknown'");
         }
     }
+}
+
+/// A source and the provider's type name, if it gave one.
+type SourceType = (String, Option<String>);
+
+/// The verifier `config` asks for: unsigned, unconfigured (no secret), or `scheme` with the
+/// secrets. Reads secret files.
+fn verifier(
+    name: &str,
+    config: &SourceConfig,
+    scheme: impl FnOnce(&SourceConfig, &[Secret]) -> Result<Verifier, String>,
+) -> Result<Verifier, ConfigError> {
+    if config.unsigned {
+        tracing::warn!(
+            source = name,
+            "accepting unsigned deliveries: anyone who can reach the endpoint can post events"
+        );
+        return Ok(Verifier::Unsigned);
+    }
+    let secrets = config.load_secrets(name)?;
+    if secrets.is_empty() {
+        return Ok(Verifier::Unconfigured {
+            source: name.to_owned(),
+        });
+    }
+    scheme(config, &secrets).map_err(|message| ConfigError::Invalid {
+        key: "sources",
+        message: format!("{name}.{message}"),
+    })
 }
 
 /// The body as JSON, or a 400 that says where it breaks.
