@@ -51,3 +51,37 @@ pub async fn list(
     let events = state.store.list_events(&filter).await?;
     Ok(Json(serde_json::json!({ "events": events })))
 }
+
+/// Refused deliveries are stored too: `?verification=rejected` shows why senders get 401.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveriesQuery {
+    verification: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn deliveries(
+    State(state): State<AppState>,
+    query: Result<Query<DeliveriesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::BadRequest {
+        code: "invalid_query",
+        message: e.body_text(),
+    })?;
+    let deliveries = state
+        .store
+        .list_deliveries(
+            q.verification.as_deref(),
+            q.limit.unwrap_or(50).clamp(1, 1000),
+        )
+        .await?;
+    Ok(Json(serde_json::json!({ "deliveries": deliveries })))
+}
+
+pub async fn unknown_types(
+    State(state): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(
+        serde_json::json!({ "unknown_types": state.store.unknown_types().await? }),
+    ))
+}

@@ -32,6 +32,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/events", post(ingest::post_events).get(events::list))
         .route("/v1/events/{id}", get(events::get_one))
+        .route("/v1/deliveries", get(events::deliveries))
+        .route("/v1/unknown-types", get(events::unknown_types))
         .route("/webhooks/{source}", post(ingest::post_webhook))
         .route(
             "/webhooks/{source}/{hint}",

@@ -1,5 +1,6 @@
 //! The command line: `signalbox serve` and the subcommands for rule authors.
 
+mod events;
 mod serve;
 
 use std::path::PathBuf;
@@ -26,6 +27,18 @@ pub struct Cli {
 pub enum Command {
     /// Run the engine: receive webhooks, store and process events.
     Serve(ServeArgs),
+    /// List the event catalogue: each platform's event types and the canonical type rules use.
+    Events(EventsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only this platform's events (receeve, amili, bemmbo, hubpay, b54)
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where the configuration comes from; flags override the file and `SIGNALBOX_*` variables.
@@ -81,6 +94,7 @@ impl ConfigArgs {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Events(args) => events::run(args),
     }
 }
 

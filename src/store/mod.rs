@@ -20,7 +20,7 @@ use serde_json::Value;
 use crate::config::StoreConfig;
 use crate::normalize::{Event, EventId};
 
-pub use events::{EventFilter, EventState, StoredEvent};
+pub use events::{DeliverySummary, EventFilter, EventState, StoredEvent, UnknownType};
 
 /// Runs `$body` with `$pool` bound to the backend's pool; the body is compiled once per backend.
 macro_rules! on_pool {

@@ -181,7 +181,7 @@ mod cases {
             answer["message"]
                 .as_str()
                 .unwrap()
-                .contains("known sources: canonical")
+                .contains("known sources: amili, b54, bemmbo, canonical, hubpay, receeve")
         );
         app.stop().await;
     }

@@ -3,5 +3,7 @@
 mod crash;
 mod examples;
 mod ingest;
+mod providers;
 mod store_suite;
 mod support;
+mod webhooks;
