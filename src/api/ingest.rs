@@ -112,15 +112,13 @@ async fn ingest(
         Err(e) => return Err(refuse(state, delivery, e).await),
     };
     events.iter().for_each(|e| state.providers.note_unknown(e));
+    let receipts: Vec<Receipt> = events.iter().map(Receipt::of).collect();
     let stored = state
         .writer
-        .store(Ingest {
-            delivery,
-            events: events.clone(),
-        })
+        .store(Ingest { delivery, events })
         .await
         .map_err(|e| ApiError::from(e.as_ref()))?;
-    Ok(answer(&events, stored))
+    Ok(answer(receipts, stored))
 }
 
 /// Records a delivery that is answered with an error, then gives that error.
@@ -140,49 +138,62 @@ async fn refuse(state: &AppState, mut delivery: NewDelivery, error: ProviderErro
     ApiError::from(error)
 }
 
+/// What the sender is told about one event.
 #[derive(Serialize)]
-struct Receipt<'a> {
+struct Receipt {
     status: &'static str,
-    id: &'a str,
+    id: String,
     #[serde(rename = "type")]
-    kind: &'a str,
-    source: &'a str,
-    source_event_id: &'a str,
+    kind: String,
+    source: String,
+    source_event_id: String,
 }
 
-fn receipt<'a>(event: &'a Event, stored: &'a Stored) -> Receipt<'a> {
-    let (status, id) = match stored {
-        Stored::New(id) => ("stored", id),
-        Stored::Duplicate(id) => ("duplicate", id),
-    };
-    Receipt {
-        status,
-        id: id.as_str(),
-        kind: event.kind.as_str(),
-        source: &event.source,
-        source_event_id: &event.source_event_id,
+impl Receipt {
+    fn of(event: &Event) -> Self {
+        Self {
+            status: "",
+            id: String::new(),
+            kind: event.kind.to_string(),
+            source: event.source.clone(),
+            source_event_id: event.source_event_id.clone(),
+        }
+    }
+
+    fn with(mut self, stored: &Stored) -> Self {
+        let (status, id) = match stored {
+            Stored::New(id) => ("stored", id),
+            Stored::Duplicate(id) => ("duplicate", id),
+        };
+        self.status = status;
+        self.id = id.to_string();
+        self
     }
 }
 
 /// One event: 201 when stored, 200 when it was a duplicate. Several: 200 with one receipt each.
-fn answer(events: &[Event], stored: Vec<Stored>) -> Response {
-    if let ([event], [one]) = (events, stored.as_slice()) {
+fn answer(receipts: Vec<Receipt>, stored: Vec<Stored>) -> Response {
+    if let [one] = stored.as_slice() {
         let status = if matches!(one, Stored::New(_)) {
             StatusCode::CREATED
         } else {
             StatusCode::OK
         };
-        return (status, Json(receipt(event, one))).into_response();
+        let receipt = receipts
+            .into_iter()
+            .next()
+            .expect("one receipt per stored event");
+        return (status, Json(receipt.with(one))).into_response();
     }
-    let receipts: Vec<Receipt> = events
-        .iter()
-        .zip(&stored)
-        .map(|(e, s)| receipt(e, s))
-        .collect();
     let new = stored
         .iter()
         .filter(|s| matches!(s, Stored::New(_)))
         .count();
+    let receipts: Vec<Receipt> = receipts
+        .into_iter()
+        .zip(&stored)
+        .map(|(r, s)| r.with(s))
+        .collect();
     Json(serde_json::json!({ "stored": new, "duplicates": stored.len() - new, "events": receipts }))
         .into_response()
 }

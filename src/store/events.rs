@@ -3,24 +3,24 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::Row;
+use std::collections::{HashMap, HashSet};
+
 use sqlx::types::Json;
+use sqlx::{QueryBuilder, Row};
 
 use super::{Backend, Ingest, Store, StoreError, Stored, on_pool, postgres, sqlite};
 use crate::normalize::{Amount, Event, EventId, EventType, Subject};
 
-const INSERT_DELIVERY: &str = "
-    INSERT INTO deliveries (id, source, received_at, headers, body, verification, reason)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)";
+const INSERT_DELIVERIES: &str =
+    "INSERT INTO deliveries (id, source, received_at, headers, body, verification, reason) ";
 
-const INSERT_EVENT: &str = "
-    INSERT INTO events (id, source, source_event_id, type, source_type, occurred_at, received_at,
-                        subject, amount_value, amount_currency, data, payload, delivery_id)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-    ON CONFLICT (source, source_event_id) DO NOTHING
-    RETURNING id";
+const INSERT_EVENTS: &str =
+    "INSERT INTO events (id, source, source_event_id, type, source_type, occurred_at,
+    received_at, subject, amount_value, amount_currency, data, payload, delivery_id) ";
 
-const EXISTING_EVENT: &str = "SELECT id FROM events WHERE source = $1 AND source_event_id = $2";
+/// Rows per multi-row statement: 13 columns x 1000 stays under SQLite's 32766 bound
+/// parameters (and PostgreSQL's 65535).
+const ROWS_PER_STATEMENT: usize = 1000;
 
 /// Where an event is in processing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -44,59 +44,91 @@ pub struct StoredEvent {
 
 impl Store {
     /// Stores each delivery with its events in one transaction. An event whose
-    /// `(source, source_event_id)` is already stored is reported as a duplicate, not stored again.
+    /// `(source, source_event_id)` is already stored, or appears earlier in the batch, is
+    /// reported as a duplicate of the stored one, not stored again.
+    ///
+    /// A few multi-row statements serve the whole batch: on SQLite every statement is a round
+    /// trip to the connection's thread, which costs more than the insert itself.
     pub async fn insert_batch(&self, batch: &[Ingest]) -> Result<Vec<Vec<Stored>>, StoreError> {
+        let events: Vec<(&Event, &str)> = batch
+            .iter()
+            .flat_map(|i| i.events.iter().map(move |e| (e, i.delivery.id.as_str())))
+            .collect();
         let _turn = self.write_turn().await;
-        on_pool!(self, pool => {
+        let (inserted, existing) = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let mut results = Vec::with_capacity(batch.len());
-            for ingest in batch {
-                let d = &ingest.delivery;
-                sqlx::query(INSERT_DELIVERY)
-                    .bind(&d.id)
-                    .bind(&d.source)
-                    .bind(d.received_at)
-                    .bind(Json(&d.headers))
-                    .bind(d.body.as_ref())
-                    .bind(d.verification)
-                    .bind(&d.reason)
-                    .execute(&mut *tx)
-                    .await?;
-                let mut stored = Vec::with_capacity(ingest.events.len());
-                for e in &ingest.events {
-                    let inserted: Option<String> = sqlx::query_scalar(INSERT_EVENT)
-                        .bind(e.id.as_str())
-                        .bind(&e.source)
-                        .bind(&e.source_event_id)
-                        .bind(e.kind.as_str())
-                        .bind(&e.source_type)
-                        .bind(e.occurred_at)
-                        .bind(e.received_at)
-                        .bind(Json(&e.subject))
-                        .bind(e.amount.as_ref().map(|a| a.value.to_string()))
-                        .bind(e.amount.as_ref().and_then(|a| a.currency.clone()))
-                        .bind(Json(&e.data))
-                        .bind(Json(&e.payload))
-                        .bind(&d.id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    stored.push(match inserted {
-                        Some(id) => Stored::New(EventId::from_stored(id)),
-                        None => {
-                            let id: String = sqlx::query_scalar(EXISTING_EVENT)
-                                .bind(&e.source)
-                                .bind(&e.source_event_id)
-                                .fetch_one(&mut *tx)
-                                .await?;
-                            Stored::Duplicate(EventId::from_stored(id))
-                        }
-                    });
+            for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+                let mut insert = QueryBuilder::new(INSERT_DELIVERIES);
+                insert.push_values(chunk, |mut row, ingest| {
+                    let d = &ingest.delivery;
+                    row.push_bind(d.id.as_str())
+                        .push_bind(d.source.as_str())
+                        .push_bind(d.received_at)
+                        .push_bind(Json(&d.headers))
+                        .push_bind(d.body.as_ref())
+                        .push_bind(d.verification)
+                        .push_bind(d.reason.as_deref());
+                });
+                insert.build().execute(&mut *tx).await?;
+            }
+            let mut inserted = HashSet::with_capacity(events.len());
+            for chunk in events.chunks(ROWS_PER_STATEMENT) {
+                let mut insert = QueryBuilder::new(INSERT_EVENTS);
+                insert.push_values(chunk, |mut row, (e, delivery_id)| {
+                    row.push_bind(e.id.as_str())
+                        .push_bind(e.source.as_str())
+                        .push_bind(e.source_event_id.as_str())
+                        .push_bind(e.kind.as_str())
+                        .push_bind(e.source_type.as_deref())
+                        .push_bind(e.occurred_at)
+                        .push_bind(e.received_at)
+                        .push_bind(Json(&e.subject))
+                        .push_bind(e.amount.as_ref().map(|a| a.value.to_string()))
+                        .push_bind(e.amount.as_ref().and_then(|a| a.currency.as_deref()))
+                        .push_bind(Json(&e.data))
+                        .push_bind(Json(&e.payload))
+                        .push_bind(*delivery_id);
+                });
+                insert.push(" ON CONFLICT (source, source_event_id) DO NOTHING RETURNING id");
+                inserted.extend(insert.build_query_scalar::<String>().fetch_all(&mut *tx).await?);
+            }
+            let duplicates: Vec<&Event> = events.iter().map(|(e, _)| *e).filter(|e| !inserted.contains(e.id.as_str())).collect();
+            let mut existing = HashMap::with_capacity(duplicates.len());
+            for chunk in duplicates.chunks(ROWS_PER_STATEMENT) {
+                let mut select = QueryBuilder::new("SELECT id, source, source_event_id FROM events WHERE ");
+                let mut keys = select.separated(" OR ");
+                for e in chunk {
+                    keys.push("(source = ").push_bind_unseparated(e.source.as_str());
+                    keys.push_unseparated(" AND source_event_id = ").push_bind_unseparated(e.source_event_id.as_str());
+                    keys.push_unseparated(")");
                 }
-                results.push(stored);
+                for row in select.build().fetch_all(&mut *tx).await? {
+                    let key: (String, String) = (row.try_get("source")?, row.try_get("source_event_id")?);
+                    existing.insert(key, EventId::from_stored(row.try_get("id")?));
+                }
             }
             tx.commit().await?;
-            Ok(results)
-        })
+            Ok::<_, StoreError>((inserted, existing))
+        })?;
+        batch
+            .iter()
+            .map(|ingest| {
+                ingest
+                    .events
+                    .iter()
+                    .map(|e| {
+                        if inserted.contains(e.id.as_str()) {
+                            return Ok(Stored::New(e.id.clone()));
+                        }
+                        let key = (e.source.clone(), e.source_event_id.clone());
+                        let id = existing.get(&key).ok_or_else(|| {
+                            StoreError::Corrupt(format!("duplicate of {key:?} not found"))
+                        })?;
+                        Ok(Stored::Duplicate(id.clone()))
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     /// Leases up to `limit` of the oldest pending events to `owner` until `lease_until`,
