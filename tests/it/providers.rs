@@ -194,10 +194,28 @@ mod never_panic {
 
     fn registries() -> Vec<Registry> {
         let sources = ["receeve", "amili", "bemmbo", "hubpay", "b54"];
-        let unsigned = sources.map(|s| (s.to_owned(), SourceConfig { unsigned: true, ..SourceConfig::default() }));
+        let unsigned = sources.map(|s| {
+            (
+                s.to_owned(),
+                SourceConfig {
+                    unsigned: true,
+                    ..SourceConfig::default()
+                },
+            )
+        });
         let signed = sources.map(|s| {
-            let secret = if s == "bemmbo" { "whsec_c2VjcmV0" } else { "secret" };
-            (s.to_owned(), SourceConfig { secrets: vec![Secret::new(secret.into())], ..SourceConfig::default() })
+            let secret = if s == "bemmbo" {
+                "whsec_c2VjcmV0"
+            } else {
+                "secret"
+            };
+            (
+                s.to_owned(),
+                SourceConfig {
+                    secrets: vec![Secret::new(secret.into())],
+                    ..SourceConfig::default()
+                },
+            )
         });
         vec![
             Registry::from_config(&BTreeMap::from(unsigned)).unwrap(),
@@ -208,14 +226,25 @@ mod never_panic {
     /// Every adapter, signed and unsigned, with and without a path hint, with signature-like headers.
     fn feed_everything(body: &[u8], hint: Option<&str>) {
         let mut headers = HeaderMap::new();
-        for (name, value) in [("svix-id", "msg_1"), ("svix-timestamp", "1700000000"), ("svix-signature", "v1,AAAA"), ("x-webhook-signature", "00ff"), ("idempotencykey", "k")] {
+        for (name, value) in [
+            ("svix-id", "msg_1"),
+            ("svix-timestamp", "1700000000"),
+            ("svix-signature", "v1,AAAA"),
+            ("x-webhook-signature", "00ff"),
+            ("idempotencykey", "k"),
+        ] {
             headers.insert(name, HeaderValue::from_static(value));
         }
         for registry in registries() {
             for name in registry.names().map(str::to_owned).collect::<Vec<_>>() {
                 let provider = registry.get(&name).unwrap();
                 for headers in [&headers, &HeaderMap::new()] {
-                    let req = Inbound { headers, body, hint, received_at: chrono::Utc::now() };
+                    let req = Inbound {
+                        headers,
+                        body,
+                        hint,
+                        received_at: chrono::Utc::now(),
+                    };
                     let _ = provider.verify(&req);
                     let _ = provider.parse(&req);
                 }
@@ -228,15 +257,47 @@ mod never_panic {
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(Value::from),
-            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
             ".{0,12}".prop_map(Value::String),
-            prop::sample::select(vec!["payload", "details", "messageType", "event", "data", "v9.x", "2024-10-15"]).prop_map(Value::from),
+            prop::sample::select(vec![
+                "payload",
+                "details",
+                "messageType",
+                "event",
+                "data",
+                "v9.x",
+                "2024-10-15"
+            ])
+            .prop_map(Value::from),
         ];
         leaf.prop_recursive(4, 48, 6, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
                 prop::collection::btree_map(
-                    prop::sample::select(vec!["payload", "details", "messageType", "messageId", "timestamp", "amount", "currency", "event", "data", "type", "eventType", "customer", "invoice", "invoices", "movements", "relatedObject", "id", "signature", "x"]).prop_map(String::from),
+                    prop::sample::select(vec![
+                        "payload",
+                        "details",
+                        "messageType",
+                        "messageId",
+                        "timestamp",
+                        "amount",
+                        "currency",
+                        "event",
+                        "data",
+                        "type",
+                        "eventType",
+                        "customer",
+                        "invoice",
+                        "invoices",
+                        "movements",
+                        "relatedObject",
+                        "id",
+                        "signature",
+                        "x"
+                    ])
+                    .prop_map(String::from),
                     inner,
                     0..6,
                 )
@@ -248,8 +309,13 @@ mod never_panic {
     /// Every JSON pointer to a value inside `value`.
     fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
         match value {
-            Value::Object(map) => map.iter().for_each(|(k, v)| pointers(v, format!("{at}/{k}"), out)),
-            Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| pointers(v, format!("{at}/{i}"), out)),
+            Value::Object(map) => map
+                .iter()
+                .for_each(|(k, v)| pointers(v, format!("{at}/{k}"), out)),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .for_each(|(i, v)| pointers(v, format!("{at}/{i}"), out)),
             _ => {}
         }
         out.push(at);
