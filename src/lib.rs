@@ -25,6 +25,7 @@ pub mod normalize;
 pub mod processor;
 pub mod providers;
 pub mod rules;
+pub mod script;
 pub mod store;
 
 /// Installs ring as rustls's process-wide crypto provider. Call first thing in `main` and in

@@ -1,0 +1,113 @@
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::*;
+
+fn event() -> Dynamic {
+    let event: crate::normalize::Event = serde_json::from_value(json!({
+        "id": "evt_1", "source": "receeve", "source_event_id": "m-1", "type": "promise_to_pay.expired",
+        "occurred_at": "2026-11-20T08:00:00Z", "received_at": "2026-11-20T08:00:01Z",
+        "subject": {"claim": "C-1"}, "amount": {"value": "1234.5", "currency": "EUR"},
+        "data": {"dueDate": "2026-11-10", "attempts": 3}, "payload": {"secret": "not for scripts"}
+    }))
+    .unwrap();
+    event_value(&event).unwrap()
+}
+
+fn now() -> DateTime<Utc> {
+    "2026-11-22T12:00:00Z".parse().unwrap()
+}
+
+fn eval(source: &str) -> Result<bool, ScriptError> {
+    with_context(now(), || Condition::compile(source)?.holds(&event())).0
+}
+
+fn run(source: &str) -> (Result<BlockOutcome, ScriptError>, Vec<String>) {
+    with_context(now(), || Block::compile(source)?.run(&event()))
+}
+
+#[test]
+fn conditions_read_the_event() {
+    assert!(eval(r#"event.source == "receeve" && event.subject.claim == "C-1""#).unwrap());
+    assert!(eval("event.data.attempts >= 3").unwrap());
+    assert!(eval("event.subject.debtor == ()").unwrap(), "absent references are ()");
+    assert!(eval("event.payload == ()").unwrap(), "the raw payload is not given to scripts");
+    assert!(eval(r#"event.subject.debtor ?? "none" == "none""#).unwrap());
+}
+
+#[test]
+fn helpers_for_time_and_money() {
+    assert!(eval("days_between(event.data.dueDate, now()) == 12").unwrap());
+    assert!(eval(r#"add_days("2026-11-20", 3) == "2026-11-23T00:00:00Z""#).unwrap());
+    assert!(eval(r#"format_time(event.occurred_at, "%d.%m.%Y %H:%M", "Europe/Berlin") == "20.11.2026 09:00""#).unwrap());
+    assert!(eval(r#"weekday(event.occurred_at, "Europe/Berlin") == "Fri""#).unwrap());
+    assert!(eval("minor_units(event.amount) == 123450").unwrap());
+    assert!(eval(r#"minor_units("5000", "JPY") == 5000"#).unwrap());
+    assert!(eval(r#"format_money(event.amount) == "1,234.50 EUR""#).unwrap());
+    assert!(eval(r#"format_money(-1234567.891, "KWD") == "-1,234,567.891 KWD""#).unwrap());
+    assert!(eval(r#"matches(event.type, "promise_to_pay.*") && !matches(event.type, "sms.*")"#).unwrap());
+    assert!(eval(r#"is_blank(event.subject.debtor) && !is_blank(event.subject.claim)"#).unwrap());
+}
+
+#[test]
+fn helper_errors_say_what_is_wrong() {
+    let err = eval(r#"days_between("soon", now()) > 1"#).unwrap_err();
+    assert!(err.message.contains("'soon' is not a time"), "{err}");
+    let err = eval(r#"format_time(now(), "%H", "Mars/Olympus") == """#).unwrap_err();
+    assert!(err.message.contains("'Mars/Olympus' is not a time zone"), "{err}");
+    let err = eval(r#"minor_units("1.234", "EUR") > 0"#).unwrap_err();
+    assert!(err.message.contains("more decimals than EUR allows"), "{err}");
+}
+
+#[test]
+fn misspelt_variables_fail_at_compile_time_with_a_position() {
+    let err = Condition::compile("evnt.source == \"receeve\"").unwrap_err();
+    assert!(err.message.contains("evnt"), "{err}");
+    assert_eq!((err.line, err.column), (Some(1), Some(1)));
+    let err = Block::compile("let a = 1;\nlet b = a +;\n").unwrap_err();
+    assert_eq!(err.line, Some(2));
+}
+
+#[test]
+fn conditions_must_be_booleans() {
+    let err = eval("event.source").unwrap_err();
+    assert!(err.message.starts_with("when must be true or false"), "{err}");
+}
+
+#[test]
+fn scripts_export_variables_log_and_skip() {
+    let (outcome, logs) = run("let days = days_between(event.data.dueDate, now());\nlog(`overdue ${days} days`);\nlet label = if days > 7 { \"late\" } else { \"fresh\" };");
+    let BlockOutcome::Proceed(vars) = outcome.unwrap() else { panic!("expected proceed") };
+    assert_eq!(vars["days"], 12);
+    assert_eq!(vars["label"], "late");
+    assert_eq!(logs, ["overdue 12 days"]);
+
+    let (outcome, _) = run("if event.data.attempts > 2 { skip(\"too many attempts\"); }\nlet x = 1;");
+    assert_eq!(outcome.unwrap(), BlockOutcome::Skip("too many attempts".into()));
+}
+
+#[test]
+fn runaway_scripts_are_stopped_and_sandboxed() {
+    let (outcome, _) = run("let n = 0;\nloop { n += 1; }");
+    let err = outcome.unwrap_err();
+    assert!(err.message.contains("too many operations"), "{err}");
+    assert!(Block::compile(r#"eval("1 + 1")"#).is_err(), "eval is disabled");
+    assert!(Block::compile(r#"import "file" as f;"#).is_err(), "no modules, no files");
+    let (outcome, _) = run(r#"let s = "x"; loop { s += s; }"#);
+    assert!(outcome.is_err(), "string size is limited");
+    let (outcome, _) = run(r#"throw "custom problem";"#);
+    assert_eq!(outcome.unwrap_err().message, "script error: custom problem");
+}
+
+#[test]
+fn globs() {
+    use bindings::glob_matches as g;
+    assert!(g("sms.*", "sms.delivery_failed"));
+    assert!(g("*", "anything"));
+    assert!(g("*.failed", "payment.failed"));
+    assert!(g("a*b*c", "axxbyyc"));
+    assert!(!g("a*b*c", "axxc"));
+    assert!(!g("sms.*", "email.delivery_failed"));
+    assert!(g("promise_to_pay.expired", "promise_to_pay.expired"));
+    assert!(!g("ab*ba", "aba"), "prefix and suffix must not overlap");
+}
