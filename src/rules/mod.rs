@@ -1,7 +1,21 @@
-//! Rules: YAML files in the rules folder. This module finds them; the rule format, its compiler
-//! and the matcher build on it.
+//! Rules: YAML files in the rules folder, compiled once into a [`RuleSet`] that evaluates events.
+//!
+//! Receives processed events from the processor; hands back evaluations (fired with planned
+//! actions, or failed) that the store records with the event. Owns the rule format
+//! (`config.rs`), its compiler (`compile.rs`), evaluation (`evaluate.rs`), the inline rule tests
+//! (`testing.rs`) and hot reload (`live.rs`).
 
+pub mod compile;
+pub mod config;
+pub mod evaluate;
+pub mod live;
+pub mod testing;
+
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+
+pub use compile::{Rule, RuleError};
+pub use evaluate::{Evaluation, Outcome};
 
 /// The rule files (`*.yaml`, `*.yml`) directly in `dir`, sorted. A missing folder holds no rules;
 /// an unreadable one is an error.
@@ -25,3 +39,169 @@ pub fn scan(dir: &Path) -> Result<Vec<PathBuf>, String> {
     files.sort();
     Ok(files)
 }
+
+/// A compiled, validated set of rules, indexed by the event types they trigger on.
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    /// Exact event type -> indexes of rules whose `on` names it.
+    by_type: HashMap<String, Vec<usize>>,
+    /// Rules with a glob in `on` or with `source_types`: checked for every event.
+    scan_all: Vec<usize>,
+    templates: minijinja::Environment<'static>,
+    pub files: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("rules", &self.rules.len())
+            .field("files", &self.files)
+            .finish()
+    }
+}
+
+impl RuleSet {
+    pub fn empty() -> Self {
+        Self {
+            rules: Vec::new(),
+            by_type: HashMap::new(),
+            scan_all: Vec::new(),
+            templates: environment(),
+            files: Vec::new(),
+        }
+    }
+
+    /// Loads every rule file in `dir`, or every problem found in them.
+    pub fn load_dir(dir: &Path) -> Result<Self, Vec<RuleError>> {
+        let files = scan(dir).map_err(|message| {
+            vec![RuleError {
+                file: dir.to_owned(),
+                line: 1,
+                column: 1,
+                rule: None,
+                message,
+            }]
+        })?;
+        Self::load_files(&files)
+    }
+
+    pub fn load_files(files: &[PathBuf]) -> Result<Self, Vec<RuleError>> {
+        let mut texts = BTreeMap::new();
+        let mut errors = Vec::new();
+        for file in files {
+            match std::fs::read_to_string(file) {
+                Ok(text) => {
+                    texts.insert(file.clone(), text);
+                }
+                Err(e) => errors.push(RuleError {
+                    file: file.clone(),
+                    line: 1,
+                    column: 1,
+                    rule: None,
+                    message: format!("cannot read: {e}"),
+                }),
+            }
+        }
+        match Self::compile(&texts) {
+            Ok(set) if errors.is_empty() => Ok(set),
+            Ok(_) => Err(errors),
+            Err(mut more) => {
+                errors.append(&mut more);
+                Err(errors)
+            }
+        }
+    }
+
+    /// Compiles rule files given as `(path, text)`.
+    pub fn compile(texts: &BTreeMap<PathBuf, String>) -> Result<Self, Vec<RuleError>> {
+        let configs: Vec<_> = texts
+            .values()
+            .flat_map(|t| compile::peek_configs(t))
+            .collect();
+        let emitted = compile::emitted_types(&configs);
+        let mut rules = Vec::new();
+        let mut errors = Vec::new();
+        let mut templates = Vec::new();
+        for (path, text) in texts {
+            let (mut compiled, mut problems) =
+                compile::compile_file(path, text, &emitted, &mut templates);
+            rules.append(&mut compiled);
+            errors.append(&mut problems);
+        }
+        errors.extend(compile::duplicate_ids(&rules, texts));
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut env = environment();
+        for (name, source) in templates {
+            env.add_template_owned(name, source)
+                .expect("templates were checked when compiled");
+        }
+        let mut by_type: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut scan_all = Vec::new();
+        for (index, rule) in rules.iter().enumerate() {
+            if !rule.source_types.is_empty() || rule.on.iter().any(|p| p.contains('*')) {
+                scan_all.push(index);
+            } else {
+                for kind in &rule.on {
+                    by_type.entry(kind.clone()).or_default().push(index);
+                }
+            }
+        }
+        Ok(Self {
+            rules,
+            by_type,
+            scan_all,
+            templates: env,
+            files: texts.keys().cloned().collect(),
+        })
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Rules that may take the event, in rule order: those naming its type, and those that must
+    /// be checked for every event.
+    fn candidates<'a>(
+        &'a self,
+        event: &crate::normalize::Event,
+    ) -> impl Iterator<Item = &'a Rule> + 'a {
+        let exact = self
+            .by_type
+            .get(event.kind.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let mut indexes: Vec<usize> = exact.iter().chain(&self.scan_all).copied().collect();
+        if !self.scan_all.is_empty() && !exact.is_empty() {
+            indexes.sort_unstable();
+        }
+        indexes.into_iter().map(|i| &self.rules[i])
+    }
+}
+
+/// The template environment: `{{ ... }}` with strict undefined values (a misspelt field is an
+/// error, not an empty string), HTML escaping only in `html` bodies.
+fn environment() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|name| {
+        if name.ends_with("/html") {
+            minijinja::AutoEscape::Html
+        } else {
+            minijinja::AutoEscape::None
+        }
+    });
+    env
+}
+
+#[cfg(test)]
+mod tests;

@@ -14,13 +14,21 @@ type Fallible<T> = Result<T, Box<EvalAltResult>>;
 const SKIP_MARK: &str = "\u{0}skip\u{0}";
 
 fn fail<T>(message: String) -> Fallible<T> {
-    Err(Box::new(EvalAltResult::ErrorRuntime(message.into(), Position::NONE)))
+    Err(Box::new(EvalAltResult::ErrorRuntime(
+        message.into(),
+        Position::NONE,
+    )))
 }
 
 /// The reason given to `skip(...)`, if `e` is a skip rather than an error.
 pub fn skip_reason(e: &EvalAltResult) -> Option<String> {
     match e {
-        EvalAltResult::ErrorRuntime(value, _) => value.clone().into_string().ok()?.strip_prefix(SKIP_MARK).map(str::to_owned),
+        EvalAltResult::ErrorRuntime(value, _) => value
+            .clone()
+            .into_string()
+            .ok()?
+            .strip_prefix(SKIP_MARK)
+            .map(str::to_owned),
         _ => None,
     }
 }
@@ -29,7 +37,10 @@ pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t.with_timezone(&Utc));
     }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0).map(|t| t.and_utc())
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()?
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc())
 }
 
 fn time(text: &str) -> Fallible<DateTime<Utc>> {
@@ -41,7 +52,10 @@ fn render(t: DateTime<Utc>) -> String {
 }
 
 fn tz(name: &str) -> Fallible<chrono_tz::Tz> {
-    name.parse().map_or_else(|_| fail(format!("'{name}' is not a time zone (e.g. Europe/Berlin)")), Ok)
+    name.parse().map_or_else(
+        |_| fail(format!("'{name}' is not a time zone (e.g. Europe/Berlin)")),
+        Ok,
+    )
 }
 
 /// An amount: the event's `amount` map (`#{value: "192.38", currency: "EUR"}`), or a number or
@@ -60,7 +74,10 @@ fn decimal(value: &Dynamic) -> Fallible<Decimal> {
         return Decimal::try_from(f).map_or_else(|_| fail(format!("{f} is not an amount")), Ok);
     }
     if let Some(s) = value.read_lock::<ImmutableString>() {
-        return s.trim().parse().map_or_else(|_| fail(format!("'{}' is not an amount", s.as_str())), Ok);
+        return s
+            .trim()
+            .parse()
+            .map_or_else(|_| fail(format!("'{}' is not an amount", s.as_str())), Ok);
     }
     if value.is_unit() {
         return fail("no amount (the event has none?)".into());
@@ -69,14 +86,22 @@ fn decimal(value: &Dynamic) -> Fallible<Decimal> {
 }
 
 fn currency_of(value: &Dynamic) -> Option<String> {
-    value.read_lock::<Map>()?.get("currency")?.clone().into_string().ok()
+    value
+        .read_lock::<Map>()?
+        .get("currency")?
+        .clone()
+        .into_string()
+        .ok()
 }
 
 fn minor_units(value: &Dynamic, currency: Option<&str>) -> Fallible<i64> {
     let amount = decimal(value)?;
     let scaled = amount * Decimal::from(10_i64.pow(minor_unit_digits(currency)));
     if !scaled.fract().is_zero() {
-        return fail(format!("{amount} has more decimals than {} allows", currency.unwrap_or("the currency")));
+        return fail(format!(
+            "{amount} has more decimals than {} allows",
+            currency.unwrap_or("the currency")
+        ));
     }
     i64::try_from(scaled).map_or_else(|_| fail(format!("{amount} is too large")), Ok)
 }
@@ -94,8 +119,16 @@ fn format_money(value: &Dynamic, currency: Option<&str>) -> Fallible<String> {
         }
         grouped.push(digit);
     }
-    let sign = if amount.is_sign_negative() && !amount.is_zero() { "-" } else { "" };
-    let number = if fraction.is_empty() { grouped } else { format!("{grouped}.{fraction}") };
+    let sign = if amount.is_sign_negative() && !amount.is_zero() {
+        "-"
+    } else {
+        ""
+    };
+    let number = if fraction.is_empty() {
+        grouped
+    } else {
+        format!("{grouped}.{fraction}")
+    };
     Ok(match currency {
         Some(c) => format!("{sign}{number} {c}"),
         None => format!("{sign}{number}"),
@@ -109,7 +142,10 @@ pub fn glob_matches(pattern: &str, text: &str) -> bool {
         return pattern == text;
     }
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || !text[first.len()..].ends_with(last) || text.len() < first.len() + last.len() {
+    if !text.starts_with(first)
+        || !text[first.len()..].ends_with(last)
+        || text.len() < first.len() + last.len()
+    {
         return false;
     }
     let mut rest = &text[first.len()..text.len() - last.len()];
@@ -126,36 +162,70 @@ pub fn register(engine: &mut Engine) {
     // Time
     engine.register_fn("now", || render(super::context_now()));
     engine.register_fn("parse_time", |t: &str| time(t).map(render));
-    engine.register_fn("days_between", |a: &str, b: &str| Ok::<_, Box<EvalAltResult>>((time(b)? - time(a)?).num_days()));
-    engine.register_fn("hours_between", |a: &str, b: &str| Ok::<_, Box<EvalAltResult>>((time(b)? - time(a)?).num_hours()));
-    engine.register_fn("add_days", |t: &str, n: i64| Ok::<_, Box<EvalAltResult>>(render(time(t)? + Duration::days(n))));
-    engine.register_fn("add_hours", |t: &str, n: i64| Ok::<_, Box<EvalAltResult>>(render(time(t)? + Duration::hours(n))));
-    engine.register_fn("is_before", |a: &str, b: &str| Ok::<_, Box<EvalAltResult>>(time(a)? < time(b)?));
-    engine.register_fn("format_time", |t: &str, format: &str| Ok::<_, Box<EvalAltResult>>(time(t)?.format(format).to_string()));
-    engine.register_fn("format_time", |t: &str, format: &str, zone: &str| {
-        Ok::<_, Box<EvalAltResult>>(time(t)?.with_timezone(&tz(zone)?).format(format).to_string())
+    engine.register_fn("days_between", |a: &str, b: &str| {
+        Ok::<_, Box<EvalAltResult>>((time(b)? - time(a)?).num_days())
     });
-    engine.register_fn("weekday", |t: &str, zone: &str| Ok::<_, Box<EvalAltResult>>(time(t)?.with_timezone(&tz(zone)?).format("%a").to_string()));
+    engine.register_fn("hours_between", |a: &str, b: &str| {
+        Ok::<_, Box<EvalAltResult>>((time(b)? - time(a)?).num_hours())
+    });
+    engine.register_fn("add_days", |t: &str, n: i64| {
+        Ok::<_, Box<EvalAltResult>>(render(time(t)? + Duration::days(n)))
+    });
+    engine.register_fn("add_hours", |t: &str, n: i64| {
+        Ok::<_, Box<EvalAltResult>>(render(time(t)? + Duration::hours(n)))
+    });
+    engine.register_fn("is_before", |a: &str, b: &str| {
+        Ok::<_, Box<EvalAltResult>>(time(a)? < time(b)?)
+    });
+    engine.register_fn("format_time", |t: &str, format: &str| {
+        Ok::<_, Box<EvalAltResult>>(time(t)?.format(format).to_string())
+    });
+    engine.register_fn("format_time", |t: &str, format: &str, zone: &str| {
+        Ok::<_, Box<EvalAltResult>>(
+            time(t)?
+                .with_timezone(&tz(zone)?)
+                .format(format)
+                .to_string(),
+        )
+    });
+    engine.register_fn("weekday", |t: &str, zone: &str| {
+        Ok::<_, Box<EvalAltResult>>(time(t)?.with_timezone(&tz(zone)?).format("%a").to_string())
+    });
     engine.register_fn("hour_of_day", |t: &str, zone: &str| {
-        Ok::<_, Box<EvalAltResult>>(i64::from(chrono::Timelike::hour(&time(t)?.with_timezone(&tz(zone)?))))
+        Ok::<_, Box<EvalAltResult>>(i64::from(chrono::Timelike::hour(
+            &time(t)?.with_timezone(&tz(zone)?),
+        )))
     });
     // Money
     engine.register_fn("minor_units", |amount: Dynamic| {
         let currency = currency_of(&amount);
         minor_units(&amount, currency.as_deref())
     });
-    engine.register_fn("minor_units", |value: Dynamic, currency: &str| minor_units(&value, Some(currency)));
+    engine.register_fn("minor_units", |value: Dynamic, currency: &str| {
+        minor_units(&value, Some(currency))
+    });
     engine.register_fn("format_money", |amount: Dynamic| {
         let currency = currency_of(&amount);
         format_money(&amount, currency.as_deref())
     });
-    engine.register_fn("format_money", |value: Dynamic, currency: &str| format_money(&value, Some(currency)));
+    engine.register_fn("format_money", |value: Dynamic, currency: &str| {
+        format_money(&value, Some(currency))
+    });
     // Text
-    engine.register_fn("matches", |text: &str, pattern: &str| glob_matches(pattern, text));
+    engine.register_fn("matches", |text: &str, pattern: &str| {
+        glob_matches(pattern, text)
+    });
     engine.register_fn("is_blank", |value: Dynamic| {
-        value.is_unit() || value.read_lock::<ImmutableString>().is_some_and(|s| s.trim().is_empty())
+        value.is_unit()
+            || value
+                .read_lock::<ImmutableString>()
+                .is_some_and(|s| s.trim().is_empty())
     });
     // Logging into the evaluation record, and deciding not to fire
-    engine.register_fn("log", |message: Dynamic| super::context_log(message.to_string()));
-    engine.register_fn("skip", |reason: &str| -> Fallible<()> { fail(format!("{SKIP_MARK}{reason}")) });
+    engine.register_fn("log", |message: Dynamic| {
+        super::context_log(message.to_string())
+    });
+    engine.register_fn("skip", |reason: &str| -> Fallible<()> {
+        fail(format!("{SKIP_MARK}{reason}"))
+    });
 }

@@ -27,7 +27,11 @@ pub struct ScriptError {
 
 impl ScriptError {
     fn from_position(message: String, position: rhai::Position) -> Self {
-        Self { message, line: position.line(), column: position.position() }
+        Self {
+            message,
+            line: position.line(),
+            column: position.position(),
+        }
     }
 }
 
@@ -70,11 +74,19 @@ pub(crate) fn context_log(line: String) {
 
 /// The event as scripts see it: the canonical fields, converted once and shared by every rule.
 pub fn event_value(event: &crate::normalize::Event) -> Result<Dynamic, ScriptError> {
-    let mut view = serde_json::to_value(event).map_err(|e| ScriptError { message: e.to_string(), line: None, column: None })?;
+    let mut view = serde_json::to_value(event).map_err(|e| ScriptError {
+        message: e.to_string(),
+        line: None,
+        column: None,
+    })?;
     if let Value::Object(map) = &mut view {
         map.remove("payload");
     }
-    let value = rhai::serde::to_dynamic(view).map_err(|e| ScriptError { message: e.to_string(), line: None, column: None })?;
+    let value = rhai::serde::to_dynamic(view).map_err(|e| ScriptError {
+        message: e.to_string(),
+        line: None,
+        column: None,
+    })?;
     Ok(value.into_shared())
 }
 
@@ -107,7 +119,9 @@ impl Condition {
     pub fn holds(&self, event: &Dynamic) -> Result<bool, ScriptError> {
         let mut scope = Scope::new();
         scope.push_constant_dynamic("event", event.clone());
-        let value: Dynamic = engine().eval_ast_with_scope(&mut scope, &self.0).map_err(runtime_error)?;
+        let value: Dynamic = engine()
+            .eval_ast_with_scope(&mut scope, &self.0)
+            .map_err(runtime_error)?;
         value.as_bool().map_err(|kind| ScriptError {
             message: format!("when must be true or false, but gave {kind}"),
             line: None,
@@ -118,7 +132,10 @@ impl Condition {
 
 impl Block {
     pub fn compile(source: &str) -> Result<Self, ScriptError> {
-        engine().compile_with_scope(&compile_scope(), source).map(Self).map_err(|e| ScriptError::from_position(e.0.to_string(), e.1))
+        engine()
+            .compile_with_scope(&compile_scope(), source)
+            .map(Self)
+            .map_err(|e| ScriptError::from_position(e.0.to_string(), e.1))
     }
 
     pub fn run(&self, event: &Dynamic) -> Result<BlockOutcome, ScriptError> {

@@ -30,8 +30,14 @@ fn run(source: &str) -> (Result<BlockOutcome, ScriptError>, Vec<String>) {
 fn conditions_read_the_event() {
     assert!(eval(r#"event.source == "receeve" && event.subject.claim == "C-1""#).unwrap());
     assert!(eval("event.data.attempts >= 3").unwrap());
-    assert!(eval("event.subject.debtor == ()").unwrap(), "absent references are ()");
-    assert!(eval("event.payload == ()").unwrap(), "the raw payload is not given to scripts");
+    assert!(
+        eval("event.subject.debtor == ()").unwrap(),
+        "absent references are ()"
+    );
+    assert!(
+        eval("event.payload == ()").unwrap(),
+        "the raw payload is not given to scripts"
+    );
     assert!(eval(r#"event.subject.debtor ?? "none" == "none""#).unwrap());
 }
 
@@ -45,7 +51,10 @@ fn helpers_for_time_and_money() {
     assert!(eval(r#"minor_units("5000", "JPY") == 5000"#).unwrap());
     assert!(eval(r#"format_money(event.amount) == "1,234.50 EUR""#).unwrap());
     assert!(eval(r#"format_money(-1234567.891, "KWD") == "-1,234,567.891 KWD""#).unwrap());
-    assert!(eval(r#"matches(event.type, "promise_to_pay.*") && !matches(event.type, "sms.*")"#).unwrap());
+    assert!(
+        eval(r#"matches(event.type, "promise_to_pay.*") && !matches(event.type, "sms.*")"#)
+            .unwrap()
+    );
     assert!(eval(r#"is_blank(event.subject.debtor) && !is_blank(event.subject.claim)"#).unwrap());
 }
 
@@ -54,9 +63,15 @@ fn helper_errors_say_what_is_wrong() {
     let err = eval(r#"days_between("soon", now()) > 1"#).unwrap_err();
     assert!(err.message.contains("'soon' is not a time"), "{err}");
     let err = eval(r#"format_time(now(), "%H", "Mars/Olympus") == """#).unwrap_err();
-    assert!(err.message.contains("'Mars/Olympus' is not a time zone"), "{err}");
+    assert!(
+        err.message.contains("'Mars/Olympus' is not a time zone"),
+        "{err}"
+    );
     let err = eval(r#"minor_units("1.234", "EUR") > 0"#).unwrap_err();
-    assert!(err.message.contains("more decimals than EUR allows"), "{err}");
+    assert!(
+        err.message.contains("more decimals than EUR allows"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -71,19 +86,30 @@ fn misspelt_variables_fail_at_compile_time_with_a_position() {
 #[test]
 fn conditions_must_be_booleans() {
     let err = eval("event.source").unwrap_err();
-    assert!(err.message.starts_with("when must be true or false"), "{err}");
+    assert!(
+        err.message.starts_with("when must be true or false"),
+        "{err}"
+    );
 }
 
 #[test]
 fn scripts_export_variables_log_and_skip() {
-    let (outcome, logs) = run("let days = days_between(event.data.dueDate, now());\nlog(`overdue ${days} days`);\nlet label = if days > 7 { \"late\" } else { \"fresh\" };");
-    let BlockOutcome::Proceed(vars) = outcome.unwrap() else { panic!("expected proceed") };
+    let (outcome, logs) = run(
+        "let days = days_between(event.data.dueDate, now());\nlog(`overdue ${days} days`);\nlet label = if days > 7 { \"late\" } else { \"fresh\" };",
+    );
+    let BlockOutcome::Proceed(vars) = outcome.unwrap() else {
+        panic!("expected proceed")
+    };
     assert_eq!(vars["days"], 12);
     assert_eq!(vars["label"], "late");
     assert_eq!(logs, ["overdue 12 days"]);
 
-    let (outcome, _) = run("if event.data.attempts > 2 { skip(\"too many attempts\"); }\nlet x = 1;");
-    assert_eq!(outcome.unwrap(), BlockOutcome::Skip("too many attempts".into()));
+    let (outcome, _) =
+        run("if event.data.attempts > 2 { skip(\"too many attempts\"); }\nlet x = 1;");
+    assert_eq!(
+        outcome.unwrap(),
+        BlockOutcome::Skip("too many attempts".into())
+    );
 }
 
 #[test]
@@ -91,8 +117,14 @@ fn runaway_scripts_are_stopped_and_sandboxed() {
     let (outcome, _) = run("let n = 0;\nloop { n += 1; }");
     let err = outcome.unwrap_err();
     assert!(err.message.contains("too many operations"), "{err}");
-    assert!(Block::compile(r#"eval("1 + 1")"#).is_err(), "eval is disabled");
-    assert!(Block::compile(r#"import "file" as f;"#).is_err(), "no modules, no files");
+    assert!(
+        Block::compile(r#"eval("1 + 1")"#).is_err(),
+        "eval is disabled"
+    );
+    assert!(
+        Block::compile(r#"import "file" as f;"#).is_err(),
+        "no modules, no files"
+    );
     let (outcome, _) = run(r#"let s = "x"; loop { s += s; }"#);
     assert!(outcome.is_err(), "string size is limited");
     let (outcome, _) = run(r#"throw "custom problem";"#);

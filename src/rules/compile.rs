@@ -1,0 +1,588 @@
+//! Rule files to compiled [`Rule`]s. Every problem is collected (not just the first) and
+//! named `file:line:col: rule <id>: message`. Compiling does no IO beyond reading the files.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::config::{ActionConfig, RuleConfig, RuleListFile, RuleTestConfig};
+use crate::normalize::{EventType, Subject, catalogue};
+use crate::script::bindings::glob_matches;
+use crate::script::{Block, Condition, ScriptError};
+
+/// A problem in a rule file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub rule: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
+        if let Some(rule) = &self.rule {
+            write!(f, "rule {rule}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Where a YAML value starts in the file, for mapping script positions to file positions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Span {
+    /// 1-based line and column of the key.
+    pub line: usize,
+    pub column: usize,
+    /// A `|` or `>` block: the script starts on the next line, indented by `indent`.
+    pub block: Option<usize>,
+    /// Column where an inline value starts.
+    pub value_column: usize,
+}
+
+impl Span {
+    /// The file position of a script position (1-based line and column within the script).
+    pub fn locate(&self, line: Option<usize>, column: Option<usize>) -> (usize, usize) {
+        let (line, column) = (line.unwrap_or(1), column.unwrap_or(1));
+        match self.block {
+            Some(indent) => (self.line + line, indent + column),
+            None => (
+                self.line + line - 1,
+                if line == 1 {
+                    self.value_column + column - 1
+                } else {
+                    column
+                },
+            ),
+        }
+    }
+}
+
+/// One action's parameters, with the JSON pointers of the strings that are templates.
+#[derive(Debug, Clone)]
+pub struct ActionTemplate {
+    pub kind: &'static str,
+    pub params: Value,
+    /// `(pointer into params, template name)`.
+    pub templates: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Throttle {
+    pub key_template: String,
+    pub window: Duration,
+}
+
+/// A compiled rule: what the engine runs. Raw config stops at [`compile_file`].
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// A content hash of the rule as written: changes whenever the rule does.
+    pub version: String,
+    pub file: PathBuf,
+    pub enabled: bool,
+    pub on: Vec<String>,
+    pub sources: Vec<String>,
+    pub source_types: Vec<String>,
+    pub when: Option<Condition>,
+    pub script: Option<Block>,
+    pub actions: Vec<ActionTemplate>,
+    pub throttle: Option<Throttle>,
+    pub tests: Vec<RuleTestConfig>,
+    pub when_span: Span,
+    pub script_span: Span,
+}
+
+/// Templates found while compiling: `(name, source)`, compiled into the rule set's environment.
+pub type TemplateSources = Vec<(String, String)>;
+
+pub fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%")
+}
+
+/// The canonical types rules may trigger on: the catalogue's, `unknown`, and those `emit`ted.
+pub fn known_types(emitted: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut known: BTreeSet<String> = catalogue::CATALOGUE
+        .iter()
+        .map(|e| e.kind.to_owned())
+        .collect();
+    known.insert(EventType::UNKNOWN.to_owned());
+    known.extend(emitted.iter().cloned());
+    known
+}
+
+/// The closest of `candidates` to `word`, if close enough to be a likely typo.
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|(score, _)| *score > 0.85)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// serde's "unknown field `whn`, expected one of `a`, `b`" with a suggestion added.
+fn explain_serde(message: &str) -> String {
+    let message = match message.rfind(" at line ") {
+        Some(at) => &message[..at],
+        None => message,
+    };
+    let unknown = ["unknown field `", "unknown variant `"]
+        .iter()
+        .find_map(|p| {
+            let start = message.find(p)? + p.len();
+            Some(&message[start..start + message[start..].find('`')?])
+        });
+    let expected: Vec<&str> = message
+        .split("expected one of ")
+        .nth(1)
+        .map(|l| l.split('`').skip(1).step_by(2).collect())
+        .unwrap_or_default();
+    match unknown.and_then(|u| did_you_mean(u, expected.iter().copied())) {
+        Some(suggestion) => format!("{message}; did you mean `{suggestion}`?"),
+        None => message.to_owned(),
+    }
+}
+
+/// Line (1-based) where `id: <id>` appears, the rule's first line for error positions.
+fn rule_line(text: &str, id: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start().trim_start_matches("- ").trim_start();
+            l.strip_prefix("id:")
+                .is_some_and(|v| v.trim().trim_matches(['"', '\'']) == id)
+        })
+        .map_or(1, |i| i + 1)
+}
+
+/// The position of `key:` in the rule starting at `from` (1-based), before the next rule.
+fn key_span(text: &str, from: usize, key: &str) -> Option<Span> {
+    for (i, line) in text.lines().enumerate().skip(from.saturating_sub(1)) {
+        let trimmed = line.trim_start();
+        let body = trimmed.trim_start_matches("- ");
+        if i + 1 > from && trimmed.starts_with("- id:") {
+            return None;
+        }
+        if let Some(rest) = body.strip_prefix(key).and_then(|r| r.strip_prefix(':')) {
+            let column = line.len() - body.len() + 1;
+            let value = rest.trim_start();
+            let value_column = column + key.len() + 1 + (rest.len() - value.len());
+            let block = if value.starts_with('|') || value.starts_with('>') {
+                let next = text.lines().nth(i + 1).unwrap_or_default();
+                Some(next.len() - next.trim_start().len())
+            } else {
+                None
+            };
+            return Some(Span {
+                line: i + 1,
+                column,
+                block,
+                value_column,
+            });
+        }
+    }
+    None
+}
+
+/// Reads and compiles one file's rules. `emitted` are the event types `emit` actions produce
+/// anywhere in the folder (they are valid triggers).
+pub fn compile_file(
+    path: &Path,
+    text: &str,
+    emitted: &BTreeSet<String>,
+    templates: &mut TemplateSources,
+) -> (Vec<Rule>, Vec<RuleError>) {
+    let error = |line: usize, column: usize, rule: Option<&str>, message: String| RuleError {
+        file: path.to_owned(),
+        line,
+        column,
+        rule: rule.map(str::to_owned),
+        message,
+    };
+    let yaml_error = |e: serde_yaml::Error| {
+        let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+        error(line, column, None, explain_serde(&e.to_string()))
+    };
+    let value: serde_yaml::Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return (Vec::new(), vec![yaml_error(e)]),
+    };
+    let (version, configs) = if value.get("rules").is_some() {
+        match serde_yaml::from_str::<RuleListFile>(text) {
+            Ok(file) => (Some(file.version), file.rules),
+            Err(e) => return (Vec::new(), vec![yaml_error(e)]),
+        }
+    } else {
+        match serde_yaml::from_str::<RuleConfig>(text) {
+            Ok(rule) => (rule.version, vec![rule]),
+            Err(e) => return (Vec::new(), vec![yaml_error(e)]),
+        }
+    };
+    if version != Some(1) {
+        let found = version.map_or("no version".to_owned(), |v| format!("version {v}"));
+        return (
+            Vec::new(),
+            vec![error(
+                1,
+                1,
+                None,
+                format!("rule files start with `version: 1` (found {found})"),
+            )],
+        );
+    }
+    let rules_yaml: Vec<serde_yaml::Value> = match value.get("rules") {
+        Some(serde_yaml::Value::Sequence(items)) => items.clone(),
+        _ => vec![value.clone()],
+    };
+    let mut rules = Vec::new();
+    let mut errors = Vec::new();
+    for (config, yaml) in configs.into_iter().zip(rules_yaml) {
+        match compile_rule(path, text, config, &yaml, emitted, templates) {
+            Ok(rule) => rules.push(rule),
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    (rules, errors)
+}
+
+fn compile_rule(
+    path: &Path,
+    text: &str,
+    config: RuleConfig,
+    yaml: &serde_yaml::Value,
+    emitted: &BTreeSet<String>,
+    templates: &mut TemplateSources,
+) -> Result<Rule, Vec<RuleError>> {
+    let start = rule_line(text, &config.id);
+    let id = config.id.clone();
+    let mut errors = Vec::new();
+    let at = |key: &str, message: String| {
+        let span = key_span(text, start, key).unwrap_or(Span {
+            line: start,
+            column: 1,
+            block: None,
+            value_column: 1,
+        });
+        RuleError {
+            file: path.to_owned(),
+            line: span.line,
+            column: span.column,
+            rule: Some(id.clone()),
+            message,
+        }
+    };
+
+    let id_ok = !config.id.is_empty()
+        && config
+            .id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !id_ok {
+        errors.push(at(
+            "id",
+            format!("id '{}' must be snake_case (a-z, 0-9, _)", config.id),
+        ));
+    }
+    if config.on.is_empty() && config.source_types.is_empty() {
+        errors.push(at(
+            "on",
+            "a rule needs a trigger: `on:` (event types) or `source_types:`".into(),
+        ));
+    }
+    let known = known_types(emitted);
+    for pattern in &config.on {
+        if pattern.contains('*') {
+            if !known.iter().any(|k| glob_matches(pattern, k)) {
+                errors.push(at(
+                    "on",
+                    format!("'{pattern}' matches no known event type (see `signalbox events`)"),
+                ));
+            }
+        } else if !known.contains(pattern) {
+            let hint = did_you_mean(pattern, known.iter().map(String::as_str))
+                .map(|s| format!("; did you mean '{s}'?"))
+                .unwrap_or_default();
+            errors.push(at(
+                "on",
+                format!("unknown event type '{pattern}'{hint} (see `signalbox events`)"),
+            ));
+        }
+    }
+    for source in &config.sources {
+        if let Err(e) = crate::normalize::validate_source(source) {
+            errors.push(at("sources", e));
+        }
+    }
+
+    let when_span = key_span(text, start, "when").unwrap_or_default();
+    let script_span = key_span(text, start, "script").unwrap_or_default();
+    let script_error = |span: Span, what: &str, e: ScriptError| {
+        let (line, column) = span.locate(e.line, e.column);
+        RuleError {
+            file: path.to_owned(),
+            line,
+            column,
+            rule: Some(id.clone()),
+            message: format!("{what}: {}", e.message),
+        }
+    };
+    let when = match config.when.as_deref().map(Condition::compile) {
+        Some(Err(e)) => {
+            errors.push(script_error(when_span, "when", e));
+            None
+        }
+        other => other.and_then(Result::ok),
+    };
+    let script = match config.script.as_deref().map(Block::compile) {
+        Some(Err(e)) => {
+            errors.push(script_error(script_span, "script", e));
+            None
+        }
+        other => other.and_then(Result::ok),
+    };
+
+    let mut actions = Vec::new();
+    for (index, action) in config.actions.iter().enumerate() {
+        let params = serde_json::to_value(action).expect("action configs serialize");
+        let mut found = Vec::new();
+        collect_templates(&params, String::new(), &mut found);
+        let mut action_templates = Vec::new();
+        for (pointer, source) in found {
+            let name = format!("{}/actions/{index}{pointer}", config.id);
+            if let Err(e) = check_template(&name, &source) {
+                errors.push(at(
+                    "actions",
+                    format!("actions[{index}]{}: {e}", pointer.replace('/', ".")),
+                ));
+            }
+            templates.push((name.clone(), source));
+            action_templates.push((pointer, name));
+        }
+        for problem in validate_action(action, is_template) {
+            errors.push(at(
+                "actions",
+                format!("actions[{index}] ({}): {problem}", action.kind()),
+            ));
+        }
+        actions.push(ActionTemplate {
+            kind: action.kind(),
+            params,
+            templates: action_templates,
+        });
+    }
+
+    let throttle = config.throttle.as_ref().and_then(|t| {
+        let name = format!("{}/throttle", config.id);
+        if let Err(e) = check_template(&name, &t.key) {
+            errors.push(at("throttle", format!("throttle.key: {e}")));
+        }
+        templates.push((name.clone(), t.key.clone()));
+        match humantime::parse_duration(&t.window) {
+            Ok(window) => Some(Throttle {
+                key_template: name,
+                window,
+            }),
+            Err(e) => {
+                errors.push(at(
+                    "throttle",
+                    format!(
+                        "throttle.window: '{}' is not a duration such as 24h or 30m: {e}",
+                        t.window
+                    ),
+                ));
+                None
+            }
+        }
+    });
+
+    let mut test_names = BTreeSet::new();
+    for test in &config.tests {
+        if !test_names.insert(&test.name) {
+            errors.push(at("tests", format!("two tests are named '{}'", test.name)));
+        }
+    }
+
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let canonical = serde_json::to_vec(&serde_json::to_value(yaml).unwrap_or(Value::Null))
+        .expect("values serialize");
+    Ok(Rule {
+        version: hex::encode(&Sha256::digest(&canonical)[..6]),
+        id: config.id,
+        name: config.name,
+        description: config.description,
+        file: path.to_owned(),
+        enabled: config.enabled,
+        on: config.on,
+        sources: config.sources,
+        source_types: config.source_types,
+        when,
+        script,
+        actions,
+        throttle,
+        tests: config.tests,
+        when_span,
+        script_span,
+    })
+}
+
+fn collect_templates(value: &Value, pointer: String, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::String(s) if is_template(s) => out.push((pointer, s.clone())),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .for_each(|(i, v)| collect_templates(v, format!("{pointer}/{i}"), out)),
+        Value::Object(map) => map.iter().for_each(|(k, v)| {
+            collect_templates(
+                v,
+                format!("{pointer}/{}", k.replace('~', "~0").replace('/', "~1")),
+                out,
+            )
+        }),
+        _ => {}
+    }
+}
+
+fn check_template(name: &str, source: &str) -> Result<(), String> {
+    let mut env = minijinja::Environment::new();
+    env.add_template_owned(name.to_owned(), source.to_owned())
+        .map(|_| ())
+        .map_err(|e| format!("template: {}", e.detail().unwrap_or(&e.to_string())))
+}
+
+/// Problems with an action's parameters. Values for which `skip` is true (templates, before
+/// rendering) are not checked.
+pub fn validate_action(action: &ActionConfig, skip: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    let no_newline = |field: &str, value: &str, problems: &mut Vec<String>| {
+        if value.contains(['\r', '\n']) {
+            problems.push(format!("{field} must be one line"));
+        }
+    };
+    match action {
+        ActionConfig::Webhook(w) => {
+            if !skip(&w.url) {
+                match url::Url::parse(&w.url) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                    Ok(u) => problems.push(format!(
+                        "url '{}' must be http or https with a host (found scheme '{}')",
+                        w.url,
+                        u.scheme()
+                    )),
+                    Err(e) => problems.push(format!("url '{}' is not a URL: {e}", w.url)),
+                }
+            }
+            if !["GET", "POST", "PUT", "PATCH", "DELETE"]
+                .contains(&w.method.to_ascii_uppercase().as_str())
+            {
+                problems.push(format!(
+                    "method '{}' is not one of GET, POST, PUT, PATCH, DELETE",
+                    w.method
+                ));
+            }
+            for (name, value) in &w.headers {
+                if axum::http::HeaderName::from_str(name).is_err() {
+                    problems.push(format!("header name '{name}' is not valid"));
+                }
+                no_newline(&format!("header {name}"), value, &mut problems);
+            }
+            if let Some(timeout) = &w.timeout
+                && humantime::parse_duration(timeout).is_err()
+            {
+                problems.push(format!("timeout '{timeout}' is not a duration such as 10s"));
+            }
+            if let Some(codes) = &w.success
+                && codes.iter().any(|c| !(100..600).contains(c))
+            {
+                problems.push("success statuses must be between 100 and 599".into());
+            }
+        }
+        ActionConfig::Email(e) => {
+            if e.to.is_empty() {
+                problems.push("to: at least one recipient".into());
+            }
+            let addresses = e.to.iter().chain(&e.cc).chain(&e.reply_to).chain(&e.from);
+            for address in addresses.filter(|a| !skip(a)) {
+                if lettre::message::Mailbox::from_str(address).is_err() {
+                    problems.push(format!("'{address}' is not an email address"));
+                }
+            }
+            no_newline("subject", &e.subject, &mut problems);
+        }
+        ActionConfig::PauseStrategy(s) | ActionConfig::ResumeStrategy(s) => {
+            if s.claim.trim().is_empty() {
+                problems.push("claim must not be empty".into());
+            }
+            no_newline("claim", &s.claim, &mut problems);
+        }
+        ActionConfig::Emit(e) => {
+            if !skip(&e.event_type)
+                && let Err(message) = EventType::parse(&e.event_type)
+            {
+                problems.push(message);
+            }
+            let subject: serde_json::Map<String, Value> = e
+                .subject
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            if let Err(err) = serde_json::from_value::<Subject>(Value::Object(subject)) {
+                problems.push(format!("subject: {err}"));
+            }
+        }
+    }
+    problems
+}
+
+/// Event types that `emit` actions name literally, across all files' configs.
+pub fn emitted_types(configs: &[RuleConfig]) -> BTreeSet<String> {
+    configs
+        .iter()
+        .flat_map(|r| &r.actions)
+        .filter_map(|a| match a {
+            ActionConfig::Emit(e) if !is_template(&e.event_type) => Some(e.event_type.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Parses a file's rule configs without compiling (to learn the emitted types first).
+pub fn peek_configs(text: &str) -> Vec<RuleConfig> {
+    serde_yaml::from_str::<RuleListFile>(text)
+        .map(|f| f.rules)
+        .or_else(|_| serde_yaml::from_str::<RuleConfig>(text).map(|r| vec![r]))
+        .unwrap_or_default()
+}
+
+/// Rule ids defined twice across the folder.
+pub fn duplicate_ids(rules: &[Rule], texts: &BTreeMap<PathBuf, String>) -> Vec<RuleError> {
+    let mut seen: BTreeMap<&str, &Path> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for rule in rules {
+        if let Some(first) = seen.insert(&rule.id, &rule.file) {
+            let line = texts.get(&rule.file).map_or(1, |t| rule_line(t, &rule.id));
+            errors.push(RuleError {
+                file: rule.file.clone(),
+                line,
+                column: 1,
+                rule: Some(rule.id.clone()),
+                message: format!("id is already used by a rule in {}", first.display()),
+            });
+        }
+    }
+    errors
+}

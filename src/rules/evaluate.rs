@@ -1,0 +1,280 @@
+//! Evaluating one event against the rule set: trigger, `when`, `script`, then rendering the
+//! actions. Pure: no IO, no clock but the one given.
+
+use std::cell::OnceCell;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::RuleSet;
+use super::compile::{Rule, validate_action};
+use super::config::ActionConfig;
+use crate::normalize::Event;
+use crate::script::bindings::glob_matches;
+use crate::script::{self, BlockOutcome};
+
+/// What one rule did with one event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The rule fires with these planned actions (rendered parameters, `type` first).
+    Fired {
+        actions: Vec<Value>,
+        /// `(rendered key, window)` when the rule is throttled; the store decides.
+        #[serde(skip)]
+        throttle: Option<(String, Duration)>,
+    },
+    /// The script called `skip(reason)`.
+    Skipped { reason: String },
+    /// The trigger or `when` did not match.
+    NotMatched { reason: String },
+    /// A script or template failed: an error of this rule alone. `line` is in the rule file.
+    Failed { error: String, line: Option<usize> },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Evaluation {
+    pub rule_id: String,
+    pub rule_version: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    pub logs: Vec<String>,
+    #[serde(skip)]
+    pub duration: Duration,
+}
+
+impl Evaluation {
+    /// Whether it belongs in the evaluation records (fired or failed; throttling is decided
+    /// when stored).
+    pub fn is_recorded(&self) -> bool {
+        matches!(self.outcome, Outcome::Fired { .. } | Outcome::Failed { .. })
+    }
+}
+
+/// Why `rule`'s trigger does not take `event`, or `None` when it does.
+pub fn trigger_mismatch(rule: &Rule, event: &Event) -> Option<String> {
+    if !rule.enabled {
+        return Some("the rule is disabled".into());
+    }
+    let by_type = rule.on.iter().any(|p| glob_matches(p, event.kind.as_str()));
+    let by_source_type = event
+        .source_type
+        .as_deref()
+        .is_some_and(|st| rule.source_types.iter().any(|p| glob_matches(p, st)));
+    if !by_type && !by_source_type {
+        let mut reason = format!(
+            "type '{}' is not in on: [{}]",
+            event.kind,
+            rule.on.join(", ")
+        );
+        if !rule.source_types.is_empty() {
+            reason += &format!(
+                " and source_type '{}' is not in source_types: [{}]",
+                event.source_type.as_deref().unwrap_or(""),
+                rule.source_types.join(", ")
+            );
+        }
+        return Some(reason);
+    }
+    if !rule.sources.is_empty() && !rule.sources.iter().any(|s| s == &event.source) {
+        return Some(format!(
+            "source '{}' is not in sources: [{}]",
+            event.source,
+            rule.sources.join(", ")
+        ));
+    }
+    None
+}
+
+/// The event as scripts and templates see it, computed once per event, on first use.
+pub struct EventView<'a> {
+    event: &'a Event,
+    dynamic: OnceCell<Result<rhai::Dynamic, String>>,
+    template: OnceCell<Value>,
+}
+
+impl<'a> EventView<'a> {
+    pub fn new(event: &'a Event) -> Self {
+        Self {
+            event,
+            dynamic: OnceCell::new(),
+            template: OnceCell::new(),
+        }
+    }
+
+    fn dynamic(&self) -> Result<&rhai::Dynamic, String> {
+        self.dynamic
+            .get_or_init(|| script::event_value(self.event).map_err(|e| e.message))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn template(&self) -> &Value {
+        self.template.get_or_init(|| {
+            let mut view = serde_json::to_value(self.event).expect("events serialize");
+            if let Value::Object(map) = &mut view {
+                map.remove("payload");
+            }
+            view
+        })
+    }
+}
+
+impl RuleSet {
+    /// Every rule whose trigger takes the event, evaluated in rule order.
+    pub fn evaluate(&self, event: &Event, now: DateTime<Utc>) -> Vec<Evaluation> {
+        let view = EventView::new(event);
+        self.candidates(event)
+            .filter(|rule| trigger_mismatch(rule, event).is_none())
+            .map(|rule| self.evaluate_rule(rule, &view, now))
+            .collect()
+    }
+
+    /// Every rule, with why it did or did not fire (for `signalbox try`).
+    pub fn explain(&self, event: &Event, now: DateTime<Utc>) -> Vec<Evaluation> {
+        let view = EventView::new(event);
+        self.rules()
+            .iter()
+            .map(|rule| self.evaluate_one(rule, &view, now))
+            .collect()
+    }
+
+    /// One rule against an event, trigger included (for rule tests).
+    pub fn evaluate_one(
+        &self,
+        rule: &Rule,
+        view: &EventView<'_>,
+        now: DateTime<Utc>,
+    ) -> Evaluation {
+        match trigger_mismatch(rule, view.event) {
+            Some(reason) => Evaluation {
+                rule_id: rule.id.clone(),
+                rule_version: rule.version.clone(),
+                outcome: Outcome::NotMatched { reason },
+                logs: Vec::new(),
+                duration: Duration::ZERO,
+            },
+            None => self.evaluate_rule(rule, view, now),
+        }
+    }
+
+    fn evaluate_rule(&self, rule: &Rule, view: &EventView<'_>, now: DateTime<Utc>) -> Evaluation {
+        let started = Instant::now();
+        let (outcome, logs) = script::with_context(now, || self.decide(rule, view));
+        Evaluation {
+            rule_id: rule.id.clone(),
+            rule_version: rule.version.clone(),
+            outcome,
+            logs,
+            duration: started.elapsed(),
+        }
+    }
+
+    fn decide(&self, rule: &Rule, view: &EventView<'_>) -> Outcome {
+        let failed = |error: String, line: Option<usize>| Outcome::Failed { error, line };
+        if rule.when.is_some() || rule.script.is_some() {
+            let event = match view.dynamic() {
+                Ok(event) => event,
+                Err(e) => return failed(format!("event cannot be given to scripts: {e}"), None),
+            };
+            if let Some(when) = &rule.when {
+                match when.holds(event) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return Outcome::NotMatched {
+                            reason: "when was false".into(),
+                        };
+                    }
+                    Err(e) => {
+                        return failed(
+                            format!("when: {}", e.message),
+                            Some(rule.when_span.locate(e.line, e.column).0),
+                        );
+                    }
+                }
+            }
+            if let Some(script) = &rule.script {
+                match script.run(event) {
+                    Ok(BlockOutcome::Proceed(vars)) => return self.render(rule, view, vars),
+                    Ok(BlockOutcome::Skip(reason)) => return Outcome::Skipped { reason },
+                    Err(e) => {
+                        return failed(
+                            format!("script: {}", e.message),
+                            Some(rule.script_span.locate(e.line, e.column).0),
+                        );
+                    }
+                }
+            }
+        }
+        self.render(rule, view, serde_json::Map::new())
+    }
+
+    /// Renders every action's templates with the event and the script's variables, then checks
+    /// the result as `check` checks literal parameters.
+    fn render(
+        &self,
+        rule: &Rule,
+        view: &EventView<'_>,
+        mut vars: serde_json::Map<String, Value>,
+    ) -> Outcome {
+        vars.insert("event".into(), view.template().clone());
+        let context = minijinja::Value::from(minijinja::value::Serde(&vars));
+        let render = |name: &str| -> Result<String, String> {
+            let template = self
+                .templates
+                .get_template(name)
+                .map_err(|e| e.to_string())?;
+            template
+                .render(&context)
+                .map_err(|e| e.detail().map_or_else(|| e.to_string(), str::to_owned))
+        };
+        let mut actions = Vec::with_capacity(rule.actions.len());
+        for (index, action) in rule.actions.iter().enumerate() {
+            let mut params = action.params.clone();
+            for (pointer, name) in &action.templates {
+                let text = match render(name) {
+                    Ok(text) => text,
+                    Err(e) => {
+                        return Outcome::Failed {
+                            error: format!("actions[{index}]{}: {e}", pointer.replace('/', ".")),
+                            line: None,
+                        };
+                    }
+                };
+                if let Some(slot) = params.pointer_mut(pointer) {
+                    *slot = Value::String(text);
+                }
+            }
+            let problems = match serde_json::from_value::<ActionConfig>(params.clone()) {
+                Ok(config) => validate_action(&config, |_| false),
+                Err(e) => vec![e.to_string()],
+            };
+            if !problems.is_empty() {
+                return Outcome::Failed {
+                    error: format!(
+                        "actions[{index}] ({}): {}",
+                        action.kind,
+                        problems.join("; ")
+                    ),
+                    line: None,
+                };
+            }
+            actions.push(params);
+        }
+        let throttle = match &rule.throttle {
+            Some(t) => match render(&t.key_template) {
+                Ok(key) => Some((key, t.window)),
+                Err(e) => {
+                    return Outcome::Failed {
+                        error: format!("throttle.key: {e}"),
+                        line: None,
+                    };
+                }
+            },
+            None => None,
+        };
+        Outcome::Fired { actions, throttle }
+    }
+}

@@ -1,0 +1,147 @@
+//! The running rule set, swapped whole when the rules folder changes: a change is validated
+//! first, and if it is invalid the running set stays and the problem is logged and shown by
+//! `/readyz`. An event is evaluated against one set, never a half-loaded one.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use notify::Watcher;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::{RuleError, RuleSet};
+
+/// How long the folder must be quiet before a reload (editors write in several steps).
+const SETTLE: Duration = Duration::from_millis(300);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RulesStatus {
+    pub dir: PathBuf,
+    pub rules: usize,
+    pub files: usize,
+    pub loaded_at: DateTime<Utc>,
+    /// The problems of the last reload that was refused, until a reload succeeds.
+    pub rejected_reload: Option<Vec<String>>,
+}
+
+pub struct LiveRules {
+    current: ArcSwap<RuleSet>,
+    status: Mutex<RulesStatus>,
+    dir: PathBuf,
+}
+
+impl LiveRules {
+    /// Loads the folder; fails with every problem found.
+    pub fn load(dir: &Path) -> Result<Arc<Self>, Vec<RuleError>> {
+        let set = RuleSet::load_dir(dir)?;
+        let status = RulesStatus {
+            dir: dir.to_owned(),
+            rules: set.len(),
+            files: set.files.len(),
+            loaded_at: Utc::now(),
+            rejected_reload: None,
+        };
+        Ok(Arc::new(Self {
+            current: ArcSwap::from_pointee(set),
+            status: Mutex::new(status),
+            dir: dir.to_owned(),
+        }))
+    }
+
+    /// Serves a given set (tests, benchmarks).
+    pub fn fixed(set: RuleSet) -> Arc<Self> {
+        let status = RulesStatus {
+            dir: PathBuf::new(),
+            rules: set.len(),
+            files: set.files.len(),
+            loaded_at: Utc::now(),
+            rejected_reload: None,
+        };
+        Arc::new(Self {
+            current: ArcSwap::from_pointee(set),
+            status: Mutex::new(status),
+            dir: PathBuf::new(),
+        })
+    }
+
+    /// The set to evaluate an event against.
+    pub fn current(&self) -> Arc<RuleSet> {
+        self.current.load_full()
+    }
+
+    pub fn status(&self) -> RulesStatus {
+        self.status
+            .lock()
+            .expect("status lock is never poisoned")
+            .clone()
+    }
+
+    /// Loads the folder again: swaps it in if valid, else keeps the running set.
+    pub fn reload(&self) -> Result<(), Vec<RuleError>> {
+        let mut status = self.status.lock().expect("status lock is never poisoned");
+        match RuleSet::load_dir(&self.dir) {
+            Ok(set) => {
+                tracing::info!(rules = set.len(), files = set.files.len(), "rules reloaded");
+                *status = RulesStatus {
+                    dir: self.dir.clone(),
+                    rules: set.len(),
+                    files: set.files.len(),
+                    loaded_at: Utc::now(),
+                    rejected_reload: None,
+                };
+                self.current.store(Arc::new(set));
+                Ok(())
+            }
+            Err(errors) => {
+                for e in &errors {
+                    tracing::error!(problem = %e, "rules change refused; the running rules stay");
+                }
+                status.rejected_reload = Some(errors.iter().map(ToString::to_string).collect());
+                Err(errors)
+            }
+        }
+    }
+
+    /// Watches the folder and reloads after changes, until `shutdown`. Without a folder to
+    /// watch, logs why and returns.
+    pub fn watch(
+        self: Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let watcher =
+                notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                    if event.is_ok_and(|e| !e.kind.is_access()) {
+                        let _ = tx.send(());
+                    }
+                });
+            let mut watcher = match watcher {
+                Ok(w) => w,
+                Err(e) => {
+                    return tracing::warn!(error = %e, "cannot watch the rules folder; changes need a restart");
+                }
+            };
+            // Watch the folder, not the files: editors save by renaming a new file over the old.
+            if let Err(e) = watcher.watch(&self.dir, notify::RecursiveMode::NonRecursive) {
+                return tracing::warn!(error = %e, dir = %self.dir.display(), "cannot watch the rules folder; changes need a restart");
+            }
+            loop {
+                tokio::select! {
+                    changed = rx.recv() => if changed.is_none() { return },
+                    _ = shutdown.changed() => return,
+                }
+                // Let the burst of writes settle.
+                while tokio::time::timeout(SETTLE, rx.recv())
+                    .await
+                    .is_ok_and(|m| m.is_some())
+                {}
+                let this = self.clone();
+                let _ = tokio::task::spawn_blocking(move || this.reload()).await;
+            }
+        })
+    }
+}

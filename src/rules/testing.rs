@@ -1,0 +1,226 @@
+//! The inline `tests:` of rule files: an example event and what the rule must do with it.
+
+use std::path::{Path, PathBuf};
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::evaluate::{EventView, Outcome};
+use super::{Rule, RuleSet};
+use crate::normalize::Event;
+use crate::providers::{Inbound, Registry};
+
+#[derive(Debug, Clone)]
+pub struct TestResult {
+    pub file: PathBuf,
+    pub rule: String,
+    pub name: String,
+    /// `None` when it passed; else what went wrong, with expected and actual.
+    pub failure: Option<String>,
+}
+
+/// A time for events that carry none (inline canonical events without `occurred_at`).
+fn default_time() -> DateTime<Utc> {
+    "2026-01-01T00:00:00Z".parse().expect("a valid time")
+}
+
+/// Reads a test's event: a file (relative to the rule file) or inline; canonical, or a
+/// platform's payload when `source` is given (normalized by its adapter, signature unchecked).
+pub fn load_event(
+    rule_file: &Path,
+    event: &Value,
+    source: Option<&str>,
+    registry: &Registry,
+    now: Option<DateTime<Utc>>,
+) -> Result<Event, String> {
+    let received_at = now.unwrap_or_else(default_time);
+    let (body, headers) = match event {
+        Value::String(path) => {
+            let path = rule_file.parent().unwrap_or(Path::new(".")).join(path);
+            let body =
+                std::fs::read(&path).map_err(|e| format!("event file {}: {e}", path.display()))?;
+            let headers_path = path.with_extension("headers.json");
+            let mut headers = HeaderMap::new();
+            if let Ok(text) = std::fs::read(&headers_path) {
+                let map: std::collections::BTreeMap<String, String> = serde_json::from_slice(&text)
+                    .map_err(|e| format!("{}: {e}", headers_path.display()))?;
+                for (k, v) in map {
+                    let name = HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes())
+                        .map_err(|e| format!("header {k}: {e}"))?;
+                    headers.insert(
+                        name,
+                        HeaderValue::from_str(&v).map_err(|e| format!("header {k}: {e}"))?,
+                    );
+                }
+            }
+            (body, headers)
+        }
+        inline => (
+            serde_json::to_vec(inline).expect("values serialize"),
+            HeaderMap::new(),
+        ),
+    };
+    let mut events = match source {
+        Some(source) => {
+            let provider = registry
+                .get(source)
+                .ok_or_else(|| format!("no adapter for source '{source}'"))?;
+            provider
+                .parse(&Inbound {
+                    headers: &headers,
+                    body: &body,
+                    hint: None,
+                    received_at,
+                })
+                .map_err(|e| e.to_string())?
+        }
+        None => crate::normalize::canonical::parse_body(&body, received_at)
+            .map_err(|e| e.to_string())?,
+    };
+    if events.len() != 1 {
+        return Err(format!(
+            "a test event must be one event, found {}",
+            events.len()
+        ));
+    }
+    Ok(events.remove(0))
+}
+
+/// Runs every inline test of every rule.
+pub fn run_all(set: &RuleSet, registry: &Registry) -> Vec<TestResult> {
+    set.rules()
+        .iter()
+        .flat_map(|rule| rule.tests.iter().map(move |t| (rule, t)))
+        .map(|(rule, test)| {
+            let failure = run_one(set, rule, test, registry).err();
+            TestResult {
+                file: rule.file.clone(),
+                rule: rule.id.clone(),
+                name: test.name.clone(),
+                failure,
+            }
+        })
+        .collect()
+}
+
+fn run_one(
+    set: &RuleSet,
+    rule: &Rule,
+    test: &super::config::RuleTestConfig,
+    registry: &Registry,
+) -> Result<(), String> {
+    let now = test
+        .now
+        .as_deref()
+        .map(|t| {
+            crate::script::bindings::parse_time(t)
+                .ok_or_else(|| format!("now: '{t}' is not a time"))
+        })
+        .transpose()?;
+    let event = load_event(
+        &rule.file,
+        &test.event,
+        test.source.as_deref(),
+        registry,
+        now,
+    )?;
+    let now = now.unwrap_or(event.occurred_at);
+    let evaluation = set.evaluate_one(rule, &EventView::new(&event), now);
+    let expect = Expectation::parse(&test.expect)?;
+    match (&evaluation.outcome, expect.fires) {
+        (Outcome::Failed { error, line }, _) => Err(format!(
+            "the rule failed: {error}{}",
+            line.map(|l| format!(" (line {l})")).unwrap_or_default()
+        )),
+        (Outcome::Fired { actions, .. }, true) => compare_actions(&expect.actions, actions),
+        (Outcome::Fired { actions, .. }, false) => Err(format!(
+            "expected it not to fire, but it fired:\n{}",
+            pretty(&Value::Array(actions.clone()))
+        )),
+        (Outcome::NotMatched { reason } | Outcome::Skipped { reason }, true) => {
+            Err(format!("expected it to fire, but it did not: {reason}"))
+        }
+        (_, false) => Ok(()),
+    }
+}
+
+struct Expectation {
+    fires: bool,
+    actions: Vec<Value>,
+}
+
+impl Expectation {
+    /// `[...]` (fires, with these actions), or `{fires: bool, actions: [...]}`.
+    fn parse(value: &Value) -> Result<Self, String> {
+        match value {
+            Value::Array(actions) => Ok(Self {
+                fires: true,
+                actions: actions.clone(),
+            }),
+            Value::Object(map) => {
+                if let Some(key) = map
+                    .keys()
+                    .find(|k| !matches!(k.as_str(), "fires" | "actions"))
+                {
+                    return Err(format!(
+                        "expect: unknown key '{key}' (expected fires, actions)"
+                    ));
+                }
+                let fires = map
+                    .get("fires")
+                    .map(|f| f.as_bool().ok_or("expect.fires: true or false"))
+                    .transpose()?
+                    .unwrap_or(true);
+                let actions = match map.get("actions") {
+                    Some(Value::Array(a)) => a.clone(),
+                    Some(_) => return Err("expect.actions: a list".into()),
+                    None => Vec::new(),
+                };
+                Ok(Self { fires, actions })
+            }
+            _ => Err("expect: a list of actions, or {fires: true|false, actions: [...]}".into()),
+        }
+    }
+}
+
+/// Each expected action is a type name, or the parameters to check (others are ignored).
+fn compare_actions(expected: &[Value], actual: &[Value]) -> Result<(), String> {
+    let matches = |e: &Value, a: &Value| match e {
+        Value::String(kind) => a["type"] == *kind,
+        Value::Object(fields) => fields.iter().all(|(k, v)| a.get(k) == Some(v)),
+        _ => false,
+    };
+    if expected.len() == actual.len() && expected.iter().zip(actual).all(|(e, a)| matches(e, a)) {
+        return Ok(());
+    }
+    Err(diff(
+        &pretty(&Value::Array(expected.to_vec())),
+        &pretty(&Value::Array(actual.to_vec())),
+    ))
+}
+
+fn pretty(value: &Value) -> String {
+    serde_json::to_string_pretty(value).expect("values serialize")
+}
+
+/// Expected and actual, lines only in the expectation marked `-`, lines only in the result `+`.
+fn diff(expected: &str, actual: &str) -> String {
+    let mut out = String::from("actions differ (- expected, + actual):\n");
+    let actual_lines: Vec<&str> = actual.lines().collect();
+    let expected_lines: Vec<&str> = expected.lines().collect();
+    for line in &expected_lines {
+        let mark = if actual_lines.contains(line) {
+            ' '
+        } else {
+            '-'
+        };
+        out += &format!("{mark} {line}\n");
+    }
+    for line in &actual_lines {
+        if !expected_lines.contains(line) {
+            out += &format!("+ {line}\n");
+        }
+    }
+    out
+}

@@ -1,0 +1,320 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::*;
+use crate::normalize::Event;
+
+fn set(files: &[(&str, &str)]) -> Result<RuleSet, Vec<String>> {
+    let texts: BTreeMap<PathBuf, String> = files
+        .iter()
+        .map(|(p, t)| (PathBuf::from(p), t.to_string()))
+        .collect();
+    RuleSet::compile(&texts).map_err(|errors| errors.iter().map(ToString::to_string).collect())
+}
+
+fn errors(files: &[(&str, &str)]) -> Vec<String> {
+    set(files).expect_err("expected the rules to be refused")
+}
+
+fn event(kind: &str, extra: Value) -> Event {
+    let mut value = json!({
+        "id": "evt_1", "source": "receeve", "source_event_id": "m-1", "type": kind, "source_type": "event.x.v1",
+        "occurred_at": "2026-11-20T08:00:00Z", "received_at": "2026-11-20T08:00:01Z",
+        "subject": {"claim": "C-1", "account": "A-1"}, "amount": {"value": "192.38", "currency": "EUR"}, "data": {}, "payload": {}
+    });
+    value
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    serde_json::from_value(value).unwrap()
+}
+
+fn now() -> DateTime<Utc> {
+    "2026-11-22T12:00:00Z".parse().unwrap()
+}
+
+const PTP_RULE: &str = r#"version: 1
+id: ptp_expired_alert
+name: Alert on expired promise
+on: [promise_to_pay.expired]
+sources: [receeve]
+when: event.amount != () && minor_units(event.amount) >= 10000
+script: |
+  let overdue = days_between(event.occurred_at, now());
+  log(`overdue ${overdue} days`);
+actions:
+  - type: email
+    to: agent@example.com
+    subject: "Promise to pay expired on claim {{ event.subject.claim }}"
+    text: "{{ overdue }} days overdue"
+  - type: webhook
+    url: "https://crm.example.com/claims/{{ event.subject.claim }}/notes"
+    body: { claim: "{{ event.subject.claim }}", kind: ptp_expired }
+"#;
+
+#[test]
+fn a_rule_fires_with_rendered_actions_and_logs() {
+    let rules = set(&[("rules/ptp.yaml", PTP_RULE)]).unwrap();
+    let evaluations = rules.evaluate(&event("promise_to_pay.expired", json!({})), now());
+    assert_eq!(evaluations.len(), 1);
+    let Outcome::Fired { actions, throttle } = &evaluations[0].outcome else {
+        panic!("{:?}", evaluations[0])
+    };
+    assert_eq!(actions[0]["type"], "email");
+    assert_eq!(actions[0]["subject"], "Promise to pay expired on claim C-1");
+    assert_eq!(actions[0]["text"], "2 days overdue");
+    assert_eq!(
+        actions[1]["url"],
+        "https://crm.example.com/claims/C-1/notes"
+    );
+    assert_eq!(
+        actions[1]["body"],
+        json!({"claim": "C-1", "kind": "ptp_expired"})
+    );
+    assert_eq!(actions[1]["method"], "POST");
+    assert!(throttle.is_none());
+    assert_eq!(evaluations[0].logs, ["overdue 2 days"]);
+    assert_eq!(evaluations[0].rule_version.len(), 12);
+}
+
+#[test]
+fn conditions_sources_and_types_filter() {
+    let rules = set(&[("rules/ptp.yaml", PTP_RULE)]).unwrap();
+    let small = event(
+        "promise_to_pay.expired",
+        json!({"amount": {"value": "5.00", "currency": "EUR"}}),
+    );
+    assert!(matches!(
+        rules.evaluate(&small, now())[0].outcome,
+        Outcome::NotMatched { .. }
+    ));
+    assert!(
+        rules
+            .evaluate(&event("promise_to_pay.created", json!({})), now())
+            .is_empty(),
+        "indexed by type"
+    );
+    assert!(
+        rules
+            .evaluate(
+                &event("promise_to_pay.expired", json!({"source": "api"})),
+                now()
+            )
+            .is_empty()
+    );
+    let explained = rules.explain(
+        &event("promise_to_pay.expired", json!({"source": "api"})),
+        now(),
+    );
+    assert_eq!(
+        explained[0].outcome,
+        Outcome::NotMatched {
+            reason: "source 'api' is not in sources: [receeve]".into()
+        }
+    );
+}
+
+#[test]
+fn globs_and_source_types_match() {
+    let rules = set(&[(
+        "rules/r.yaml",
+        "version: 1\nrules:\n  - id: any_sms\n    on: sms.*\n    actions: [{type: emit, event_type: claim.flagged}]\n  - id: archived\n    source_types: ['event.claim.archived.*']\n    actions: [{type: pause_strategy, reason: archived}]\n  - id: flagged\n    on: [claim.flagged]\n",
+    )])
+    .unwrap();
+    let fired = |e: &Event| {
+        rules
+            .evaluate(e, now())
+            .into_iter()
+            .filter(|x| matches!(x.outcome, Outcome::Fired { .. }))
+            .map(|x| x.rule_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(fired(&event("sms.delivery_failed", json!({}))), ["any_sms"]);
+    assert_eq!(
+        fired(&event(
+            "unknown",
+            json!({"source_type": "event.claim.archived.v2"})
+        )),
+        ["archived"]
+    );
+    let pause = &rules.evaluate(
+        &event("unknown", json!({"source_type": "event.claim.archived.v2"})),
+        now(),
+    )[0];
+    let Outcome::Fired { actions, .. } = &pause.outcome else {
+        panic!()
+    };
+    assert_eq!(
+        actions[0],
+        json!({"type": "pause_strategy", "claim": "C-1", "platform": "receeve", "reason": "archived"})
+    );
+}
+
+#[test]
+fn a_failing_rule_fails_alone() {
+    let rules = set(&[(
+        "rules/r.yaml",
+        "version: 1\nrules:\n  - id: loops\n    on: [claim.created]\n    script: |\n      let n = 0;\n      loop { n += 1; }\n    actions: [{type: emit, event_type: claim.flagged}]\n  - id: missing_field\n    on: [claim.created]\n    actions: [{type: email, to: a@example.com, subject: 'x {{ event.subject.debtor }}', text: t}]\n  - id: fine\n    on: [claim.created]\n    actions: [{type: emit, event_type: claim.flagged}]\n",
+    )])
+    .unwrap();
+    let evaluations = rules.evaluate(&event("claim.created", json!({})), now());
+    let Outcome::Failed { error, line } = &evaluations[0].outcome else {
+        panic!("{:?}", evaluations[0])
+    };
+    assert!(error.contains("too many operations"), "{error}");
+    assert_eq!(*line, Some(7), "the loop's line in the file");
+    let Outcome::Failed { error, .. } = &evaluations[1].outcome else {
+        panic!("{:?}", evaluations[1])
+    };
+    assert!(
+        error.starts_with("actions[0].subject:") && error.contains("undefined"),
+        "{error}"
+    );
+    assert!(matches!(evaluations[2].outcome, Outcome::Fired { .. }));
+}
+
+#[test]
+fn scripts_can_skip() {
+    let rules = set(&[("r.yaml", "version: 1\nid: s\non: [claim.created]\nscript: |\n  if event.subject.claim == \"C-1\" { skip(\"test claim\"); }\nactions: [{type: emit, event_type: claim.flagged}]\n")]).unwrap();
+    assert_eq!(
+        rules.evaluate(&event("claim.created", json!({})), now())[0].outcome,
+        Outcome::Skipped {
+            reason: "test claim".into()
+        }
+    );
+}
+
+#[test]
+fn throttle_key_is_rendered() {
+    let rules = set(&[("r.yaml", "version: 1\nid: t\non: [claim.created]\nthrottle: {key: '{{ event.subject.claim }}', window: 24h}\nactions: [{type: emit, event_type: claim.flagged}]\n")]).unwrap();
+    let Outcome::Fired { throttle, .. } =
+        &rules.evaluate(&event("claim.created", json!({})), now())[0].outcome
+    else {
+        panic!()
+    };
+    assert_eq!(
+        throttle.as_ref().unwrap(),
+        &("C-1".to_owned(), std::time::Duration::from_secs(86400))
+    );
+}
+
+#[test]
+fn problems_are_reported_with_file_line_column_and_rule() {
+    let e = errors(&[(
+        "rules/a.yaml",
+        "version: 1\nid: a\non: [claim.created]\nwhn: true\n",
+    )]);
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].starts_with("rules/a.yaml:4:1: unknown field `whn`, expected one of"),
+        "{e:?}"
+    );
+    assert!(e[0].ends_with("did you mean `when`?"), "{e:?}");
+
+    let e = errors(&[(
+        "rules/b.yaml",
+        "version: 1\nid: b\non: [claim.created]\nwhen: evnt.source == \"receeve\"\n",
+    )]);
+    assert!(
+        e[0].starts_with("rules/b.yaml:4:7: rule b: when: Undefined variable: evnt"),
+        "{e:?}"
+    );
+
+    let e = errors(&[(
+        "rules/c.yaml",
+        "version: 1\nid: c\non: [claim.created]\nscript: |\n  let a = 1;\n  let b = a +;\nactions: []\n",
+    )]);
+    assert!(
+        e[0].starts_with("rules/c.yaml:6:"),
+        "script line 2 is file line 6: {e:?}"
+    );
+
+    let e = errors(&[(
+        "rules/d.yaml",
+        "version: 1\nid: d\non: [promise_to_pay.expird, sms.nothing*]\n",
+    )]);
+    assert_eq!(
+        e[0],
+        "rules/d.yaml:3:1: rule d: unknown event type 'promise_to_pay.expird'; did you mean 'promise_to_pay.expired'? (see `signalbox events`)"
+    );
+    assert!(
+        e[1].contains("'sms.nothing*' matches no known event type"),
+        "{e:?}"
+    );
+
+    let e = errors(&[(
+        "rules/e.yaml",
+        "version: 1\nid: e\non: [claim.created]\nactions:\n  - type: webhook\n    url: not a url\n  - type: email\n    to: [agent-at-example.com]\n    subject: s\n    text: t\n  - type: pause\n",
+    )]);
+    assert!(
+        e[0].contains("unknown variant `pause`") && e[0].contains("did you mean `pause_strategy`?"),
+        "{e:?}"
+    );
+    let e = errors(&[(
+        "rules/e.yaml",
+        "version: 1\nid: e\non: [claim.created]\nactions:\n  - type: webhook\n    url: not a url\n  - type: email\n    to: [agent-at-example.com]\n    subject: s\n    text: t\n",
+    )]);
+    assert!(
+        e.iter()
+            .any(|m| m.contains("actions[0] (webhook): url 'not a url' is not a URL")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m
+                .contains("actions[1] (email): 'agent-at-example.com' is not an email address")),
+        "{e:?}"
+    );
+
+    let e = errors(&[("rules/f.yaml", "id: f\non: [claim.created]\n")]);
+    assert_eq!(
+        e,
+        ["rules/f.yaml:1:1: rule files start with `version: 1` (found no version)"]
+    );
+
+    let e = errors(&[
+        (
+            "rules/g.yaml",
+            "version: 1\nid: same\non: [claim.created]\n",
+        ),
+        (
+            "rules/h.yaml",
+            "version: 1\nid: same\non: [claim.created]\n",
+        ),
+    ]);
+    assert_eq!(
+        e,
+        ["rules/h.yaml:2:1: rule same: id is already used by a rule in rules/g.yaml"]
+    );
+
+    let e = errors(&[(
+        "rules/i.yaml",
+        "version: 1\nid: i\non: [claim.created]\nthrottle: {key: '{{ event.subject.claim', window: soon}\n",
+    )]);
+    assert!(
+        e.iter().any(|m| m.contains("throttle.key: template")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.contains("throttle.window: 'soon' is not a duration")),
+        "{e:?}"
+    );
+
+    let e = errors(&[("rules/j.yaml", "version: 1\nid: j\n")]);
+    assert!(e[0].contains("a rule needs a trigger"), "{e:?}");
+
+    let e = errors(&[("rules/k.yaml", "version: 1\nid: k\non: [claim.created\n")]);
+    assert!(
+        e[0].starts_with("rules/k.yaml:"),
+        "YAML syntax errors have a position: {e:?}"
+    );
+}
+
+#[test]
+fn emitted_types_are_valid_triggers() {
+    set(&[("a.yaml", "version: 1\nid: a\non: [claim.created]\nactions: [{type: emit, event_type: claim.escalated}]\n"), ("b.yaml", "version: 1\nid: b\non: [claim.escalated]\n")]).unwrap();
+}
