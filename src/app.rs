@@ -13,6 +13,7 @@ use crate::api::{AppState, router};
 use crate::config::Config;
 use crate::processor::Processor;
 use crate::providers::Registry;
+use crate::rules::live::LiveRules;
 use crate::store::writer::Writer;
 use crate::store::{Store, StoreError};
 
@@ -21,10 +22,12 @@ pub struct App {
     /// Where the HTTP server listens (useful when bound to port 0).
     pub addr: SocketAddr,
     pub store: Store,
+    pub rules: Arc<LiveRules>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     writer: JoinHandle<()>,
     processor: JoinHandle<()>,
+    watcher: JoinHandle<()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +36,8 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error("the rules have problems:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Rules(Vec<crate::rules::RuleError>),
     #[error("cannot read the listening address: {0}")]
     Listener(std::io::Error),
     #[error("http server failed: {0}")]
@@ -54,27 +59,31 @@ pub async fn start_with_store(
     store: Store,
 ) -> Result<App, AppError> {
     let addr = listener.local_addr().map_err(AppError::Listener)?;
-    match crate::rules::scan(&config.rules_dir) {
-        Ok(files) if files.is_empty() => {
-            tracing::warn!(dir = %config.rules_dir.display(), "no rule files found")
-        }
-        Ok(files) => {
-            tracing::info!(dir = %config.rules_dir.display(), files = files.len(), "rule files found")
-        }
-        Err(e) => tracing::warn!(error = %e, "rules folder unreadable"),
-    }
     let providers = Registry::from_config(&config.sources)?;
+    let rules = LiveRules::load(&config.rules_dir).map_err(AppError::Rules)?;
+    let status = rules.status();
+    if status.rules == 0 {
+        tracing::warn!(dir = %config.rules_dir.display(), "no rules: events are stored and processed, nothing fires");
+    } else {
+        tracing::info!(dir = %config.rules_dir.display(), rules = status.rules, files = status.files, "rules loaded");
+    }
     let (shutdown, shutdown_rx) = watch::channel(false);
     let stored = Arc::new(Notify::new());
     let (writer, writer_task) = Writer::spawn(store.clone(), stored.clone());
-    let processor = Processor::new(store.clone(), config.processing.clone(), stored);
+    let processor = Processor::new(
+        store.clone(),
+        rules.clone(),
+        config.processing.clone(),
+        stored,
+    );
     let processor = tokio::spawn(processor.run(shutdown_rx.clone()));
+    let watcher = rules.clone().watch(shutdown_rx.clone());
 
     let state = AppState {
         store: store.clone(),
         writer,
         providers: Arc::new(providers),
-        rules_dir: config.rules_dir.clone(),
+        rules: rules.clone(),
         max_body_bytes: config.max_body_bytes,
     };
     let mut server_shutdown = shutdown_rx;
@@ -89,10 +98,12 @@ pub async fn start_with_store(
     Ok(App {
         addr,
         store,
+        rules,
         shutdown,
         server,
         writer: writer_task,
         processor,
+        watcher,
     })
 }
 
@@ -105,6 +116,7 @@ impl App {
         // The server dropped its writer handles: the writer drains its queue and ends.
         self.writer.await?;
         self.processor.await?;
+        self.watcher.await?;
         self.store.close().await;
         tracing::info!("signalbox stopped");
         served.map_err(AppError::Server)

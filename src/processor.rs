@@ -3,8 +3,8 @@
 //!
 //! Receives events from the store (stored by ingestion, which notifies), leases them so that
 //! several instances sharing PostgreSQL never process one event at the same time, and after a
-//! crash resumes from whatever is still pending. Rule evaluation plugs in here (issue: rules);
-//! until then processing records that the event was processed.
+//! crash resumes from whatever is still pending. Each event is evaluated against the rule set
+//! in force, and marked processed in the same transaction that records its evaluations.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,10 +13,12 @@ use chrono::Utc;
 use tokio::sync::{Notify, watch};
 
 use crate::config::ProcessingConfig;
+use crate::rules::live::LiveRules;
 use crate::store::{Store, StoreError};
 
 pub struct Processor {
     store: Store,
+    rules: Arc<LiveRules>,
     config: ProcessingConfig,
     /// This instance's lease owner name: `ins_<uuidv7>`, new at every start.
     owner: String,
@@ -24,10 +26,16 @@ pub struct Processor {
 }
 
 impl Processor {
-    pub fn new(store: Store, config: ProcessingConfig, stored: Arc<Notify>) -> Self {
+    pub fn new(
+        store: Store,
+        rules: Arc<LiveRules>,
+        config: ProcessingConfig,
+        stored: Arc<Notify>,
+    ) -> Self {
         let owner = format!("ins_{}", uuid::Uuid::now_v7().simple());
         Self {
             store,
+            rules,
             config,
             owner,
             stored,
@@ -85,14 +93,27 @@ impl Processor {
         if events.is_empty() {
             return Ok(0);
         }
-        let ids: Vec<_> = events.iter().map(|e| e.id.clone()).collect();
-        for event in &events {
-            tracing::debug!(event_id = %event.id, event_type = %event.kind, source = %event.source, "event processed");
-        }
-        let done = self.store.complete(&self.owner, &ids, Utc::now()).await?;
-        if done < ids.len() as u64 {
+        // One rule set for the whole round: a reload never splits an event's evaluation.
+        let rules = self.rules.current();
+        let processed: Vec<_> = events
+            .iter()
+            .map(|event| {
+                let evaluations = rules.evaluate(event, Utc::now());
+                for e in &evaluations {
+                    if let crate::rules::Outcome::Failed { error, line } = &e.outcome {
+                        tracing::warn!(event_id = %event.id, rule_id = %e.rule_id, line = ?line, error = %error, "rule failed");
+                    }
+                }
+                (event.id.clone(), evaluations)
+            })
+            .collect();
+        let done = self
+            .store
+            .complete(&self.owner, &processed, Utc::now())
+            .await?;
+        if done < processed.len() as u64 {
             tracing::warn!(
-                taken = ids.len(),
+                taken = processed.len(),
                 completed = done,
                 "lost the lease on some events; another instance has them"
             );

@@ -85,3 +85,19 @@ pub async fn unknown_types(
         serde_json::json!({ "unknown_types": state.store.unknown_types().await? }),
     ))
 }
+
+/// What the rules did with an event (fired, throttled or failed).
+pub async fn evaluations(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if state.store.get_event(&id).await?.is_none() {
+        return Err(ApiError::NotFound {
+            code: "event_not_found",
+            message: format!("no event with id '{id}'"),
+        });
+    }
+    Ok(Json(
+        serde_json::json!({ "evaluations": state.store.evaluations_for_event(&id).await? }),
+    ))
+}

@@ -11,18 +11,19 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when the store answers and the rules folder can be read.
+/// Ready when the store answers and rules are loaded. A refused reload (the running rules
+/// stay) is shown, but does not make the engine unready.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let store = match state.store.ping().await {
         Ok(()) => Ok(state.store.backend_name()),
         Err(e) => Err(e.to_string()),
     };
-    let rules = crate::rules::scan(&state.rules_dir);
-    let ready = store.is_ok() && rules.is_ok();
+    let rules = state.rules.status();
+    let ready = store.is_ok();
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "store": match &store { Ok(backend) => json!({ "ok": true, "backend": backend }), Err(e) => json!({ "ok": false, "error": e }) },
-        "rules": match &rules { Ok(files) => json!({ "ok": true, "dir": state.rules_dir, "files": files.len() }), Err(e) => json!({ "ok": false, "dir": state.rules_dir, "error": e }) },
+        "rules": rules,
     });
     (
         if ready {

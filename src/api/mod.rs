@@ -4,7 +4,6 @@ mod events;
 mod health;
 mod ingest;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -24,7 +23,7 @@ pub struct AppState {
     pub store: Store,
     pub writer: Writer,
     pub providers: Arc<Registry>,
-    pub rules_dir: PathBuf,
+    pub rules: Arc<crate::rules::live::LiveRules>,
     pub max_body_bytes: usize,
 }
 
@@ -32,6 +31,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/events", post(ingest::post_events).get(events::list))
         .route("/v1/events/{id}", get(events::get_one))
+        .route("/v1/events/{id}/evaluations", get(events::evaluations))
         .route("/v1/deliveries", get(events::deliveries))
         .route("/v1/unknown-types", get(events::unknown_types))
         .route("/webhooks/{source}", post(ingest::post_webhook))

@@ -159,38 +159,6 @@ impl Store {
         Ok(events)
     }
 
-    /// Marks leased events processed; events whose lease `owner` lost are left alone.
-    /// Returns how many were marked.
-    pub async fn complete(
-        &self,
-        owner: &str,
-        ids: &[EventId],
-        now: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
-        let ids: Vec<&str> = ids.iter().map(EventId::as_str).collect();
-        let _turn = self.write_turn().await;
-        let done = match &self.backend {
-            Backend::Sqlite(pool) => {
-                let ids = serde_json::to_string(&ids).expect("strings serialize");
-                sqlx::query(sqlite::COMPLETE)
-                    .bind(now)
-                    .bind(owner)
-                    .bind(ids)
-                    .execute(pool)
-                    .await?
-                    .rows_affected()
-            }
-            Backend::Postgres(pool) => sqlx::query(postgres::COMPLETE)
-                .bind(now)
-                .bind(owner)
-                .bind(ids)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-        };
-        Ok(done)
-    }
-
     /// Gives back the leases `owner` holds (on shutdown), or all leases when `owner` is `None`
     /// (SQLite at start: one instance owns the file, so any lease is a dead process's).
     pub async fn release_leases(&self, owner: Option<&str>) -> Result<u64, StoreError> {

@@ -6,6 +6,7 @@
 //! reads for the API. Callers see methods; dialect SQL stays in `sqlite.rs` and `postgres.rs`.
 //! Query code is written once and expanded for each backend by `on_pool!`.
 
+mod evaluations;
 mod events;
 mod postgres;
 mod sqlite;
@@ -20,6 +21,7 @@ use serde_json::Value;
 use crate::config::StoreConfig;
 use crate::normalize::{Event, EventId};
 
+pub use evaluations::EvaluationRecord;
 pub use events::{DeliverySummary, EventFilter, EventState, StoredEvent, UnknownType};
 
 /// Runs `$body` with `$pool` bound to the backend's pool; the body is compiled once per backend.

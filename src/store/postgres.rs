@@ -33,10 +33,11 @@ pub(super) const CLAIM_PENDING: &str = "
     )
     RETURNING *";
 
-/// Marks the listed events processed, if `owner` still leases them.
+/// Marks the listed events (a JSON array of ids) processed, if `owner` still leases them.
 pub(super) const COMPLETE: &str = "
     UPDATE events SET state = 'processed', processed_at = $1, lease_owner = NULL, lease_until_ms = NULL
-    WHERE state = 'pending' AND lease_owner = $2 AND id = ANY($3)";
+    WHERE state = 'pending' AND lease_owner = $2 AND id IN (SELECT jsonb_array_elements_text($3::jsonb))
+    RETURNING id";
 
 /// The URL without its password, for error messages.
 fn redact(url: &str) -> String {

@@ -60,6 +60,11 @@ mod cases {
         Ingest { delivery, events }
     }
 
+    /// Events completed with no rule evaluations.
+    fn unevaluated(ids: &[EventId]) -> Vec<(EventId, Vec<signalbox::rules::Evaluation>)> {
+        ids.iter().map(|id| (id.clone(), Vec::new())).collect()
+    }
+
     async fn seed(store: &Store, n: usize) -> Vec<EventId> {
         let events: Vec<Event> = (0..n).map(|i| event(&format!("e-{i}"))).collect();
         let ids = events.iter().map(|e| e.id.clone()).collect();
@@ -104,12 +109,21 @@ mod cases {
         );
 
         assert_eq!(
-            store.complete("b", &a_ids, now).await.unwrap(),
+            store
+                .complete("b", &unevaluated(&a_ids), now)
+                .await
+                .unwrap(),
             0,
             "b cannot complete a's events"
         );
         let b_ids: Vec<EventId> = b.iter().map(|e| e.id.clone()).collect();
-        assert_eq!(store.complete("b", &b_ids, now).await.unwrap(), 4);
+        assert_eq!(
+            store
+                .complete("b", &unevaluated(&b_ids), now)
+                .await
+                .unwrap(),
+            4
+        );
 
         // a died: once its lease has expired, b takes its events.
         let later = lease + Duration::seconds(1);
@@ -122,11 +136,20 @@ mod cases {
             a_ids
         );
         assert_eq!(
-            store.complete("a", &a_ids, later).await.unwrap(),
+            store
+                .complete("a", &unevaluated(&a_ids), later)
+                .await
+                .unwrap(),
             0,
             "a lost its lease"
         );
-        assert_eq!(store.complete("b", &a_ids, later).await.unwrap(), 6);
+        assert_eq!(
+            store
+                .complete("b", &unevaluated(&a_ids), later)
+                .await
+                .unwrap(),
+            6
+        );
         assert_eq!(store.count_events().await.unwrap(), (0, 10));
         store.close().await;
     }
@@ -149,7 +172,10 @@ mod cases {
                     }
                     let batch_ids: Vec<EventId> = batch.into_iter().map(|e| e.id).collect();
                     assert_eq!(
-                        store.complete(owner, &batch_ids, now).await.unwrap(),
+                        store
+                            .complete(owner, &unevaluated(&batch_ids), now)
+                            .await
+                            .unwrap(),
                         batch_ids.len() as u64
                     );
                     taken.extend(batch_ids);

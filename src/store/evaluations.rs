@@ -1,0 +1,133 @@
+//! Evaluation records and throttles, written with the event's completion in one transaction.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::types::Json;
+use sqlx::{QueryBuilder, Row};
+
+use super::{Backend, Store, StoreError, on_pool, postgres, sqlite};
+use crate::normalize::EventId;
+use crate::rules::{Evaluation, Outcome};
+
+/// Fires the throttle if its window has passed (or it never fired): returns a row then.
+const THROTTLE: &str = "
+    INSERT INTO throttles (rule_id, throttle_key, fired_at_ms) VALUES ($1, $2, $3)
+    ON CONFLICT (rule_id, throttle_key) DO UPDATE SET fired_at_ms = excluded.fired_at_ms
+    WHERE throttles.fired_at_ms <= $4
+    RETURNING rule_id";
+
+const INSERT_EVALUATIONS: &str = "INSERT INTO evaluations (id, event_id, rule_id, rule_version, outcome, error, error_line, actions, logs, duration_us, evaluated_at) ";
+
+/// An evaluation as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvaluationRecord {
+    pub id: String,
+    pub event_id: String,
+    pub rule_id: String,
+    pub rule_version: String,
+    /// `fired`, `throttled` or `failed`.
+    pub outcome: String,
+    pub error: Option<String>,
+    pub error_line: Option<i64>,
+    pub actions: Value,
+    pub logs: Value,
+    pub duration_us: i64,
+    pub evaluated_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Marks leased events processed and records their evaluations, in one transaction: an
+    /// event is processed exactly when its evaluations are stored. Events whose lease `owner`
+    /// lost are left alone (another instance has them). Throttles are applied here, in the
+    /// store, so they hold across instances. Returns how many events were completed.
+    pub async fn complete(
+        &self,
+        owner: &str,
+        processed: &[(EventId, Vec<Evaluation>)],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let ids: Vec<&str> = processed.iter().map(|(id, _)| id.as_str()).collect();
+        let ids = serde_json::to_string(&ids).expect("strings serialize");
+        let complete = match self.backend {
+            Backend::Sqlite(_) => sqlite::COMPLETE,
+            Backend::Postgres(_) => postgres::COMPLETE,
+        };
+        let now_ms = now.timestamp_millis();
+        let _turn = self.write_turn().await;
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let owned: HashSet<String> =
+                sqlx::query_scalar(complete).bind(now).bind(owner).bind(&ids).fetch_all(&mut *tx).await?.into_iter().collect();
+            let mut rows = Vec::new();
+            for (event_id, evaluations) in processed.iter().filter(|(id, _)| owned.contains(id.as_str())) {
+                for evaluation in evaluations.iter().filter(|e| e.is_recorded()) {
+                    let (outcome, error, line, actions) = match &evaluation.outcome {
+                        Outcome::Fired { actions, throttle } => {
+                            let fires = match throttle {
+                                Some((key, window)) => {
+                                    let cutoff = now_ms - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+                                    sqlx::query(THROTTLE).bind(&evaluation.rule_id).bind(key).bind(now_ms).bind(cutoff).fetch_optional(&mut *tx).await?.is_some()
+                                }
+                                None => true,
+                            };
+                            (if fires { "fired" } else { "throttled" }, None, None, Value::Array(actions.clone()))
+                        }
+                        Outcome::Failed { error, line } => ("failed", Some(error.as_str()), line.map(|l| l as i64), Value::Array(Vec::new())),
+                        _ => unreachable!("only recorded evaluations are kept"),
+                    };
+                    rows.push((event_id, evaluation, outcome, error, line, actions));
+                }
+            }
+            for chunk in rows.chunks(1000) {
+                let mut insert = QueryBuilder::new(INSERT_EVALUATIONS);
+                insert.push_values(chunk, |mut row, (event_id, evaluation, outcome, error, line, actions)| {
+                    row.push_bind(format!("evl_{}", uuid::Uuid::now_v7().simple()))
+                        .push_bind(event_id.as_str())
+                        .push_bind(evaluation.rule_id.as_str())
+                        .push_bind(evaluation.rule_version.as_str())
+                        .push_bind(*outcome)
+                        .push_bind(*error)
+                        .push_bind(*line)
+                        .push_bind(Json(actions))
+                        .push_bind(Json(&evaluation.logs))
+                        .push_bind(i64::try_from(evaluation.duration.as_micros()).unwrap_or(i64::MAX))
+                        .push_bind(now);
+                });
+                insert.push(" ON CONFLICT (event_id, rule_id) DO NOTHING");
+                insert.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(owned.len() as u64)
+        })
+    }
+
+    /// The evaluations recorded for an event, in rule order of evaluation.
+    pub async fn evaluations_for_event(
+        &self,
+        event_id: &str,
+    ) -> Result<Vec<EvaluationRecord>, StoreError> {
+        on_pool!(self, pool => {
+            let rows = sqlx::query("SELECT * FROM evaluations WHERE event_id = $1 ORDER BY id").bind(event_id).fetch_all(pool).await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(EvaluationRecord {
+                        id: row.try_get("id")?,
+                        event_id: row.try_get("event_id")?,
+                        rule_id: row.try_get("rule_id")?,
+                        rule_version: row.try_get("rule_version")?,
+                        outcome: row.try_get("outcome")?,
+                        error: row.try_get("error")?,
+                        error_line: row.try_get::<Option<i64>, _>("error_line")?,
+                        actions: row.try_get::<Json<Value>, _>("actions")?.0,
+                        logs: row.try_get::<Json<Value>, _>("logs")?.0,
+                        duration_us: row.try_get("duration_us")?,
+                        evaluated_at: row.try_get("evaluated_at")?,
+                    })
+                })
+                .collect()
+        })
+    }
+}
