@@ -42,7 +42,7 @@ impl Engine {
             ])
             .arg(&config)
             .env("SIGNALBOX_DATABASE_URL", &db.url)
-            .env("SIGNALBOX_RULES_DIR", dir)
+            .env("SIGNALBOX_RULES_DIR", dir.join("rules"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
