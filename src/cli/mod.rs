@@ -1,6 +1,7 @@
 //! The command line: `signalbox serve` and the subcommands for rule authors.
 
 mod events;
+mod rules;
 mod serve;
 
 use std::path::PathBuf;
@@ -29,6 +30,42 @@ pub enum Command {
     Serve(ServeArgs),
     /// List the event catalogue: each platform's event types and the canonical type rules use.
     Events(EventsArgs),
+    /// Validate every rule file; print each problem as file:line:col: message.
+    Check(CheckArgs),
+    /// Run the inline `tests:` of every rule file.
+    Test(TestArgs),
+    /// Show what the rules would do with an event, without doing anything.
+    Try(TryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Rules folder
+    #[arg(default_value = "rules")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Rules folder
+    #[arg(default_value = "rules")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct TryArgs {
+    /// The event: canonical JSON, or a platform's webhook body with --source
+    #[arg(long)]
+    pub event: PathBuf,
+    /// The platform the event file comes from (receeve, amili, bemmbo, hubpay, b54)
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Rules folder
+    #[arg(long = "rules", default_value = "rules")]
+    pub dir: PathBuf,
+    /// The time scripts see as now() (RFC 3339) [default: the current time]
+    #[arg(long)]
+    pub now: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +132,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Events(args) => events::run(args),
+        Command::Check(args) => rules::check(args),
+        Command::Test(args) => rules::test(args),
+        Command::Try(args) => rules::try_event(args),
     }
 }
 
