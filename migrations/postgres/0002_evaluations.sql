@@ -6,7 +6,7 @@ CREATE TABLE evaluations (
     rule_version TEXT NOT NULL,                 -- content hash of the rule as written
     outcome      TEXT NOT NULL,                 -- fired | throttled | failed
     error        TEXT,
-    error_line   INTEGER,
+    error_line   BIGINT,
     actions      JSONB NOT NULL,                -- planned actions, rendered
     logs         JSONB NOT NULL,
     duration_us  BIGINT NOT NULL,

@@ -105,30 +105,33 @@ impl LiveRules {
         }
     }
 
-    /// Watches the folder and reloads after changes, until `shutdown`. Without a folder to
-    /// watch, logs why and returns.
+    /// Watches the folder and reloads after changes, until `shutdown`. The watch is in place
+    /// when this returns, so no change made after it is missed. Without a folder to watch,
+    /// logs why and reloads nothing.
     pub fn watch(
         self: Arc<Self>,
         mut shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let watcher =
-                notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                    if event.is_ok_and(|e| !e.kind.is_access()) {
-                        let _ = tx.send(());
-                    }
-                });
-            let mut watcher = match watcher {
-                Ok(w) => w,
-                Err(e) => {
-                    return tracing::warn!(error = %e, "cannot watch the rules folder; changes need a restart");
-                }
-            };
-            // Watch the folder, not the files: editors save by renaming a new file over the old.
-            if let Err(e) = watcher.watch(&self.dir, notify::RecursiveMode::NonRecursive) {
-                return tracing::warn!(error = %e, dir = %self.dir.display(), "cannot watch the rules folder; changes need a restart");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok_and(|e| !e.kind.is_access()) {
+                let _ = tx.send(());
             }
+        })
+        // Watch the folder, not the files: editors save by renaming a new file over the old.
+        .and_then(|mut w| {
+            w.watch(&self.dir, notify::RecursiveMode::NonRecursive)
+                .map(|()| w)
+        });
+        let watcher = match watcher {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, dir = %self.dir.display(), "cannot watch the rules folder; rule changes need a restart");
+                None
+            }
+        };
+        tokio::spawn(async move {
+            let Some(_watcher) = watcher else { return };
             loop {
                 tokio::select! {
                     changed = rx.recv() => if changed.is_none() { return },

@@ -4,6 +4,7 @@ mod crash;
 mod examples;
 mod ingest;
 mod providers;
+mod rules;
 mod store_suite;
 mod support;
 mod webhooks;

@@ -1,0 +1,301 @@
+//! Rules in the running engine (both backends) and the rule author's commands.
+
+use std::path::Path;
+use std::process::Command;
+
+crate::on_both_backends!(cases:
+    evaluations_are_recorded_with_the_event,
+    throttle_fires_once_per_key_per_window,
+    a_broken_edit_leaves_the_running_rules_and_says_why,
+);
+
+fn signalbox(args: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_signalbox"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[test]
+fn the_sample_rules_pass_check_and_their_tests() {
+    let (ok, out) = signalbox(&["check", "rules"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("6 rules in 6 files"), "{out}");
+    let (ok, out) = signalbox(&["test", "rules"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("PASS rules/sms_failed_pause.yaml pause_strategy_after_sms_failure pauses_the_claims_strategy"), "{out}");
+    assert!(!out.contains("FAIL"), "{out}");
+}
+
+#[test]
+fn check_reports_each_problem_with_its_position_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        "version: 1\nid: a\non: [sms.delivery_faild]\nwhen: evnt.source == \"x\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("b.yaml"), "version: 1\nid: b\non: [claim.created]\nactions:\n  - type: email\n    to: nobody\n    subject: s\n    text: t\n").unwrap();
+    let (ok, out) = signalbox(&["check", dir.path().to_str().unwrap()]);
+    assert!(!ok);
+    let a = dir.path().join("a.yaml");
+    assert!(out.contains(&format!("{}:3:1: rule a: unknown event type 'sms.delivery_faild'; did you mean 'sms.delivery_failed'?", a.display())), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{}:4:7: rule a: when: Undefined variable: evnt",
+            a.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("rule b: actions[0] (email): 'nobody' is not an email address"),
+        "{out}"
+    );
+    assert!(out.contains("3 problems in"), "{out}");
+}
+
+#[test]
+fn test_shows_a_diff_when_a_rule_test_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("r.yaml"),
+        "version: 1\nid: r\non: [claim.created]\nactions: [{type: emit, event_type: claim.flagged, data: {level: high}}]\ntests:\n  - name: wrong\n    event: {type: claim.created, source_event_id: x}\n    expect: [{type: emit, data: {level: low}}]\n",
+    )
+    .unwrap();
+    let (ok, out) = signalbox(&["test", dir.path().to_str().unwrap()]);
+    assert!(!ok);
+    assert!(out.contains("FAIL") && out.contains("r wrong"), "{out}");
+    assert!(
+        out.contains("-       \"level\": \"low\"") && out.contains("+       \"level\": \"high\""),
+        "{out}"
+    );
+    assert!(out.contains("0 passed, 1 failed"), "{out}");
+}
+
+#[test]
+fn try_explains_a_match_and_a_non_match() {
+    let (ok, out) = signalbox(&[
+        "try",
+        "--event",
+        "tests/fixtures/providers/b54/invoice.declined.json",
+        "--source",
+        "b54",
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("event: invoice.declined from b54"), "{out}");
+    assert!(
+        out.contains("FIRES    b54_invoice_declined_notify_finance"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\"subject\": \"B54 declined invoice PxZn9UKhP9ALfbN9\""),
+        "{out}"
+    );
+    assert!(out.contains("no       pause_strategy_after_sms_failure: type 'invoice.declined' is not in on: [sms.delivery_failed]"), "{out}");
+    assert!(
+        out.contains("1 of 6 rules would fire. Nothing was sent or stored."),
+        "{out}"
+    );
+}
+
+pub fn write_rules(dir: &Path, files: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, text) in files {
+        // Write then rename, as editors do, so the watcher never reads half a file.
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, dir.join(name)).unwrap();
+    }
+}
+
+mod cases {
+    use std::time::Duration;
+
+    use serde_json::{Value, json};
+
+    use super::write_rules;
+    use crate::support::{TestApp, TestDb, test_config};
+
+    const RULES: &str = "version: 1
+rules:
+  - id: flag_big_claims
+    on: [claim.created]
+    when: minor_units(event.amount) >= 100000
+    actions:
+      - type: webhook
+        url: \"https://crm.example.com/claims/{{ event.subject.claim }}\"
+  - id: broken_at_runtime
+    on: [claim.created]
+    script: |
+      let n = 0;
+      loop { n += 1; }
+    actions: [{type: emit, event_type: claim.flagged}]
+  - id: once_a_day_per_claim
+    on: [sms.delivery_failed]
+    throttle: { key: '{{ event.subject.claim }}', window: 24h }
+    actions: [{type: pause_strategy, reason: sms failed}]
+";
+
+    async fn app(db: &TestDb, dir: &std::path::Path) -> TestApp {
+        write_rules(dir, &[("rules.yaml", RULES)]);
+        let mut config = test_config(db);
+        config.rules_dir = dir.to_owned();
+        TestApp::spawn(config).await
+    }
+
+    async fn post(app: &TestApp, event: Value) -> String {
+        let (status, receipt) = app.post("/v1/events", event.to_string()).await;
+        assert_eq!(status, 201, "{receipt}");
+        receipt["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn evaluations(app: &TestApp, id: &str) -> Vec<Value> {
+        app.wait_processed().await;
+        app.get(&format!("/v1/events/{id}/evaluations")).await.1["evaluations"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    pub async fn evaluations_are_recorded_with_the_event(db: TestDb) {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(&db, dir.path()).await;
+        let id = post(&app, json!({"type": "claim.created", "source_event_id": "c-1", "subject": {"claim": "C-1"}, "amount": {"value": "2500.00", "currency": "EUR"}})).await;
+        let records = evaluations(&app, &id).await;
+        assert_eq!(records.len(), 2, "{records:#?}");
+        let fired = records
+            .iter()
+            .find(|r| r["rule_id"] == "flag_big_claims")
+            .unwrap();
+        assert_eq!(fired["outcome"], "fired");
+        assert_eq!(
+            fired["actions"],
+            json!([{"type": "webhook", "method": "POST", "url": "https://crm.example.com/claims/C-1"}])
+        );
+        assert_eq!(fired["rule_version"].as_str().unwrap().len(), 12);
+        let failed = records
+            .iter()
+            .find(|r| r["rule_id"] == "broken_at_runtime")
+            .unwrap();
+        assert_eq!(failed["outcome"], "failed");
+        assert!(
+            failed["error"]
+                .as_str()
+                .unwrap()
+                .contains("too many operations"),
+            "{failed}"
+        );
+        assert_eq!(failed["error_line"], 13, "the loop's line in rules.yaml");
+
+        // A small claim: the condition is false, nothing is recorded for that rule.
+        let id = post(&app, json!({"type": "claim.created", "source_event_id": "c-2", "subject": {"claim": "C-2"}, "amount": {"value": "12.00", "currency": "EUR"}})).await;
+        let records = evaluations(&app, &id).await;
+        assert_eq!(
+            records
+                .iter()
+                .map(|r| r["rule_id"].as_str().unwrap())
+                .collect::<Vec<_>>(),
+            ["broken_at_runtime"]
+        );
+        app.stop().await;
+    }
+
+    pub async fn throttle_fires_once_per_key_per_window(db: TestDb) {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(&db, dir.path()).await;
+        let sms = |id: &str, claim: &str| json!({"type": "sms.delivery_failed", "source_event_id": id, "subject": {"claim": claim}});
+        let mut outcomes = Vec::new();
+        for (id, claim) in [
+            ("s-1", "C-1"),
+            ("s-2", "C-1"),
+            ("s-3", "C-2"),
+            ("s-4", "C-1"),
+        ] {
+            let event_id = post(&app, sms(id, claim)).await;
+            let records = evaluations(&app, &event_id).await;
+            outcomes.push(records[0]["outcome"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(outcomes, ["fired", "throttled", "fired", "throttled"]);
+        app.stop().await;
+    }
+
+    pub async fn a_broken_edit_leaves_the_running_rules_and_says_why(db: TestDb) {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(&db, dir.path()).await;
+        let wait_for = |want: fn(&Value) -> bool| {
+            let app = &app;
+            async move {
+                for _ in 0..200 {
+                    let (_, ready) = app.get("/readyz").await;
+                    if want(&ready["rules"]) {
+                        return ready;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                panic!(
+                    "rules status did not change within 10 s: {:?}",
+                    app.get("/readyz").await
+                );
+            }
+        };
+        write_rules(
+            dir.path(),
+            &[(
+                "rules.yaml",
+                &RULES.replace(
+                    "on: [claim.created]\n    when:",
+                    "on: [claim.creatd]\n    when:",
+                ),
+            )],
+        );
+        let ready = wait_for(|r| r["rejected_reload"].is_array()).await;
+        assert!(
+            ready["rules"]["rejected_reload"][0]
+                .as_str()
+                .unwrap()
+                .contains("unknown event type 'claim.creatd'; did you mean 'claim.created'?"),
+            "{ready}"
+        );
+        assert_eq!(ready["status"], "ready", "the running rules stay");
+        assert_eq!(ready["rules"]["rules"], 3);
+        let id = post(&app, json!({"type": "claim.created", "source_event_id": "h-1", "subject": {"claim": "C-9"}, "amount": {"value": "5000", "currency": "EUR"}})).await;
+        assert!(
+            evaluations(&app, &id)
+                .await
+                .iter()
+                .any(|r| r["rule_id"] == "flag_big_claims" && r["outcome"] == "fired"),
+            "old rules still run"
+        );
+
+        write_rules(
+            dir.path(),
+            &[(
+                "rules.yaml",
+                "version: 1\nid: only_one\non: [claim.created]\nactions: [{type: emit, event_type: claim.flagged}]\n",
+            )],
+        );
+        let ready = wait_for(|r| r["rules"] == 1).await;
+        assert!(ready["rules"]["rejected_reload"].is_null(), "{ready}");
+        let id = post(
+            &app,
+            json!({"type": "claim.created", "source_event_id": "h-2"}),
+        )
+        .await;
+        let records = evaluations(&app, &id).await;
+        assert_eq!(
+            records
+                .iter()
+                .map(|r| r["rule_id"].as_str().unwrap())
+                .collect::<Vec<_>>(),
+            ["only_one"]
+        );
+        app.stop().await;
+    }
+}
