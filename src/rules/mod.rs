@@ -200,7 +200,33 @@ fn environment() -> minijinja::Environment<'static> {
             minijinja::AutoEscape::None
         }
     });
+    env.add_filter("money", money_filter);
     env
+}
+
+/// `{{ event.amount | money }}`: `1,234.50 EUR`.
+fn money_filter(amount: minijinja::Value) -> Result<String, minijinja::Error> {
+    let invalid =
+        |what: String| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, what);
+    let value = amount
+        .get_attr("value")
+        .map_err(|e| invalid(e.to_string()))?;
+    let text = value
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| value.to_string());
+    let decimal: rust_decimal::Decimal = text
+        .parse()
+        .map_err(|_| invalid(format!("money: '{text}' is not an amount")))?;
+    let currency = amount
+        .get_attr("currency")
+        .ok()
+        .filter(|c| !c.is_undefined() && !c.is_none())
+        .map(|c| c.to_string());
+    Ok(crate::script::bindings::money_text(
+        decimal,
+        currency.as_deref(),
+    ))
 }
 
 #[cfg(test)]

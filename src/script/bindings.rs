@@ -107,7 +107,11 @@ fn minor_units(value: &Dynamic, currency: Option<&str>) -> Fallible<i64> {
 }
 
 fn format_money(value: &Dynamic, currency: Option<&str>) -> Fallible<String> {
-    let mut amount = decimal(value)?;
+    Ok(money_text(decimal(value)?, currency))
+}
+
+/// `1,234.50 EUR`: grouped thousands, the currency's minor-unit decimals, the code after.
+pub fn money_text(mut amount: Decimal, currency: Option<&str>) -> String {
     let digits = minor_unit_digits(currency);
     amount.rescale(digits);
     let text = amount.abs().to_string();
@@ -129,10 +133,10 @@ fn format_money(value: &Dynamic, currency: Option<&str>) -> Fallible<String> {
     } else {
         format!("{grouped}.{fraction}")
     };
-    Ok(match currency {
+    match currency {
         Some(c) => format!("{sign}{number} {c}"),
         None => format!("{sign}{number}"),
-    })
+    }
 }
 
 /// `*` matches any run of characters; everything else matches itself.

@@ -299,3 +299,37 @@ rules:
         app.stop().await;
     }
 }
+
+/// Every YAML example in docs/rules.md is a valid rule file, and its inline tests pass.
+#[test]
+fn the_examples_in_the_rules_doc_work() {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/rules.md"))
+        .unwrap();
+    let blocks: Vec<&str> = doc
+        .split("```yaml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    let registry = signalbox::providers::Registry::from_config(&Default::default()).unwrap();
+    let mut tests = 0;
+    for (i, block) in blocks.iter().enumerate() {
+        if !block.starts_with("version: 1") {
+            continue; // a fragment (e.g. only `tests:`), shown inside a rule elsewhere
+        }
+        // Paths in examples are relative to a file in docs/.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("docs/example_{i}.yaml"));
+        let texts = std::collections::BTreeMap::from([(path, block.to_string())]);
+        let set = signalbox::rules::RuleSet::compile(&texts)
+            .unwrap_or_else(|e| panic!("example {i}:\n{block}\n{e:?}"));
+        for result in signalbox::rules::testing::run_all(&set, &registry) {
+            assert!(
+                result.failure.is_none(),
+                "example {i}, test {}: {:?}",
+                result.name,
+                result.failure
+            );
+            tests += 1;
+        }
+    }
+    assert!(tests >= 5, "the examples carry their tests ({tests})");
+}
