@@ -235,6 +235,42 @@ pub struct Event {
     pub payload: Value,
 }
 
+/// The event as rules see it: every canonical field but the raw `payload`. Borrowed, so
+/// handing it to scripts and templates copies nothing first.
+#[derive(Debug, Serialize)]
+pub struct EventView<'a> {
+    pub id: &'a EventId,
+    pub source: &'a str,
+    pub source_event_id: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'a EventType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_type: Option<&'a str>,
+    pub occurred_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub subject: &'a Subject,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<&'a Amount>,
+    pub data: &'a Value,
+}
+
+impl Event {
+    pub fn view(&self) -> EventView<'_> {
+        EventView {
+            id: &self.id,
+            source: &self.source,
+            source_event_id: &self.source_event_id,
+            kind: &self.kind,
+            source_type: self.source_type.as_deref(),
+            occurred_at: self.occurred_at,
+            received_at: self.received_at,
+            subject: &self.subject,
+            amount: self.amount.as_ref(),
+            data: &self.data,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,10 +2,11 @@
 //! actions. Pure: no IO, no clock but the one given.
 
 use std::cell::OnceCell;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::RuleSet;
@@ -53,6 +54,17 @@ impl Evaluation {
     }
 }
 
+/// Whether `rule`'s trigger takes `event` (the fast path of [`trigger_mismatch`]).
+pub fn triggers(rule: &Rule, event: &Event) -> bool {
+    rule.enabled
+        && (rule.on.iter().any(|p| glob_matches(p, event.kind.as_str()))
+            || event
+                .source_type
+                .as_deref()
+                .is_some_and(|st| rule.source_types.iter().any(|p| glob_matches(p, st))))
+        && (rule.sources.is_empty() || rule.sources.iter().any(|s| s == &event.source))
+}
+
 /// Why `rule`'s trigger does not take `event`, or `None` when it does.
 pub fn trigger_mismatch(rule: &Rule, event: &Event) -> Option<String> {
     if !rule.enabled {
@@ -92,7 +104,7 @@ pub fn trigger_mismatch(rule: &Rule, event: &Event) -> Option<String> {
 pub struct EventView<'a> {
     event: &'a Event,
     dynamic: OnceCell<Result<rhai::Dynamic, String>>,
-    template: OnceCell<Value>,
+    template: OnceCell<minijinja::Value>,
 }
 
 impl<'a> EventView<'a> {
@@ -111,14 +123,9 @@ impl<'a> EventView<'a> {
             .map_err(Clone::clone)
     }
 
-    fn template(&self) -> &Value {
-        self.template.get_or_init(|| {
-            let mut view = serde_json::to_value(self.event).expect("events serialize");
-            if let Value::Object(map) = &mut view {
-                map.remove("payload");
-            }
-            view
-        })
+    fn template(&self) -> &minijinja::Value {
+        self.template
+            .get_or_init(|| minijinja::Value::from(minijinja::value::Serde(self.event.view())))
     }
 }
 
@@ -127,7 +134,7 @@ impl RuleSet {
     pub fn evaluate(&self, event: &Event, now: DateTime<Utc>) -> Vec<Evaluation> {
         let view = EventView::new(event);
         self.candidates(event)
-            .filter(|rule| trigger_mismatch(rule, event).is_none())
+            .filter(|rule| triggers(rule, event))
             .map(|rule| self.evaluate_rule(rule, &view, now))
             .collect()
     }
@@ -217,10 +224,20 @@ impl RuleSet {
         &self,
         rule: &Rule,
         view: &EventView<'_>,
-        mut vars: serde_json::Map<String, Value>,
+        vars: serde_json::Map<String, Value>,
     ) -> Outcome {
-        vars.insert("event".into(), view.template().clone());
-        let context = minijinja::Value::from(minijinja::value::Serde(&vars));
+        // The event's template value is built once per event and shared (reference-counted).
+        let mut context: BTreeMap<String, minijinja::Value> = vars
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    minijinja::Value::from(minijinja::value::Serde(v)),
+                )
+            })
+            .collect();
+        context.insert("event".into(), view.template().clone());
+        let context = minijinja::Value::from(context);
         let render = |name: &str| -> Result<String, String> {
             let template = self
                 .templates
@@ -247,9 +264,14 @@ impl RuleSet {
                     *slot = Value::String(text);
                 }
             }
-            let problems = match serde_json::from_value::<ActionConfig>(params.clone()) {
-                Ok(config) => validate_action(&config, |_| false),
-                Err(e) => vec![e.to_string()],
+            // Literal parameters were checked when the rule loaded; check what templates made.
+            let problems = if action.templates.is_empty() {
+                Vec::new()
+            } else {
+                match ActionConfig::deserialize(&params) {
+                    Ok(config) => validate_action(&config, |_| false),
+                    Err(e) => vec![e.to_string()],
+                }
             };
             if !problems.is_empty() {
                 return Outcome::Failed {

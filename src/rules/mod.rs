@@ -170,21 +170,26 @@ impl RuleSet {
     }
 
     /// Rules that may take the event, in rule order: those naming its type, and those that must
-    /// be checked for every event.
+    /// be checked for every event. Allocates only when both kinds apply.
     fn candidates<'a>(
         &'a self,
         event: &crate::normalize::Event,
-    ) -> impl Iterator<Item = &'a Rule> + 'a {
+    ) -> Box<dyn Iterator<Item = &'a Rule> + 'a> {
         let exact = self
             .by_type
             .get(event.kind.as_str())
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let mut indexes: Vec<usize> = exact.iter().chain(&self.scan_all).copied().collect();
-        if !self.scan_all.is_empty() && !exact.is_empty() {
-            indexes.sort_unstable();
+        let pick = move |i: &usize| &self.rules[*i];
+        match (exact.is_empty(), self.scan_all.is_empty()) {
+            (_, true) => Box::new(exact.iter().map(pick)),
+            (true, false) => Box::new(self.scan_all.iter().map(pick)),
+            (false, false) => {
+                let mut indexes: Vec<usize> = exact.iter().chain(&self.scan_all).copied().collect();
+                indexes.sort_unstable();
+                Box::new(indexes.into_iter().map(move |i| &self.rules[i]))
+            }
         }
-        indexes.into_iter().map(|i| &self.rules[i])
     }
 }
 

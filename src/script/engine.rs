@@ -31,5 +31,6 @@ fn build() -> Engine {
     engine.on_print(|text| super::context_log(text.to_owned()));
     engine.on_debug(|text, _, _| super::context_log(text.to_owned()));
     super::bindings::register(&mut engine);
+    super::event::register(&mut engine);
     engine
 }

@@ -7,6 +7,7 @@
 
 pub mod bindings;
 mod engine;
+mod event;
 
 use std::cell::RefCell;
 
@@ -72,22 +73,10 @@ pub(crate) fn context_log(line: String) {
     });
 }
 
-/// The event as scripts see it: the canonical fields, converted once and shared by every rule.
+/// The event as scripts see it: the canonical fields (not the raw payload), read-only,
+/// converted once per event and shared by every rule evaluated for it.
 pub fn event_value(event: &crate::normalize::Event) -> Result<Dynamic, ScriptError> {
-    let mut view = serde_json::to_value(event).map_err(|e| ScriptError {
-        message: e.to_string(),
-        line: None,
-        column: None,
-    })?;
-    if let Value::Object(map) = &mut view {
-        map.remove("payload");
-    }
-    let value = rhai::serde::to_dynamic(view).map_err(|e| ScriptError {
-        message: e.to_string(),
-        line: None,
-        column: None,
-    })?;
-    Ok(value.into_shared())
+    Ok(event::to_dynamic(event))
 }
 
 /// A compiled `when:` condition.
