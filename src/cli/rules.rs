@@ -1,7 +1,7 @@
 //! `signalbox check`, `signalbox test` and `signalbox try`: tools for rule authors. None of them
 //! stores, sends or changes anything.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use anyhow::bail;
 use chrono::Utc;
@@ -12,7 +12,7 @@ use crate::rules::{RuleSet, testing};
 
 use super::{CheckArgs, TestArgs, TryArgs};
 
-fn load(dir: &PathBuf) -> anyhow::Result<RuleSet> {
+fn load(dir: &Path) -> anyhow::Result<RuleSet> {
     match RuleSet::load_dir(dir) {
         Ok(set) => Ok(set),
         Err(errors) => {

@@ -4,36 +4,10 @@
 
 use serde_json::Value;
 
-use super::signature::Verifier;
-use super::{Inbound, Provider, ProviderError, Verification, content_id, invalid, parse_json};
-use crate::normalize::Event;
+use super::{Inbound, ProviderError, content_id, invalid};
 use crate::normalize::fields::{Normalized, text, time, whole_units};
 
-pub struct B54 {
-    pub verifier: Verifier,
-}
-
-impl Provider for B54 {
-    fn name(&self) -> &str {
-        "b54"
-    }
-
-    fn verify(&self, req: &Inbound<'_>) -> Result<Verification, ProviderError> {
-        self.verifier.verify(req)
-    }
-
-    fn parse(&self, req: &Inbound<'_>) -> Result<Vec<Event>, ProviderError> {
-        let body = parse_json(req.body)?;
-        let normalized = normalize(&body)?;
-        Ok(vec![normalized.into_event(
-            self.name(),
-            body,
-            req.received_at,
-        )])
-    }
-}
-
-pub fn normalize(body: &Value) -> Result<Normalized, ProviderError> {
+pub fn normalize(body: &Value, _req: &Inbound<'_>) -> Result<Normalized, ProviderError> {
     let event = text(body, &["event"])
         .ok_or_else(|| invalid("expected an 'event' naming the event type"))?;
     let data = body

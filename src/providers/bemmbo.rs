@@ -4,42 +4,23 @@
 
 use serde_json::Value;
 
-use super::signature::Verifier;
-use super::{Inbound, Provider, ProviderError, Verification, content_id, header_text, parse_json};
-use crate::normalize::Event;
+use super::{Inbound, ProviderError, content_id, header_text};
 use crate::normalize::fields::{Normalized, decimal, first_text, time, whole_units};
 
 pub const CURRENCY: &str = "CLP";
 
-pub struct Bemmbo {
-    pub verifier: Verifier,
-}
-
-impl Provider for Bemmbo {
-    fn name(&self) -> &str {
-        "bemmbo"
-    }
-
-    fn verify(&self, req: &Inbound<'_>) -> Result<Verification, ProviderError> {
-        self.verifier.verify(req)
-    }
-
-    fn parse(&self, req: &Inbound<'_>) -> Result<Vec<Event>, ProviderError> {
-        let body = parse_json(req.body)?;
-        let id = header_text(req, "svix-id")
-            .or_else(|| header_text(req, "webhook-id"))
-            .unwrap_or_else(|| content_id(&body));
-        let sent_at = header_text(req, "svix-timestamp")
-            .and_then(|t| t.parse().ok())
-            .and_then(|t| chrono::DateTime::from_timestamp(t, 0));
-        let mut normalized = normalize(&body, req.hint, id);
-        normalized.occurred_at = normalized.occurred_at.or(sent_at);
-        Ok(vec![normalized.into_event(
-            self.name(),
-            body,
-            req.received_at,
-        )])
-    }
+/// The type comes from the endpoint path or the body's shape; the dedupe key is the `svix-id`
+/// header; the time is the body's own, else the `svix-timestamp`.
+pub fn normalize(body: &Value, req: &Inbound<'_>) -> Result<Normalized, ProviderError> {
+    let id = header_text(req, "svix-id")
+        .or_else(|| header_text(req, "webhook-id"))
+        .unwrap_or_else(|| content_id(body));
+    let sent_at = header_text(req, "svix-timestamp")
+        .and_then(|t| t.parse().ok())
+        .and_then(|t| chrono::DateTime::from_timestamp(t, 0));
+    let mut normalized = normalize_body(body, req.hint, id);
+    normalized.occurred_at = normalized.occurred_at.or(sent_at);
+    Ok(normalized)
 }
 
 /// The event type a body's shape shows, for deliveries that do not name it.
@@ -59,7 +40,7 @@ pub fn recognise(body: &Value) -> Option<&'static str> {
     })
 }
 
-pub fn normalize(body: &Value, hint: Option<&str>, source_event_id: String) -> Normalized {
+fn normalize_body(body: &Value, hint: Option<&str>, source_event_id: String) -> Normalized {
     let kind = hint
         .map(str::to_owned)
         .or_else(|| recognise(body).map(str::to_owned));

@@ -3,36 +3,10 @@
 
 use serde_json::Value;
 
-use super::signature::Verifier;
-use super::{Inbound, Provider, ProviderError, Verification, content_id, invalid, parse_json};
-use crate::normalize::Event;
+use super::{Inbound, ProviderError, content_id, invalid};
 use crate::normalize::fields::{Normalized, strip_version_prefix, text, time};
 
-pub struct Hubpay {
-    pub verifier: Verifier,
-}
-
-impl Provider for Hubpay {
-    fn name(&self) -> &str {
-        "hubpay"
-    }
-
-    fn verify(&self, req: &Inbound<'_>) -> Result<Verification, ProviderError> {
-        self.verifier.verify(req)
-    }
-
-    fn parse(&self, req: &Inbound<'_>) -> Result<Vec<Event>, ProviderError> {
-        let body = parse_json(req.body)?;
-        let normalized = normalize(&body)?;
-        Ok(vec![normalized.into_event(
-            self.name(),
-            body,
-            req.received_at,
-        )])
-    }
-}
-
-pub fn normalize(body: &Value) -> Result<Normalized, ProviderError> {
+pub fn normalize(body: &Value, _req: &Inbound<'_>) -> Result<Normalized, ProviderError> {
     let event = text(body, &["event"])
         .ok_or_else(|| invalid("expected an 'event' naming the event type"))?;
     let related_id = text(body, &["relatedObject", "id"]);

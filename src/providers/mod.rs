@@ -18,6 +18,7 @@ use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 
 use crate::config::{ConfigError, Secret, SignatureEncoding, SourceConfig};
+use crate::normalize::fields::Normalized;
 use crate::normalize::{Event, EventType};
 use signature::{BodyHmac, PayloadHmac, Svix, Verifier};
 
@@ -75,6 +76,37 @@ pub trait Provider: Send + Sync {
     fn parse(&self, req: &Inbound<'_>) -> Result<Vec<Event>, ProviderError>;
 }
 
+/// A platform whose webhook is one JSON body making one event: its name, how its deliveries
+/// are verified, and the function that reads its body (one per platform module).
+pub struct JsonProvider {
+    pub name: &'static str,
+    pub verifier: Verifier,
+    pub normalize: Normalize,
+}
+
+/// A platform module's function reading one webhook body (with its headers and path).
+pub type Normalize = fn(&serde_json::Value, &Inbound<'_>) -> Result<Normalized, ProviderError>;
+
+impl Provider for JsonProvider {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn verify(&self, req: &Inbound<'_>) -> Result<Verification, ProviderError> {
+        self.verifier.verify(req)
+    }
+
+    fn parse(&self, req: &Inbound<'_>) -> Result<Vec<Event>, ProviderError> {
+        let body = parse_json(req.body)?;
+        let normalized = (self.normalize)(&body, req)?;
+        Ok(vec![normalized.into_event(
+            self.name,
+            body,
+            req.received_at,
+        )])
+    }
+}
+
 /// The adapters this engine serves, by source name.
 #[derive(Clone, Default)]
 pub struct Registry {
@@ -92,28 +124,8 @@ impl Registry {
         let encoding = |config: &SourceConfig| config.encoding.unwrap_or(SignatureEncoding::Hex);
         let mut registry = Self::default();
         registry.register(Arc::new(canonical::CanonicalProvider));
-        registry.register(Arc::new(receeve::Receeve {
-            verifier: verifier("receeve", settings("receeve"), |config, secrets| {
-                Ok(Verifier::PayloadHmac(PayloadHmac::new(
-                    encoding(config),
-                    secrets,
-                )))
-            })?,
-        }));
-        registry.register(Arc::new(bemmbo::Bemmbo {
-            verifier: verifier("bemmbo", settings("bemmbo"), |config, secrets| {
-                Ok(Verifier::Svix(Svix::new(
-                    secrets,
-                    config.tolerance_seconds.unwrap_or(300),
-                )?))
-            })?,
-        }));
-        for (name, default_header) in [
-            ("amili", "X-Webhook-Signature"),
-            ("hubpay", "X-Hubpay-Signature"),
-            ("b54", "X-B54-Signature"),
-        ] {
-            let verifier = verifier(name, settings(name), |config, secrets| {
+        let hmac_in_header = |default_header: &'static str| {
+            move |config: &SourceConfig, secrets: &[Secret]| {
                 let header = config
                     .header
                     .as_deref()
@@ -126,13 +138,50 @@ impl Registry {
                     encoding(config),
                     secrets,
                 )))
-            })?;
-            let provider: Arc<dyn Provider> = match name {
-                "amili" => Arc::new(amili::Amili { verifier }),
-                "hubpay" => Arc::new(hubpay::Hubpay { verifier }),
-                _ => Arc::new(b54::B54 { verifier }),
-            };
-            registry.register(provider);
+            }
+        };
+        type Scheme<'a> = Box<dyn Fn(&SourceConfig, &[Secret]) -> Result<Verifier, String> + 'a>;
+        let platforms: [(&'static str, Scheme<'_>, Normalize); 5] = [
+            (
+                "receeve",
+                Box::new(|c: &SourceConfig, s: &[Secret]| {
+                    Ok(Verifier::PayloadHmac(PayloadHmac::new(encoding(c), s)))
+                }),
+                receeve::normalize,
+            ),
+            (
+                "bemmbo",
+                Box::new(|c: &SourceConfig, s: &[Secret]| {
+                    Ok(Verifier::Svix(Svix::new(
+                        s,
+                        c.tolerance_seconds.unwrap_or(300),
+                    )?))
+                }),
+                bemmbo::normalize,
+            ),
+            (
+                "amili",
+                Box::new(hmac_in_header("X-Webhook-Signature")),
+                amili::normalize,
+            ),
+            (
+                "hubpay",
+                Box::new(hmac_in_header("X-Hubpay-Signature")),
+                hubpay::normalize,
+            ),
+            (
+                "b54",
+                Box::new(hmac_in_header("X-B54-Signature")),
+                b54::normalize,
+            ),
+        ];
+        for (name, scheme, normalize) in platforms {
+            let verifier = verifier(name, settings(name), scheme)?;
+            registry.register(Arc::new(JsonProvider {
+                name,
+                verifier,
+                normalize,
+            }));
         }
         Ok(registry)
     }

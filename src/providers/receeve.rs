@@ -3,38 +3,12 @@
 
 use serde_json::Value;
 
-use super::signature::Verifier;
-use super::{Inbound, Provider, ProviderError, Verification, content_id, invalid, parse_json};
-use crate::normalize::Event;
+use super::{Inbound, ProviderError, content_id, invalid};
 use crate::normalize::fields::{
     Normalized, first_text, minor_units, only_text, strip_version_suffix, text, time,
 };
 
-pub struct Receeve {
-    pub verifier: Verifier,
-}
-
-impl Provider for Receeve {
-    fn name(&self) -> &str {
-        "receeve"
-    }
-
-    fn verify(&self, req: &Inbound<'_>) -> Result<Verification, ProviderError> {
-        self.verifier.verify(req)
-    }
-
-    fn parse(&self, req: &Inbound<'_>) -> Result<Vec<Event>, ProviderError> {
-        let body = parse_json(req.body)?;
-        let normalized = normalize(&body)?;
-        Ok(vec![normalized.into_event(
-            self.name(),
-            body,
-            req.received_at,
-        )])
-    }
-}
-
-pub fn normalize(body: &Value) -> Result<Normalized, ProviderError> {
+pub fn normalize(body: &Value, _req: &Inbound<'_>) -> Result<Normalized, ProviderError> {
     let payload = body
         .get("payload")
         .filter(|p| p.is_object())

@@ -43,7 +43,7 @@ struct Context {
 }
 
 thread_local! {
-    static CONTEXT: RefCell<Context> = RefCell::new(Context { now: DateTime::UNIX_EPOCH, logs: Vec::new() });
+    static CONTEXT: RefCell<Context> = const { RefCell::new(Context { now: DateTime::UNIX_EPOCH, logs: Vec::new() }) };
 }
 
 /// Runs `f` with `now()` answering `now`; returns its result and the lines scripts logged.
@@ -160,6 +160,11 @@ fn compile_scope() -> Scope<'static> {
     scope
 }
 
+/// Takes the `Box` that Rhai's results carry, so it can serve `map_err` directly.
+#[allow(
+    clippy::boxed_local,
+    reason = "Rhai returns errors boxed; this is their map_err"
+)]
 fn runtime_error(e: Box<EvalAltResult>) -> ScriptError {
     let position = e.position();
     let message = match *e {

@@ -156,6 +156,13 @@ rules:
         receipt["id"].as_str().unwrap().to_owned()
     }
 
+    fn rule_ids(records: &[Value]) -> Vec<&str> {
+        records
+            .iter()
+            .map(|r| r["rule_id"].as_str().unwrap())
+            .collect()
+    }
+
     async fn evaluations(app: &TestApp, id: &str) -> Vec<Value> {
         app.wait_processed().await;
         app.get(&format!("/v1/events/{id}/evaluations")).await.1["evaluations"]
@@ -197,13 +204,7 @@ rules:
         // A small claim: the condition is false, nothing is recorded for that rule.
         let id = post(&app, json!({"type": "claim.created", "source_event_id": "c-2", "subject": {"claim": "C-2"}, "amount": {"value": "12.00", "currency": "EUR"}})).await;
         let records = evaluations(&app, &id).await;
-        assert_eq!(
-            records
-                .iter()
-                .map(|r| r["rule_id"].as_str().unwrap())
-                .collect::<Vec<_>>(),
-            ["broken_at_runtime"]
-        );
+        assert_eq!(rule_ids(&records), ["broken_at_runtime"]);
         app.stop().await;
     }
 
@@ -289,13 +290,7 @@ rules:
         )
         .await;
         let records = evaluations(&app, &id).await;
-        assert_eq!(
-            records
-                .iter()
-                .map(|r| r["rule_id"].as_str().unwrap())
-                .collect::<Vec<_>>(),
-            ["only_one"]
-        );
+        assert_eq!(rule_ids(&records), ["only_one"]);
         app.stop().await;
     }
 }
