@@ -9,8 +9,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+use crate::actions::Executors;
 use crate::api::{AppState, router};
 use crate::config::Config;
+use crate::outbox::worker::Dispatcher;
 use crate::processor::Processor;
 use crate::providers::Registry;
 use crate::rules::live::LiveRules;
@@ -27,6 +29,7 @@ pub struct App {
     server: JoinHandle<std::io::Result<()>>,
     writer: JoinHandle<()>,
     processor: JoinHandle<()>,
+    dispatcher: JoinHandle<()>,
     watcher: JoinHandle<()>,
 }
 
@@ -38,6 +41,8 @@ pub enum AppError {
     Config(#[from] crate::config::ConfigError),
     #[error("the rules have problems:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Rules(Vec<crate::rules::RuleError>),
+    #[error("actions: {0}")]
+    Actions(String),
     #[error("cannot read the listening address: {0}")]
     Listener(std::io::Error),
     #[error("http server failed: {0}")]
@@ -70,13 +75,24 @@ pub async fn start_with_store(
     let (shutdown, shutdown_rx) = watch::channel(false);
     let stored = Arc::new(Notify::new());
     let (writer, writer_task) = Writer::spawn(store.clone(), stored.clone());
+    let planned = Arc::new(Notify::new());
+    let executors = Executors::new(store.clone(), config.actions.clone(), stored.clone())
+        .map_err(AppError::Actions)?;
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        Arc::new(executors),
+        config.actions.clone(),
+        planned.clone(),
+    );
     let processor = Processor::new(
         store.clone(),
         rules.clone(),
         config.processing.clone(),
         stored,
+        planned,
     );
     let processor = tokio::spawn(processor.run(shutdown_rx.clone()));
+    let dispatcher = tokio::spawn(dispatcher.run(shutdown_rx.clone()));
     let watcher = rules.clone().watch(shutdown_rx.clone());
 
     let state = AppState {
@@ -103,6 +119,7 @@ pub async fn start_with_store(
         server,
         writer: writer_task,
         processor,
+        dispatcher,
         watcher,
     })
 }
@@ -116,6 +133,8 @@ impl App {
         // The server dropped its writer handles: the writer drains its queue and ends.
         self.writer.await?;
         self.processor.await?;
+        // Deliveries in flight finish and are recorded; leased ones not started are released.
+        self.dispatcher.await?;
         self.watcher.await?;
         self.store.close().await;
         tracing::info!("signalbox stopped");

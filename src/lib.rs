@@ -16,12 +16,14 @@
 //! - [`api`]: the axum router; [`error::ApiError`] is its only error response.
 //! - [`app`]: starts and stops all of it; `main` and the tests both use it.
 
+pub mod actions;
 pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod normalize;
+pub mod outbox;
 pub mod processor;
 pub mod providers;
 pub mod rules;

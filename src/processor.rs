@@ -23,6 +23,8 @@ pub struct Processor {
     /// This instance's lease owner name: `ins_<uuidv7>`, new at every start.
     owner: String,
     stored: Arc<Notify>,
+    /// Notified when evaluations planned actions, to wake the dispatcher.
+    planned: Arc<Notify>,
 }
 
 impl Processor {
@@ -31,6 +33,7 @@ impl Processor {
         rules: Arc<LiveRules>,
         config: ProcessingConfig,
         stored: Arc<Notify>,
+        planned: Arc<Notify>,
     ) -> Self {
         let owner = format!("ins_{}", uuid::Uuid::now_v7().simple());
         Self {
@@ -39,6 +42,7 @@ impl Processor {
             config,
             owner,
             stored,
+            planned,
         }
     }
 
@@ -111,6 +115,13 @@ impl Processor {
             .store
             .complete(&self.owner, &processed, Utc::now())
             .await?;
+        let fired = processed
+            .iter()
+            .flat_map(|(_, e)| e)
+            .any(|e| matches!(e.outcome, crate::rules::Outcome::Fired { .. }));
+        if fired {
+            self.planned.notify_one();
+        }
         if done < processed.len() as u64 {
             tracing::warn!(
                 taken = processed.len(),

@@ -1,5 +1,6 @@
 //! The command line: `signalbox serve` and the subcommands for rule authors.
 
+mod actions;
 mod events;
 mod rules;
 mod serve;
@@ -36,6 +37,37 @@ pub enum Command {
     Test(TestArgs),
     /// Show what the rules would do with an event, without doing anything.
     Try(TryArgs),
+    /// List planned actions by status; show an action's attempts; retry dead actions.
+    Actions(ActionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ActionsArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Only actions in this status: pending, in_flight, delivered, dead
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only actions of this rule
+    #[arg(long)]
+    pub rule: Option<String>,
+    /// How many to list, newest first
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    #[command(subcommand)]
+    pub command: Option<ActionsCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ActionsCommand {
+    /// Every delivery attempt of an action
+    Show { id: String },
+    /// Put a dead action (or every dead action of --rule) back to be delivered now
+    Retry {
+        id: Option<String>,
+        #[arg(long)]
+        rule: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +167,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check(args) => rules::check(args),
         Command::Test(args) => rules::test(args),
         Command::Try(args) => rules::try_event(args),
+        Command::Actions(args) => actions::run(args),
     }
 }
 

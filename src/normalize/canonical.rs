@@ -32,6 +32,9 @@ struct CanonicalInput {
     /// Accepted so forwarded events pass; the posted object itself is kept as the payload.
     #[serde(rename = "payload")]
     _payload: Option<serde::de::IgnoredAny>,
+    /// Accepted so forwarded events pass, and ignored: chains are counted per engine.
+    #[serde(rename = "chain_depth")]
+    _chain_depth: Option<serde::de::IgnoredAny>,
 }
 
 /// Why a canonical body was refused, with where: `item 3: amount.value: invalid type ...`.
@@ -143,6 +146,7 @@ pub fn parse_value(value: Value, received_at: DateTime<Utc>) -> Result<Event, Ca
             .data
             .unwrap_or_else(|| Value::Object(Default::default())),
         payload: value,
+        chain_depth: 0,
     })
 }
 

@@ -149,6 +149,7 @@ impl Normalized {
             amount: self.amount,
             data: self.data,
             payload,
+            chain_depth: 0,
         }
     }
 }

@@ -233,6 +233,13 @@ pub struct Event {
     /// The original payload of this event, as the provider sent it.
     #[serde(default)]
     pub payload: Value,
+    /// For events emitted by rules: how many `emit` actions led here (bounds chains).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub chain_depth: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The event as rules see it: every canonical field but the raw `payload`. Borrowed, so

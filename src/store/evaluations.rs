@@ -99,6 +99,31 @@ impl Store {
                 insert.push(" ON CONFLICT (event_id, rule_id) DO NOTHING");
                 insert.build().execute(&mut *tx).await?;
             }
+            // The outbox rows of the actions planned by evaluations that fired.
+            let planned: Vec<(&EventId, &str, usize, &Value)> = rows
+                .iter()
+                .filter(|r| r.2 == "fired")
+                .flat_map(|(event_id, evaluation, _, _, _, actions)| {
+                    actions.as_array().into_iter().flatten().enumerate().map(move |(i, a)| (*event_id, evaluation.rule_id.as_str(), i, a))
+                })
+                .collect();
+            for chunk in planned.chunks(1000) {
+                let mut insert = QueryBuilder::new(super::outbox::INSERT_ACTIONS);
+                insert.push_values(chunk, |mut row, (event_id, rule_id, index, action)| {
+                    row.push_bind(format!("act_{}", uuid::Uuid::now_v7().simple()))
+                        .push_bind(event_id.as_str())
+                        .push_bind(*rule_id)
+                        .push_bind(*index as i64)
+                        .push_bind(action["type"].as_str().unwrap_or_default())
+                        .push_bind(crate::outbox::target_of(action))
+                        .push_bind(super::outbox::payload_json(action))
+                        .push_bind(now_ms)
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                insert.push(" ON CONFLICT (event_id, rule_id, action_index) DO NOTHING");
+                insert.build().execute(&mut *tx).await?;
+            }
             tx.commit().await?;
             Ok(owned.len() as u64)
         })

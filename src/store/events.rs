@@ -16,9 +16,9 @@ const INSERT_DELIVERIES: &str =
 
 const INSERT_EVENTS: &str =
     "INSERT INTO events (id, source, source_event_id, type, source_type, occurred_at,
-    received_at, subject, amount_value, amount_currency, data, payload, delivery_id) ";
+    received_at, subject, amount_value, amount_currency, data, payload, delivery_id, chain_depth) ";
 
-/// Rows per multi-row statement: 13 columns x 1000 stays under SQLite's 32766 bound
+/// Rows per multi-row statement: 14 columns x 1000 stays under SQLite's 32766 bound
 /// parameters (and PostgreSQL's 65535).
 const ROWS_PER_STATEMENT: usize = 1000;
 
@@ -87,7 +87,8 @@ impl Store {
                         .push_bind(e.amount.as_ref().and_then(|a| a.currency.as_deref()))
                         .push_bind(Json(&e.data))
                         .push_bind(Json(&e.payload))
-                        .push_bind(*delivery_id);
+                        .push_bind(*delivery_id)
+                        .push_bind(i64::from(e.chain_depth));
                 });
                 insert.push(" ON CONFLICT (source, source_event_id) DO NOTHING RETURNING id");
                 inserted.extend(insert.build_query_scalar::<String>().fetch_all(&mut *tx).await?);
@@ -312,6 +313,7 @@ where
     Option<DateTime<Utc>>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     Json<Value>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     Json<Subject>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     let id: String = row.try_get("id")?;
     let corrupt = |what: String| StoreError::Corrupt(format!("event {id}: {what}"));
@@ -343,6 +345,7 @@ where
         amount,
         data: row.try_get::<Json<Value>, _>("data")?.0,
         payload: row.try_get::<Json<Value>, _>("payload")?.0,
+        chain_depth: u32::try_from(row.try_get::<i64, _>("chain_depth")?).unwrap_or(u32::MAX),
         id: EventId::from_stored(id.clone()),
     };
     Ok(StoredEvent {

@@ -8,6 +8,7 @@
 
 mod evaluations;
 mod events;
+mod outbox;
 mod postgres;
 mod sqlite;
 pub mod writer;
@@ -23,6 +24,7 @@ use crate::normalize::{Event, EventId};
 
 pub use evaluations::EvaluationRecord;
 pub use events::{DeliverySummary, EventFilter, EventState, StoredEvent, UnknownType};
+pub use outbox::{ActionSummary, AttemptRecord, NextStep};
 
 /// Runs `$body` with `$pool` bound to the backend's pool; the body is compiled once per backend.
 macro_rules! on_pool {

@@ -1,0 +1,110 @@
+//! `signalbox actions`: list actions by state, show one's attempts, put dead ones back.
+
+use anyhow::{Context, bail};
+
+use super::{ActionsArgs, ActionsCommand};
+use crate::store::Store;
+
+pub fn run(args: ActionsArgs) -> anyhow::Result<()> {
+    let config = args.config.load(&[])?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let store = Store::open(&config.database_url, &config.store).await?;
+        let result = match args.command {
+            None => {
+                list(
+                    &store,
+                    args.status.as_deref(),
+                    args.rule.as_deref(),
+                    args.limit,
+                )
+                .await
+            }
+            Some(ActionsCommand::Show { id }) => show(&store, &id).await,
+            Some(ActionsCommand::Retry { id, rule }) => {
+                retry(&store, id.as_deref(), rule.as_deref()).await
+            }
+        };
+        store.close().await;
+        result
+    })
+}
+
+async fn list(
+    store: &Store,
+    status: Option<&str>,
+    rule: Option<&str>,
+    limit: u32,
+) -> anyhow::Result<()> {
+    if let Some(s) = status
+        && !["pending", "in_flight", "delivered", "dead"].contains(&s)
+    {
+        bail!("--status: '{s}' is not one of pending, in_flight, delivered, dead");
+    }
+    let actions = store.list_actions(status, rule, limit).await?;
+    println!(
+        "{:<36}  {:<10}  {:<16}  {:<8}  {:<32}  LAST ERROR",
+        "ACTION", "STATUS", "KIND", "ATTEMPTS", "RULE"
+    );
+    for a in &actions {
+        println!(
+            "{:<36}  {:<10}  {:<16}  {:<8}  {:<32}  {}",
+            a.id,
+            a.status,
+            a.kind,
+            a.attempts,
+            a.rule_id,
+            a.last_error.as_deref().unwrap_or("")
+        );
+    }
+    let (open, delivered, dead) = store.count_actions().await?;
+    println!(
+        "\n{} shown; in the store: {open} pending, {delivered} delivered, {dead} dead",
+        actions.len()
+    );
+    Ok(())
+}
+
+async fn show(store: &Store, id: &str) -> anyhow::Result<()> {
+    let attempts = store.attempts(id).await?;
+    if attempts.is_empty() {
+        println!("{id}: no attempts yet");
+    }
+    for a in attempts {
+        let status = a
+            .status_code
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "#{} {} {} ms  {}  status {status}  {}",
+            a.attempt,
+            a.started_at,
+            a.duration_ms,
+            a.outcome,
+            a.error.or(a.reply).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+async fn retry(store: &Store, id: Option<&str>, rule: Option<&str>) -> anyhow::Result<()> {
+    if id.is_none() == rule.is_none() {
+        bail!("give an action id, or --rule RULE to retry every dead action of a rule");
+    }
+    let count = store.retry_actions(id, rule).await?;
+    if count == 0 {
+        bail!(
+            "nothing to retry: {}",
+            id.map_or_else(
+                || format!("rule {} has no dead actions", rule.unwrap_or_default()),
+                |i| format!("no dead or pending action {i}")
+            )
+        );
+    }
+    println!(
+        "{count} action{} put back; a running engine delivers {} now",
+        if count == 1 { "" } else { "s" },
+        if count == 1 { "it" } else { "them" }
+    );
+    Ok(())
+}

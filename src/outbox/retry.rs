@@ -1,0 +1,89 @@
+//! Retry policy math: when the next attempt is due.
+
+use std::time::Duration;
+
+use crate::config::{RetryConfig, RetryPolicyKind};
+
+/// The delay before the next attempt after `attempts_made` attempts, or `None` when the
+/// policy is exhausted (the action is dead). `jitter` in [0, 1) spreads retries by ±20%.
+/// A target's `retry_after` is honored: the delay is at least that, within `max_delay`.
+pub fn next_delay(
+    policy: &RetryConfig,
+    attempts_made: u32,
+    retry_after: Option<Duration>,
+    jitter: f64,
+) -> Option<Duration> {
+    if attempts_made >= policy.max_attempts {
+        return None;
+    }
+    let base = match policy.policy {
+        RetryPolicyKind::Fixed => policy.initial_delay,
+        RetryPolicyKind::Exponential => {
+            let doublings = attempts_made.saturating_sub(1).min(30);
+            policy.initial_delay.saturating_mul(1 << doublings)
+        }
+    };
+    let jittered = base.mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0));
+    Some(
+        jittered
+            .max(retry_after.unwrap_or_default())
+            .min(policy.max_delay),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(kind: RetryPolicyKind) -> RetryConfig {
+        RetryConfig {
+            policy: kind,
+            max_attempts: 5,
+            initial_delay: Duration::from_secs(10),
+            max_delay: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn exponential_doubles_up_to_the_maximum_then_stops() {
+        let p = policy(RetryPolicyKind::Exponential);
+        let delays: Vec<_> = (1..=5).map(|n| next_delay(&p, n, None, 0.5)).collect();
+        let secs = |d: Option<Duration>| d.map(|d| d.as_secs());
+        assert_eq!(
+            delays.iter().map(|d| secs(*d)).collect::<Vec<_>>(),
+            [Some(10), Some(20), Some(40), Some(60), None]
+        );
+    }
+
+    #[test]
+    fn fixed_waits_the_same_each_time() {
+        let p = policy(RetryPolicyKind::Fixed);
+        assert_eq!(next_delay(&p, 3, None, 0.5), Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn jitter_spreads_by_twenty_percent() {
+        let p = policy(RetryPolicyKind::Exponential);
+        assert_eq!(next_delay(&p, 1, None, 0.0), Some(Duration::from_secs(8)));
+        assert_eq!(next_delay(&p, 1, None, 1.0), Some(Duration::from_secs(12)));
+    }
+
+    #[test]
+    fn retries_503_after_retry_after_delay_within_bounds() {
+        let p = policy(RetryPolicyKind::Exponential);
+        assert_eq!(
+            next_delay(&p, 1, Some(Duration::from_secs(30)), 0.5),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            next_delay(&p, 1, Some(Duration::from_secs(3600)), 0.5),
+            Some(Duration::from_secs(60)),
+            "capped by max_delay"
+        );
+        assert_eq!(
+            next_delay(&p, 1, Some(Duration::from_secs(1)), 0.5),
+            Some(Duration::from_secs(10)),
+            "never sooner than the policy"
+        );
+    }
+}
