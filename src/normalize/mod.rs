@@ -259,6 +259,8 @@ pub struct EventView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub amount: Option<&'a Amount>,
     pub data: &'a Value,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub chain_depth: u32,
 }
 
 impl Event {
@@ -274,6 +276,7 @@ impl Event {
             subject: &self.subject,
             amount: self.amount.as_ref(),
             data: &self.data,
+            chain_depth: self.chain_depth,
         }
     }
 }

@@ -129,6 +129,18 @@ pub fn test_config(db: &TestDb) -> Config {
         ..Config::default()
     };
     config.processing.poll_interval_ms = 50;
+    // Fast retries, and loopback targets allowed, for tests.
+    config.actions.poll_interval = Duration::from_millis(50);
+    config.actions.webhook.allowed_hosts = vec!["127.0.0.1".into()];
+    for retry in [
+        &mut config.actions.webhook.retry,
+        &mut config.actions.email.retry,
+        &mut config.actions.emit_retry,
+    ] {
+        retry.initial_delay = Duration::from_millis(50);
+        retry.max_delay = Duration::from_secs(2);
+        retry.max_attempts = 3;
+    }
     config
 }
 
@@ -226,4 +238,212 @@ pub fn event_json(source_event_id: &str) -> String {
         "data": { "note": "test" }
     })
     .to_string()
+}
+
+/// A loopback HTTP server standing in for a webhook target or a platform API: it records every
+/// request and answers from a script the test sets (status, Retry-After, delay), then 200.
+#[derive(Clone, Default)]
+pub struct Receiver {
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    script: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Answer>>>,
+    pub url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub body: Vec<u8>,
+    pub at: std::time::Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: Option<u64>,
+    pub delay: Duration,
+}
+
+impl Answer {
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            retry_after: None,
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut receiver = Receiver {
+            url: format!("http://{}", listener.local_addr().unwrap()),
+            ..Default::default()
+        };
+        let state = receiver.clone();
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let state = state.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let body = axum::body::to_bytes(body, usize::MAX)
+                    .await
+                    .unwrap()
+                    .to_vec();
+                let headers = parts
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+                    .collect();
+                state.requests.lock().unwrap().push(Received {
+                    method: parts.method.to_string(),
+                    path: parts.uri.path().to_owned(),
+                    headers,
+                    body,
+                    at: std::time::Instant::now(),
+                });
+                let answer = state
+                    .script
+                    .lock()
+                    .unwrap()
+                    .pop_front()
+                    .unwrap_or(Answer::status(200));
+                tokio::time::sleep(answer.delay).await;
+                let mut response = axum::response::Response::builder().status(answer.status);
+                if let Some(seconds) = answer.retry_after {
+                    response = response.header("retry-after", seconds.to_string());
+                }
+                response.body(axum::body::Body::from("ok")).unwrap()
+            }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        receiver.url = receiver.url.clone();
+        receiver
+    }
+
+    pub fn answer(&self, answers: &[Answer]) {
+        self.script.lock().unwrap().extend(answers.iter().copied());
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` requests arrived (at most 30 s).
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
+        for _ in 0..600 {
+            if self.requests.lock().unwrap().len() >= n {
+                return self.received();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "expected {n} requests, got {}",
+            self.requests.lock().unwrap().len()
+        );
+    }
+}
+
+/// Waits until `total` actions were planned and none is pending (each delivered or dead), at
+/// most 30 s; returns `(pending, delivered, dead)`.
+pub async fn wait_actions_settled(store: &Store, total: i64) -> (i64, i64, i64) {
+    for _ in 0..600 {
+        let counts = store.count_actions().await.expect("count actions");
+        if counts.0 == 0 && counts.1 + counts.2 == total {
+            return counts;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "actions still pending after 30 s: {:?}",
+        store.count_actions().await
+    );
+}
+
+/// A real SMTP server (mailin-embedded) on a loopback port, keeping what it receives.
+#[derive(Clone, Default)]
+pub struct SmtpServer {
+    pub port: u16,
+    pub mails: std::sync::Arc<std::sync::Mutex<Vec<Mail>>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Mail {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: String,
+}
+
+#[derive(Clone)]
+struct SmtpHandler {
+    mails: std::sync::Arc<std::sync::Mutex<Vec<Mail>>>,
+    current: Mail,
+}
+
+impl mailin_embedded::Handler for SmtpHandler {
+    fn data_start(
+        &mut self,
+        _domain: &str,
+        from: &str,
+        _is8bit: bool,
+        to: &[String],
+    ) -> mailin_embedded::Response {
+        self.current = Mail {
+            from: from.to_owned(),
+            to: to.to_vec(),
+            data: String::new(),
+        };
+        mailin_embedded::response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.current.data.push_str(&String::from_utf8_lossy(buf));
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> mailin_embedded::Response {
+        self.mails
+            .lock()
+            .unwrap()
+            .push(std::mem::take(&mut self.current));
+        mailin_embedded::response::OK
+    }
+}
+
+impl SmtpServer {
+    pub fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = SmtpServer {
+            port,
+            ..Default::default()
+        };
+        let handler = SmtpHandler {
+            mails: server.mails.clone(),
+            current: Mail::default(),
+        };
+        std::thread::spawn(move || {
+            let mut smtp = mailin_embedded::Server::new(handler);
+            smtp.with_name("smtp.test")
+                .with_ssl(mailin_embedded::SslConfig::None)
+                .unwrap()
+                .with_tcp_listener(listener);
+            let _ = smtp.serve();
+        });
+        server
+    }
+
+    pub async fn wait_for(&self, n: usize) -> Vec<Mail> {
+        for _ in 0..600 {
+            if self.mails.lock().unwrap().len() >= n {
+                return self.mails.lock().unwrap().clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "expected {n} mails, got {}",
+            self.mails.lock().unwrap().len()
+        );
+    }
 }

@@ -1,0 +1,378 @@
+//! Actions delivered to real targets on loopback, on both backends.
+
+crate::on_both_backends!(cases:
+    webhook_is_signed_and_retried_after_500_until_delivered,
+    retry_after_of_a_429_is_honored,
+    stalled_and_refused_targets_are_retried_then_dead_lettered_and_retry_puts_them_back,
+    client_errors_fail_at_once,
+    email_reaches_a_real_smtp_server,
+    strategy_pause_is_sent_once_and_resume_after,
+    emit_chains_rules_and_stops_at_the_depth_limit,
+);
+
+mod cases {
+    use std::time::Duration;
+
+    use serde_json::{Value, json};
+    use signalbox::config::{Config, ConnectorConfig, Secret, SmtpTls};
+
+    use crate::rules::write_rules;
+    use crate::support::{
+        Answer, Receiver, SmtpServer, TestApp, TestDb, test_config, wait_actions_settled,
+    };
+
+    async fn app(
+        db: &TestDb,
+        rules: &str,
+        configure: impl FnOnce(&mut Config),
+    ) -> (TestApp, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        write_rules(dir.path(), &[("rules.yaml", rules)]);
+        let mut config = test_config(db);
+        config.rules_dir = dir.path().to_owned();
+        configure(&mut config);
+        (TestApp::spawn(config).await, dir)
+    }
+
+    fn webhook_rule(url: &str, extra: &str) -> String {
+        format!(
+            "version: 1\nid: notify\non: [claim.created]\nactions:\n  - type: webhook\n    url: \"{url}/hook/{{{{ event.subject.claim }}}}\"\n    body: {{ claim: \"{{{{ event.subject.claim }}}}\" }}\n{extra}"
+        )
+    }
+
+    async fn post_claim(app: &TestApp, id: &str) {
+        let (status, body) = app
+            .post(
+                "/v1/events",
+                json!({"type": "claim.created", "source_event_id": id, "subject": {"claim": id}})
+                    .to_string(),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    async fn only_action(app: &TestApp) -> signalbox::store::ActionSummary {
+        let actions = app.store.list_actions(None, None, 10).await.unwrap();
+        assert_eq!(actions.len(), 1, "{actions:?}");
+        actions.into_iter().next().unwrap()
+    }
+
+    pub async fn webhook_is_signed_and_retried_after_500_until_delivered(db: TestDb) {
+        let receiver = Receiver::start().await;
+        receiver.answer(&[Answer::status(500)]);
+        let (app, _dir) = app(&db, &webhook_rule(&receiver.url, ""), |c| {
+            c.actions.webhook.signing_secrets = vec![Secret::new("hook-secret".into())]
+        })
+        .await;
+        post_claim(&app, "C-1").await;
+        let requests = receiver.wait_for(2).await;
+        assert_eq!(wait_actions_settled(&app.store, 1).await, (0, 1, 0));
+        let action = only_action(&app).await;
+        assert_eq!((action.status.as_str(), action.attempts), ("delivered", 2));
+        assert_eq!(requests.len(), 2, "delivered once after one failure");
+        for r in &requests {
+            assert_eq!(r.path, "/hook/C-1");
+            assert_eq!(
+                r.headers["idempotency-key"], action.id,
+                "the same key on every attempt"
+            );
+            assert_eq!(
+                serde_json::from_slice::<Value>(&r.body).unwrap(),
+                json!({"claim": "C-1"})
+            );
+            // The receiver's check: HMAC-SHA256 of "<t>.<body>" with the shared secret.
+            let header = &r.headers["signalbox-signature"];
+            let t = header.split(',').next().unwrap().trim_start_matches("t=");
+            let expected = hex::encode(signalbox::providers::signature::hmac_sha256(
+                b"hook-secret",
+                &[format!("{t}.").as_bytes(), &r.body],
+            ));
+            assert!(header.contains(&format!("v1={expected}")), "{header}");
+        }
+        let attempts = app.store.attempts(&action.id).await.unwrap();
+        let summary: Vec<(String, Option<i64>)> = attempts
+            .iter()
+            .map(|a| (a.outcome.clone(), a.status_code))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("retry".to_owned(), Some(500)),
+                ("delivered".to_owned(), Some(200))
+            ]
+        );
+        app.stop().await;
+    }
+
+    pub async fn retry_after_of_a_429_is_honored(db: TestDb) {
+        let receiver = Receiver::start().await;
+        receiver.answer(&[Answer {
+            status: 429,
+            retry_after: Some(1),
+            delay: Duration::ZERO,
+        }]);
+        let (app, _dir) = app(&db, &webhook_rule(&receiver.url, ""), |_| {}).await;
+        post_claim(&app, "C-2").await;
+        let requests = receiver.wait_for(2).await;
+        let waited = requests[1].at - requests[0].at;
+        assert!(
+            waited >= Duration::from_millis(950),
+            "retried after {waited:?}, before the target's Retry-After of 1 s"
+        );
+        assert_eq!(wait_actions_settled(&app.store, 1).await, (0, 1, 0));
+        app.stop().await;
+    }
+
+    pub async fn stalled_and_refused_targets_are_retried_then_dead_lettered_and_retry_puts_them_back(
+        db: TestDb,
+    ) {
+        let receiver = Receiver::start().await;
+        let stall = Answer {
+            status: 200,
+            retry_after: None,
+            delay: Duration::from_secs(2),
+        };
+        receiver.answer(&[stall, stall, stall]);
+        let rules =
+            webhook_rule(&receiver.url, "    timeout: 200ms\n").replace("id: notify", "id: slow");
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let rules =
+            format!("{rules}  - type: webhook\n    url: http://127.0.0.1:{closed}/nobody-home\n");
+        let (app, _dir) = app(&db, &rules, |_| {}).await;
+        post_claim(&app, "C-3").await;
+        assert_eq!(wait_actions_settled(&app.store, 2).await, (0, 0, 2));
+        for action in app
+            .store
+            .list_actions(Some("dead"), None, 10)
+            .await
+            .unwrap()
+        {
+            let attempts = app.store.attempts(&action.id).await.unwrap();
+            assert_eq!(attempts.len(), 3, "every attempt recorded: {attempts:?}");
+            let error = attempts[2].error.clone().unwrap();
+            assert!(
+                error.contains("timed out") || error.contains("cannot connect"),
+                "{error}"
+            );
+        }
+        // The target is fast again: putting the rule's dead actions back delivers the webhook.
+        assert_eq!(
+            app.store.retry_actions(None, Some("slow")).await.unwrap(),
+            2
+        );
+        let delivered = receiver.wait_for(4).await;
+        assert_eq!(delivered.len(), 4);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (_, delivered, dead) = wait_actions_settled(&app.store, 2).await;
+        assert_eq!((delivered, dead), (1, 1), "the closed port stays dead");
+        app.stop().await;
+    }
+
+    pub async fn client_errors_fail_at_once(db: TestDb) {
+        let receiver = Receiver::start().await;
+        receiver.answer(&[Answer::status(422)]);
+        let (app, _dir) = app(&db, &webhook_rule(&receiver.url, ""), |_| {}).await;
+        post_claim(&app, "C-4").await;
+        assert_eq!(wait_actions_settled(&app.store, 1).await, (0, 0, 1));
+        let action = only_action(&app).await;
+        assert_eq!(action.attempts, 1);
+        assert!(action.last_error.unwrap().contains("422"));
+        assert_eq!(receiver.received().len(), 1);
+        app.stop().await;
+    }
+
+    pub async fn email_reaches_a_real_smtp_server(db: TestDb) {
+        let smtp = SmtpServer::start();
+        let rules = "version: 1\nid: mail\non: [claim.created]\nactions:\n  - type: email\n    to: [agent@example.com]\n    cc: lead@example.com\n    subject: \"Claim {{ event.subject.claim }} created\"\n    text: \"Please look at claim {{ event.subject.claim }}.\"\n    html: \"<p>Claim <b>{{ event.subject.claim }}</b></p>\"\n";
+        let (app, _dir) = app(&db, rules, |c| {
+            c.actions.email.host = Some("127.0.0.1".into());
+            c.actions.email.port = Some(smtp.port);
+            c.actions.email.tls = SmtpTls::None;
+            c.actions.email.from = Some("Signalbox <alerts@example.com>".into());
+        })
+        .await;
+        post_claim(&app, "C-<5>").await;
+        let mails = smtp.wait_for(1).await;
+        assert_eq!(wait_actions_settled(&app.store, 1).await, (0, 1, 0));
+        let mail = &mails[0];
+        assert_eq!(mail.from, "alerts@example.com");
+        assert_eq!(mail.to, ["agent@example.com", "lead@example.com"]);
+        assert!(
+            mail.data.contains("Subject: Claim C-<5> created"),
+            "{}",
+            mail.data
+        );
+        assert!(
+            mail.data.contains("From: Signalbox <alerts@example.com>"),
+            "{}",
+            mail.data
+        );
+        assert!(
+            mail.data.contains("Please look at claim C-<5>."),
+            "{}",
+            mail.data
+        );
+        assert!(
+            mail.data.contains("<b>C-&lt;5&gt;</b>"),
+            "values are escaped in HTML: {}",
+            mail.data
+        );
+        app.stop().await;
+    }
+
+    pub async fn strategy_pause_is_sent_once_and_resume_after(db: TestDb) {
+        let platform = Receiver::start().await;
+        let rules = "version: 1\nrules:\n  - id: pause_on_sms_failure\n    on: [sms.delivery_failed]\n    actions: [{type: pause_strategy, reason: sms failed}]\n  - id: resume_on_promise\n    on: [promise_to_pay.created]\n    actions: [{type: resume_strategy, reason: promise made}]\n";
+        let (app, _dir) = app(&db, rules, |c| {
+            c.actions.connectors.insert(
+                "api".into(),
+                ConnectorConfig {
+                    base_url: format!("{}/v1", platform.url),
+                    token: Some(Secret::new("platform-token".into())),
+                    pause_path: "/claims/{claim}/strategy/pause".into(),
+                    resume_path: "/claims/{claim}/strategy/resume".into(),
+                    retry: Default::default(),
+                },
+            );
+        })
+        .await;
+        let post = |id: &str, kind: &str| {
+            json!({"type": kind, "source_event_id": id, "subject": {"claim": "C 6"}}).to_string()
+        };
+        assert_eq!(
+            app.post("/v1/events", post("s-1", "sms.delivery_failed"))
+                .await
+                .0,
+            201
+        );
+        let requests = platform.wait_for(1).await;
+        assert_eq!(wait_actions_settled(&app.store, 1).await, (0, 1, 0));
+        assert_eq!(requests[0].path, "/v1/claims/C+6/strategy/pause");
+        assert_eq!(
+            requests[0].headers["authorization"],
+            "Bearer platform-token"
+        );
+        let body: Value = serde_json::from_slice(&requests[0].body).unwrap();
+        assert_eq!(
+            (
+                body["claim"].as_str(),
+                body["reason"].as_str(),
+                body["rule_id"].as_str()
+            ),
+            (
+                Some("C 6"),
+                Some("sms failed"),
+                Some("pause_on_sms_failure")
+            )
+        );
+        assert_eq!(
+            app.store
+                .strategy_paused_by("api", "C 6")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("pause_on_sms_failure")
+        );
+
+        // A second failed SMS: the pause is already in force, nothing is sent.
+        assert_eq!(
+            app.post("/v1/events", post("s-2", "sms.delivery_failed"))
+                .await
+                .0,
+            201
+        );
+        assert_eq!(wait_actions_settled(&app.store, 2).await, (0, 2, 0));
+        assert_eq!(platform.received().len(), 1);
+        let skipped = app.store.list_actions(None, None, 10).await.unwrap()[0]
+            .id
+            .clone();
+        let attempt = &app.store.attempts(&skipped).await.unwrap()[0];
+        assert!(
+            attempt
+                .reply
+                .as_deref()
+                .unwrap()
+                .starts_with("skipped: the strategy of claim C 6 is already paused"),
+            "{attempt:?}"
+        );
+
+        assert_eq!(
+            app.post("/v1/events", post("p-1", "promise_to_pay.created"))
+                .await
+                .0,
+            201
+        );
+        let requests = platform.wait_for(2).await;
+        assert_eq!(requests[1].path, "/v1/claims/C+6/strategy/resume");
+        assert_eq!(wait_actions_settled(&app.store, 3).await, (0, 3, 0));
+        assert_eq!(
+            app.store.strategy_paused_by("api", "C 6").await.unwrap(),
+            None
+        );
+        app.stop().await;
+    }
+
+    pub async fn emit_chains_rules_and_stops_at_the_depth_limit(db: TestDb) {
+        let receiver = Receiver::start().await;
+        let rules = format!(
+            "version: 1\nrules:\n  - id: escalate\n    on: [claim.created]\n    actions: [{{type: emit, event_type: claim.escalated, subject: {{claim: '{{{{ event.subject.claim }}}}'}}}}]\n  - id: tell_crm\n    on: [claim.escalated]\n    actions: [{{type: webhook, url: '{}/escalated/{{{{ event.subject.claim }}}}'}}]\n  - id: loop\n    on: [claim.looped]\n    actions: [{{type: emit, event_type: claim.looped}}]\n",
+            receiver.url
+        );
+        let (app, _dir) = app(&db, &rules, |c| c.actions.max_chain_depth = 3).await;
+        post_claim(&app, "C-7").await;
+        let requests = receiver.wait_for(1).await;
+        assert_eq!(requests[0].path, "/escalated/C-7");
+        let body: Value = serde_json::from_slice(&requests[0].body).unwrap();
+        assert_eq!(body["event"]["type"], "claim.escalated");
+        assert_eq!(body["event"]["source"], "signalbox");
+        assert_eq!(body["event"]["chain_depth"], 1);
+
+        // A rule that emits what it triggers on stops at the limit.
+        assert_eq!(
+            app.post(
+                "/v1/events",
+                json!({"type": "claim.looped", "source_event_id": "l-1"}).to_string()
+            )
+            .await
+            .0,
+            201
+        );
+        for _ in 0..200 {
+            if !app
+                .store
+                .list_actions(Some("dead"), Some("loop"), 10)
+                .await
+                .unwrap()
+                .is_empty()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let dead = app
+            .store
+            .list_actions(Some("dead"), Some("loop"), 10)
+            .await
+            .unwrap();
+        assert_eq!(dead.len(), 1);
+        assert!(
+            dead[0]
+                .last_error
+                .as_deref()
+                .unwrap()
+                .contains("chain depth limit"),
+            "{dead:?}"
+        );
+        let looped = app.get("/v1/events?type=claim.looped&limit=10").await.1;
+        assert_eq!(
+            looped["events"].as_array().unwrap().len(),
+            4,
+            "the posted event and 3 emitted ones"
+        );
+        app.stop().await;
+    }
+}
