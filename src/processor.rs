@@ -99,6 +99,12 @@ impl Processor {
         }
         // One rule set for the whole round: a reload never splits an event's evaluation.
         let rules = self.rules.current();
+        // What `is_paused(claim)` answers in scripts: the strategy states of this batch's claims.
+        let claims: Vec<&str> = events
+            .iter()
+            .filter_map(|e| e.subject.claim.as_deref())
+            .collect();
+        crate::script::set_paused_claims(self.store.paused_claims(&claims).await?);
         let processed: Vec<_> = events
             .iter()
             .map(|event| {

@@ -32,6 +32,7 @@ CREATE TABLE attempts (
     started_at  TIMESTAMPTZ NOT NULL,
     duration_ms BIGINT NOT NULL,
     outcome     TEXT NOT NULL,                  -- delivered | retry | failed
+    instance    TEXT NOT NULL,                  -- the engine instance that made the attempt
     status_code BIGINT,                         -- HTTP status, or SMTP reply code
     reply       TEXT,
     error       TEXT

@@ -32,6 +32,7 @@ CREATE TABLE attempts (
     started_at  TEXT NOT NULL,
     duration_ms INTEGER NOT NULL,
     outcome     TEXT NOT NULL,                  -- delivered | retry | failed
+    instance    TEXT NOT NULL,                  -- the engine instance that made the attempt
     status_code INTEGER,                        -- HTTP status, or SMTP reply code
     reply       TEXT,
     error       TEXT

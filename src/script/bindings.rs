@@ -225,6 +225,17 @@ pub fn register(engine: &mut Engine) {
                 .read_lock::<ImmutableString>()
                 .is_some_and(|s| s.trim().is_empty())
     });
+    // Strategy state: whether Signalbox holds the claim's collection strategy paused
+    engine.register_fn("is_paused", |claim: Dynamic| {
+        claim
+            .into_string()
+            .is_ok_and(|c| super::is_paused(&c, None))
+    });
+    engine.register_fn("is_paused", |claim: Dynamic, platform: &str| {
+        claim
+            .into_string()
+            .is_ok_and(|c| super::is_paused(&c, Some(platform)))
+    });
     // Logging into the evaluation record, and deciding not to fire
     engine.register_fn("log", |message: Dynamic| {
         super::context_log(message.to_string())

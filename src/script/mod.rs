@@ -43,6 +43,9 @@ struct Context {
 }
 
 thread_local! {
+    /// `(platform, claim)` of the strategies Signalbox holds paused, for `is_paused`; set by the
+    /// processor for the batch it evaluates.
+    static PAUSED: RefCell<std::collections::HashSet<(String, String)>> = RefCell::new(std::collections::HashSet::new());
     static CONTEXT: RefCell<Context> = const { RefCell::new(Context { now: DateTime::UNIX_EPOCH, logs: Vec::new() }) };
 }
 
@@ -57,6 +60,19 @@ pub fn with_context<T>(now: DateTime<Utc>, f: impl FnOnce() -> T) -> (T, Vec<Str
     let result = f();
     let logs = CONTEXT.with(|c| std::mem::take(&mut c.borrow_mut().logs));
     (result, logs)
+}
+
+/// Makes `is_paused(...)` answer from these `(platform, claim)` pairs on this thread.
+pub fn set_paused_claims(paused: impl IntoIterator<Item = (String, String)>) {
+    PAUSED.with(|p| *p.borrow_mut() = paused.into_iter().collect());
+}
+
+pub(crate) fn is_paused(claim: &str, platform: Option<&str>) -> bool {
+    PAUSED.with(|p| {
+        p.borrow()
+            .iter()
+            .any(|(pl, c)| c == claim && platform.is_none_or(|want| want == pl))
+    })
 }
 
 pub(crate) fn context_now() -> DateTime<Utc> {

@@ -143,3 +143,15 @@ fn globs() {
     assert!(g("promise_to_pay.expired", "promise_to_pay.expired"));
     assert!(!g("ab*ba", "aba"), "prefix and suffix must not overlap");
 }
+
+#[test]
+fn is_paused_answers_from_the_strategy_states() {
+    set_paused_claims([("receeve".to_owned(), "C-1".to_owned())]);
+    assert!(
+        eval("is_paused(event.subject.claim) && is_paused(event.subject.claim, \"receeve\")")
+            .unwrap()
+    );
+    assert!(!eval("is_paused(event.subject.claim, \"amili\") || is_paused(\"C-2\") || is_paused(event.subject.debtor)").unwrap());
+    set_paused_claims([]);
+    assert!(!eval("is_paused(event.subject.claim)").unwrap());
+}

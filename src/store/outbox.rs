@@ -32,6 +32,8 @@ pub struct AttemptRecord {
     pub started_at: DateTime<Utc>,
     pub duration_ms: i64,
     pub outcome: String,
+    /// The engine instance (dispatcher) that made the attempt.
+    pub instance: String,
     pub status_code: Option<i64>,
     pub reply: Option<String>,
     pub error: Option<String>,
@@ -132,8 +134,8 @@ impl Store {
                 return Ok(false);
             }
             sqlx::query(
-                "INSERT INTO attempts (id, action_id, attempt, started_at, duration_ms, outcome, status_code, reply, error)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "INSERT INTO attempts (id, action_id, attempt, started_at, duration_ms, outcome, instance, status_code, reply, error)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(format!("att_{}", uuid::Uuid::now_v7().simple()))
             .bind(&action.id)
@@ -141,6 +143,7 @@ impl Store {
             .bind(started_at)
             .bind(duration_ms)
             .bind(outcome.name())
+            .bind(owner)
             .bind(outcome.status().map(i64::from))
             .bind(reply)
             .bind(outcome.error())
@@ -209,6 +212,7 @@ impl Store {
                         started_at: row.try_get("started_at")?,
                         duration_ms: row.try_get("duration_ms")?,
                         outcome: row.try_get("outcome")?,
+                        instance: row.try_get("instance")?,
                         status_code: row.try_get("status_code")?,
                         reply: row.try_get("reply")?,
                         error: row.try_get("error")?,

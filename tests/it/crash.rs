@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::support::{TestDb, event_json};
 
-crate::on_both_backends!(cases: kill_9_loses_no_acknowledged_event);
+crate::on_both_backends!(cases: kill_9_loses_no_acknowledged_event, kill_9_while_delivering_then_restart_delivers_every_action);
 
 /// A port free at the moment of asking (the child binds it right after).
 fn free_port() -> u16 {
@@ -25,14 +25,19 @@ struct Engine {
 
 impl Engine {
     async fn start(db: &TestDb, dir: &std::path::Path) -> Self {
-        let port = free_port();
-        let config = dir.join("signalbox.yaml");
         // A short lease so PostgreSQL hands the dead instance's events over quickly.
-        std::fs::write(
-            &config,
+        Self::start_with(
+            db,
+            dir,
             "processing:\n  lease_seconds: 1\n  poll_interval_ms: 100\n",
         )
-        .unwrap();
+        .await
+    }
+
+    async fn start_with(db: &TestDb, dir: &std::path::Path, config_yaml: &str) -> Self {
+        let port = free_port();
+        let config = dir.join("signalbox.yaml");
+        std::fs::write(&config, config_yaml).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_signalbox"))
             .args([
                 "serve",
@@ -76,6 +81,8 @@ impl Drop for Engine {
 }
 
 mod cases {
+    pub use super::delivery_cases::kill_9_while_delivering_then_restart_delivers_every_action;
+
     use super::*;
 
     pub async fn kill_9_loses_no_acknowledged_event(db: TestDb) {
@@ -160,5 +167,79 @@ mod cases {
             id.as_str()
         );
         store.close().await;
+    }
+}
+
+mod delivery_cases {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::support::{Answer, Receiver};
+
+    /// Every planned webhook reaches a target that dedupes by Idempotency-Key, even though the
+    /// engine was killed with SIGKILL while delivering.
+    pub async fn kill_9_while_delivering_then_restart_delivers_every_action(db: TestDb) {
+        let receiver = Receiver::start().await;
+        // Slow answers keep deliveries in flight when the kill comes.
+        receiver.answer(
+            &[Answer {
+                status: 200,
+                retry_after: None,
+                delay: Duration::from_millis(50),
+            }; 400],
+        );
+        let dir = tempfile::tempdir().unwrap();
+        crate::rules::write_rules(
+            &dir.path().join("rules"),
+            &[(
+                "hook.yaml",
+                &format!(
+                    "version: 1\nid: hook\non: [promise_to_pay.expired]\nactions: [{{type: webhook, url: '{}/{{{{ event.source_event_id }}}}'}}]\n",
+                    receiver.url
+                ),
+            )],
+        );
+        let config = "processing:\n  lease_seconds: 1\n  poll_interval_ms: 100\nactions:\n  lease: 1s\n  poll_interval: 100ms\n  workers: 8\n  webhook:\n    allowed_hosts: [127.0.0.1]\n    retry: { initial_delay: 100ms, max_delay: 1s, max_attempts: 20 }\n";
+        let mut engine = Engine::start_with(&db, dir.path(), config).await;
+        let client = reqwest::Client::new();
+        for i in 0..200 {
+            let response = client
+                .post(format!("{}/v1/events", engine.base))
+                .body(event_json(&format!("d-{i}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 201);
+        }
+        // Kill it once some deliveries are done and others are in flight.
+        receiver.wait_for(20).await;
+        engine.child.kill().expect("SIGKILL");
+        engine.child.wait().unwrap();
+        let before_restart = receiver.received().len();
+        assert!(
+            before_restart < 200,
+            "the kill came before everything was delivered ({before_restart})"
+        );
+
+        let _engine = Engine::start_with(&db, dir.path(), config).await;
+        let mut keys = BTreeSet::new();
+        for _ in 0..600 {
+            keys = receiver
+                .received()
+                .iter()
+                .map(|r| r.headers["idempotency-key"].clone())
+                .collect();
+            if keys.len() == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            keys.len(),
+            200,
+            "every planned action delivered, each with its own stable key"
+        );
+        let paths: BTreeSet<String> = receiver.received().iter().map(|r| r.path.clone()).collect();
+        assert_eq!(paths.len(), 200, "one action per event");
     }
 }
