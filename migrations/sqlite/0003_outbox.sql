@@ -21,8 +21,10 @@ CREATE TABLE actions (
     UNIQUE (event_id, rule_id, action_index)   -- planned once per (event, rule, action)
 );
 
-CREATE INDEX actions_due ON actions (next_attempt_ms) WHERE status IN ('pending', 'in_flight');
-CREATE INDEX actions_status ON actions (status, rule_id);
+-- Due actions in time order, and leases to retake, each found without reading the rest.
+CREATE INDEX actions_pending ON actions (next_attempt_ms) WHERE status = 'pending';
+CREATE INDEX actions_leased ON actions (lease_until_ms) WHERE status = 'in_flight';
+CREATE INDEX actions_rule ON actions (rule_id, status);
 
 -- Every delivery attempt.
 CREATE TABLE attempts (

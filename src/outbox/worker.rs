@@ -22,6 +22,9 @@ use crate::store::{NextStep, Store};
 
 pub struct Dispatcher {
     store: Store,
+    /// Finished attempts go to one recorder, which stores all that are waiting in one
+    /// transaction (as ingestion's writer does), then answers each.
+    recorder: tokio::sync::mpsc::Sender<Finished>,
     executors: Arc<Executors>,
     config: ActionsConfig,
     owner: String,
@@ -38,8 +41,11 @@ impl Dispatcher {
         planned: Arc<Notify>,
     ) -> Arc<Self> {
         let owner = format!("dsp_{}", uuid::Uuid::now_v7().simple());
+        let (recorder, queue) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(record(store.clone(), owner.clone(), queue));
         Arc::new(Self {
             store,
+            recorder,
             executors,
             config,
             owner,
@@ -60,9 +66,13 @@ impl Dispatcher {
         let kinds = self.executors.kinds();
         let mut in_flight = JoinSet::new();
         while !*shutdown.borrow() {
+            // Claim in batches: when a quarter of the slots are free (or all are), not after each
+            // delivery, so the store is asked a few times per batch rather than once per action.
             let free = self.config.workers.saturating_sub(in_flight.len());
+            let worth_claiming =
+                free > 0 && (in_flight.is_empty() || free >= self.config.workers.div_ceil(4));
             let mut claimed = 0;
-            if free > 0 {
+            if worth_claiming {
                 let now = Utc::now().timestamp_millis();
                 let lease_until =
                     now + i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX / 2);
@@ -81,7 +91,7 @@ impl Dispatcher {
                     Err(e) => tracing::warn!(error = %e, "cannot take due actions"),
                 }
             }
-            if claimed == free && free > 0 {
+            if worth_claiming && claimed == free {
                 continue; // more may be due
             }
             tokio::select! {
@@ -134,24 +144,77 @@ impl Dispatcher {
                 tracing::warn!(action_id = %action.id, kind = %action.kind, rule_id = %action.rule_id, attempts, reason = other.error().unwrap_or_default(), "action dead")
             }
         }
-        match self
-            .store
-            .record_attempt(
-                &self.owner,
-                &action,
+        let (reply, recorded) = tokio::sync::oneshot::channel();
+        if self
+            .recorder
+            .send(Finished {
+                action,
                 started_at,
                 duration_ms,
-                &outcome,
+                outcome,
                 next,
-            )
+                reply,
+            })
             .await
+            .is_err()
         {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(action_id = %action.id, "lost the lease on an action while delivering; another instance has it")
+            return tracing::error!(
+                "the attempt recorder stopped; the lease expires and the action is retried"
+            );
+        }
+        match recorded.await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => tracing::warn!(
+                "lost the lease on an action while delivering; another instance has it"
+            ),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot record an attempt; the lease expires and the action is retried")
+            }
+            Err(_) => tracing::error!(
+                "the attempt recorder stopped; the lease expires and the action is retried"
+            ),
+        }
+    }
+}
+
+/// A finished attempt on its way to the recorder.
+struct Finished {
+    action: OutboxAction,
+    started_at: chrono::DateTime<Utc>,
+    duration_ms: i64,
+    outcome: Outcome,
+    next: NextStep,
+    reply: tokio::sync::oneshot::Sender<Result<bool, Arc<crate::store::StoreError>>>,
+}
+
+/// Records every finished attempt waiting, in one transaction, then answers each. Ends when
+/// the dispatcher (and every delivery holding a sender) is gone.
+async fn record(store: Store, owner: String, mut queue: tokio::sync::mpsc::Receiver<Finished>) {
+    let mut batch = Vec::new();
+    while queue.recv_many(&mut batch, 512).await > 0 {
+        let attempts: Vec<crate::store::AttemptToRecord<'_>> = batch
+            .iter()
+            .map(|f| crate::store::AttemptToRecord {
+                action: &f.action,
+                started_at: f.started_at,
+                duration_ms: f.duration_ms,
+                outcome: &f.outcome,
+                next: f.next,
+            })
+            .collect();
+        let result = store.record_attempts(&owner, &attempts).await;
+        drop(attempts);
+        match result {
+            Ok(recorded) => {
+                for (finished, ok) in batch.drain(..).zip(recorded) {
+                    let _ = finished.reply.send(Ok(ok));
+                }
             }
             Err(e) => {
-                tracing::error!(action_id = %action.id, error = %e, "cannot record an attempt; the lease expires and the action is retried")
+                let e = Arc::new(e);
+                for finished in batch.drain(..) {
+                    let _ = finished.reply.send(Err(e.clone()));
+                }
             }
         }
     }

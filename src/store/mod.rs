@@ -24,7 +24,7 @@ use crate::normalize::{Event, EventId};
 
 pub use evaluations::EvaluationRecord;
 pub use events::{DeliverySummary, EventFilter, EventState, StoredEvent, UnknownType};
-pub use outbox::{ActionSummary, AttemptRecord, NextStep};
+pub use outbox::{ActionSummary, AttemptRecord, AttemptToRecord, NextStep};
 
 /// Runs `$body` with `$pool` bound to the backend's pool; the body is compiled once per backend.
 macro_rules! on_pool {

@@ -39,6 +39,33 @@ pub struct AttemptRecord {
     pub error: Option<String>,
 }
 
+/// One finished attempt, to be recorded.
+#[derive(Debug)]
+pub struct AttemptToRecord<'a> {
+    pub action: &'a OutboxAction,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    pub outcome: &'a Outcome,
+    pub next: NextStep,
+}
+
+impl AttemptToRecord<'_> {
+    fn attempt(&self) -> i64 {
+        i64::from(self.action.attempts) + 1
+    }
+}
+
+impl NextStep {
+    /// `(status, next_attempt_ms)` for the action row.
+    fn columns(self) -> (&'static str, i64) {
+        match self {
+            Self::Delivered => ("delivered", 0),
+            Self::RetryAt(ms) => ("pending", ms),
+            Self::Dead => ("dead", 0),
+        }
+    }
+}
+
 /// What became of an action after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NextStep {
@@ -48,8 +75,8 @@ pub enum NextStep {
 }
 
 impl Store {
-    /// Leases up to `limit` due actions of the given kinds to `owner`: pending ones whose time
-    /// has come, and in-flight ones whose lease expired (their instance died).
+    /// Leases up to `limit` due actions of the given kinds to `owner`: first those whose
+    /// instance's lease expired (it died while delivering), then pending ones whose time has come.
     pub async fn claim_due_actions(
         &self,
         owner: &str,
@@ -58,21 +85,21 @@ impl Store {
         lease_until_ms: i64,
         kinds: &[&str],
     ) -> Result<Vec<OutboxAction>, StoreError> {
-        let sql = match self.backend {
-            Backend::Sqlite(_) => sqlite::CLAIM_ACTIONS,
-            Backend::Postgres(_) => postgres::CLAIM_ACTIONS,
+        let (retake, due) = match self.backend {
+            Backend::Sqlite(_) => (sqlite::RETAKE_EXPIRED_ACTIONS, sqlite::CLAIM_DUE_ACTIONS),
+            Backend::Postgres(_) => (
+                postgres::RETAKE_EXPIRED_ACTIONS,
+                postgres::CLAIM_DUE_ACTIONS,
+            ),
         };
         let kinds = serde_json::to_string(kinds).expect("strings serialize");
         let _turn = self.write_turn().await;
         on_pool!(self, pool => {
-            let rows = sqlx::query(sql)
-                .bind(owner)
-                .bind(lease_until_ms)
-                .bind(now_ms)
-                .bind(&kinds)
-                .bind(limit as i64)
-                .fetch_all(pool)
-                .await?;
+            let mut rows = sqlx::query(retake).bind(owner).bind(lease_until_ms).bind(now_ms).bind(&kinds).bind(limit as i64).fetch_all(pool).await?;
+            if rows.len() < limit {
+                let more = limit - rows.len();
+                rows.extend(sqlx::query(due).bind(owner).bind(lease_until_ms).bind(now_ms).bind(&kinds).bind(more as i64).fetch_all(pool).await?);
+            }
             rows.iter()
                 .map(|row| {
                     let payload: Json<Payload> = row.try_get("payload")?;
@@ -91,67 +118,66 @@ impl Store {
         })
     }
 
-    /// Records an attempt and moves the action on, if `owner` still holds it. Returns whether
-    /// it did (a lost lease means another instance has the action now).
-    pub async fn record_attempt(
+    /// Records attempts and moves their actions on, all in one transaction, for the actions
+    /// `owner` still holds. Returns, per attempt, whether it was recorded (a lost lease means
+    /// another instance has the action now).
+    pub async fn record_attempts(
         &self,
         owner: &str,
-        action: &OutboxAction,
-        started_at: DateTime<Utc>,
-        duration_ms: i64,
-        outcome: &Outcome,
-        next: NextStep,
-    ) -> Result<bool, StoreError> {
-        let attempt = i64::from(action.attempts) + 1;
-        let (status, next_ms) = match next {
-            NextStep::Delivered => ("delivered", 0),
-            NextStep::RetryAt(ms) => ("pending", ms),
-            NextStep::Dead => ("dead", 0),
-        };
-        let reply = match outcome {
-            Outcome::Delivered { reply, .. } => reply.clone(),
-            _ => None,
-        };
+        attempts: &[AttemptToRecord<'_>],
+    ) -> Result<Vec<bool>, StoreError> {
+        if attempts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = Utc::now();
         let _turn = self.write_turn().await;
-        on_pool!(self, pool => {
+        let owned: std::collections::HashSet<String> = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let updated = sqlx::query(
-                "UPDATE actions SET status = $1, attempts = $2, next_attempt_ms = $3, last_error = $4, lease_owner = NULL,
-                        lease_until_ms = NULL, updated_at = $5
-                 WHERE id = $6 AND lease_owner = $7 AND status = 'in_flight'",
-            )
-            .bind(status)
-            .bind(attempt)
-            .bind(next_ms)
-            .bind(outcome.error())
-            .bind(Utc::now())
-            .bind(&action.id)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if updated == 0 {
-                return Ok(false);
+            let mut owned = std::collections::HashSet::new();
+            for chunk in attempts.chunks(500) {
+                let mut update = QueryBuilder::new(
+                    "UPDATE actions SET status = v.status, attempts = v.attempts, next_attempt_ms = v.next_ms, last_error = v.error,
+                        lease_owner = NULL, lease_until_ms = NULL, updated_at = ",
+                );
+                update.push_bind(now).push(
+                    " FROM (SELECT column1 AS id, column2 AS status, column3 AS attempts, column4 AS next_ms, column5 AS error FROM (",
+                );
+                update.push_values(chunk, |mut row, a| {
+                    let (status, next_ms) = a.next.columns();
+                    row.push_bind(a.action.id.as_str()).push_bind(status).push_bind(a.attempt()).push_bind(next_ms).push_bind(a.outcome.error());
+                });
+                update.push(") AS vals) AS v WHERE actions.id = v.id AND actions.status = 'in_flight' AND actions.lease_owner = ");
+                update.push_bind(owner).push(" RETURNING actions.id");
+                owned.extend(update.build_query_scalar::<String>().fetch_all(&mut *tx).await?);
             }
-            sqlx::query(
-                "INSERT INTO attempts (id, action_id, attempt, started_at, duration_ms, outcome, instance, status_code, reply, error)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(format!("att_{}", uuid::Uuid::now_v7().simple()))
-            .bind(&action.id)
-            .bind(attempt)
-            .bind(started_at)
-            .bind(duration_ms)
-            .bind(outcome.name())
-            .bind(owner)
-            .bind(outcome.status().map(i64::from))
-            .bind(reply)
-            .bind(outcome.error())
-            .execute(&mut *tx)
-            .await?;
+            let recorded: Vec<&AttemptToRecord<'_>> = attempts.iter().filter(|a| owned.contains(&a.action.id)).collect();
+            for chunk in recorded.chunks(500) {
+                let mut insert = QueryBuilder::new("INSERT INTO attempts (id, action_id, attempt, started_at, duration_ms, outcome, instance, status_code, reply, error) ");
+                insert.push_values(chunk, |mut row, a| {
+                    let reply = match a.outcome {
+                        Outcome::Delivered { reply, .. } => reply.as_deref(),
+                        _ => None,
+                    };
+                    row.push_bind(format!("att_{}", uuid::Uuid::now_v7().simple()))
+                        .push_bind(a.action.id.as_str())
+                        .push_bind(a.attempt())
+                        .push_bind(a.started_at)
+                        .push_bind(a.duration_ms)
+                        .push_bind(a.outcome.name())
+                        .push_bind(owner)
+                        .push_bind(a.outcome.status().map(i64::from))
+                        .push_bind(reply)
+                        .push_bind(a.outcome.error());
+                });
+                insert.build().execute(&mut *tx).await?;
+            }
             tx.commit().await?;
-            Ok(true)
-        })
+            Ok::<_, StoreError>(owned)
+        })?;
+        Ok(attempts
+            .iter()
+            .map(|a| owned.contains(&a.action.id))
+            .collect())
     }
 
     /// Gives back the actions `owner` holds but has not started (at shutdown).

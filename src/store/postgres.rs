@@ -39,15 +39,24 @@ pub(super) const COMPLETE: &str = "
     WHERE state = 'pending' AND lease_owner = $2 AND id IN (SELECT jsonb_array_elements_text($3::jsonb))
     RETURNING id";
 
-/// Takes due actions of the listed kinds (a JSON array): pending and due, or leased by an
-/// instance whose lease has expired. Rows another instance is taking are skipped.
-pub(super) const CLAIM_ACTIONS: &str = "
+/// Takes the earliest due pending actions of the listed kinds (a JSON array).
+pub(super) const CLAIM_DUE_ACTIONS: &str = "
     UPDATE actions SET status = 'in_flight', lease_owner = $1, lease_until_ms = $2
     WHERE id IN (
         SELECT id FROM actions
-        WHERE ((status = 'pending' AND next_attempt_ms <= $3) OR (status = 'in_flight' AND lease_until_ms < $3))
-          AND kind IN (SELECT jsonb_array_elements_text($4::jsonb))
+        WHERE status = 'pending' AND next_attempt_ms <= $3 AND kind IN (SELECT jsonb_array_elements_text($4::jsonb))
         ORDER BY next_attempt_ms LIMIT $5
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING *";
+
+/// Retakes actions whose instance's lease expired (it died while delivering).
+pub(super) const RETAKE_EXPIRED_ACTIONS: &str = "
+    UPDATE actions SET lease_owner = $1, lease_until_ms = $2
+    WHERE id IN (
+        SELECT id FROM actions
+        WHERE status = 'in_flight' AND lease_until_ms < $3 AND kind IN (SELECT jsonb_array_elements_text($4::jsonb))
+        ORDER BY lease_until_ms LIMIT $5
         FOR UPDATE SKIP LOCKED
     )
     RETURNING *";

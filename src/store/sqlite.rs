@@ -48,14 +48,22 @@ pub(super) const COMPLETE: &str = "
     WHERE state = 'pending' AND lease_owner = $2 AND id IN (SELECT value FROM json_each($3))
     RETURNING id";
 
-/// Takes due actions of the listed kinds (a JSON array): pending and due, or leased by an
-/// instance whose lease has expired.
-pub(super) const CLAIM_ACTIONS: &str = "
+/// Takes the earliest due pending actions of the listed kinds (a JSON array).
+pub(super) const CLAIM_DUE_ACTIONS: &str = "
     UPDATE actions SET status = 'in_flight', lease_owner = $1, lease_until_ms = $2
     WHERE id IN (
         SELECT id FROM actions
-        WHERE ((status = 'pending' AND next_attempt_ms <= $3) OR (status = 'in_flight' AND lease_until_ms < $3))
-          AND kind IN (SELECT value FROM json_each($4))
+        WHERE status = 'pending' AND next_attempt_ms <= $3 AND kind IN (SELECT value FROM json_each($4))
         ORDER BY next_attempt_ms LIMIT $5
+    )
+    RETURNING *";
+
+/// Retakes actions whose instance's lease expired (it died while delivering).
+pub(super) const RETAKE_EXPIRED_ACTIONS: &str = "
+    UPDATE actions SET lease_owner = $1, lease_until_ms = $2
+    WHERE id IN (
+        SELECT id FROM actions
+        WHERE status = 'in_flight' AND lease_until_ms < $3 AND kind IN (SELECT value FROM json_each($4))
+        ORDER BY lease_until_ms LIMIT $5
     )
     RETURNING *";
