@@ -251,7 +251,10 @@ mod cases {
         );
         let requests = platform.wait_for(1).await;
         assert_eq!(wait_actions_settled(&app.store, 1).await, (0, 1, 0));
-        assert_eq!(requests[0].path, "/v1/claims/C+6/strategy/pause");
+        assert_eq!(
+            (requests[0].method.as_str(), requests[0].path.as_str()),
+            ("POST", "/v1/claims/C+6/strategy/pause")
+        );
         assert_eq!(
             requests[0].headers["authorization"],
             "Bearer platform-token"
@@ -442,4 +445,89 @@ async fn two_instances_on_one_postgres_deliver_each_action_once() {
     assert_eq!(instances.len(), 2, "both instances delivered a share");
     a.stop().await;
     b.stop().await;
+}
+
+/// `signalbox actions` lists by status, shows attempts, and puts dead actions back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_actions_command_lists_shows_and_retries() {
+    use crate::support::{Answer, Receiver, TestApp, sqlite_db, test_config, wait_actions_settled};
+
+    let db = sqlite_db().await.unwrap();
+    let receiver = Receiver::start().await;
+    receiver.answer(&[Answer::status(404)]);
+    let dir = tempfile::tempdir().unwrap();
+    crate::rules::write_rules(
+        dir.path(),
+        &[(
+            "hook.yaml",
+            &format!(
+                "version: 1\nid: hook\non: [claim.created]\nactions: [{{type: webhook, url: '{}/x'}}]\n",
+                receiver.url
+            ),
+        )],
+    );
+    let mut config = test_config(&db);
+    config.rules_dir = dir.path().to_owned();
+    let app = TestApp::spawn(config).await;
+    assert_eq!(
+        app.post(
+            "/v1/events",
+            r#"{"type":"claim.created","source_event_id":"cli-1"}"#
+        )
+        .await
+        .0,
+        201
+    );
+    assert_eq!(wait_actions_settled(&app.store, 1).await, (0, 0, 1));
+    app.stop().await;
+
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_signalbox"))
+            .args(args)
+            .env("SIGNALBOX_DATABASE_URL", &db.url)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    };
+    let (ok, out) = run(&["actions", "--status", "dead"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("dead")
+            && out.contains("webhook")
+            && out.contains("target answered 404 Not Found"),
+        "{out}"
+    );
+    assert!(out.contains("0 pending, 0 delivered, 1 dead"), "{out}");
+    let id = out
+        .lines()
+        .find(|l| l.starts_with("act_"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let (ok, out) = run(&["actions", "show", &id]);
+    assert!(
+        ok && out.contains("#1") && out.contains("failed") && out.contains("status 404"),
+        "{out}"
+    );
+    let (ok, out) = run(&["actions", "retry", "--rule", "hook"]);
+    assert!(ok && out.contains("1 action put back"), "{out}");
+    let (ok, out) = run(&["actions", "--status", "pending"]);
+    assert!(
+        ok && out.contains("1 pending, 0 delivered, 0 dead"),
+        "{out}"
+    );
+    let (ok, out) = run(&["actions", "retry", "--rule", "hook"]);
+    assert!(
+        !ok && out.contains("rule hook has no dead actions"),
+        "{out}"
+    );
 }
