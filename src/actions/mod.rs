@@ -94,25 +94,15 @@ impl Executors {
                     status: None,
                 },
             },
-            ActionConfig::PauseStrategy(s) => {
+            ActionConfig::PauseStrategy(ref s) | ActionConfig::ResumeStrategy(ref s) => {
+                let pause = matches!(config, ActionConfig::PauseStrategy(_));
                 strategy::deliver(
                     &self.http,
                     &self.config.connectors,
                     &self.store,
                     action,
-                    &s,
-                    true,
-                )
-                .await
-            }
-            ActionConfig::ResumeStrategy(s) => {
-                strategy::deliver(
-                    &self.http,
-                    &self.config.connectors,
-                    &self.store,
-                    action,
-                    &s,
-                    false,
+                    s,
+                    pause,
                 )
                 .await
             }
@@ -261,8 +251,28 @@ fn parse_retry_after(value: &str) -> Option<std::time::Duration> {
     (at.with_timezone(&Utc) - Utc::now()).to_std().ok()
 }
 
+/// Sends a request and says what its answer means (shared by webhooks and strategy calls).
+pub(crate) async fn send(request: reqwest::RequestBuilder, success: Option<&[u16]>) -> Outcome {
+    match request.send().await {
+        Ok(response) => {
+            let status = response.status();
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .cloned();
+            http_outcome(
+                status,
+                retry_after.as_ref(),
+                success,
+                response.text().await.unwrap_or_default(),
+            )
+        }
+        Err(e) => request_error(&e),
+    }
+}
+
 /// A request error: timeouts and connection failures are worth retrying.
-pub(crate) fn request_error(e: &reqwest::Error) -> Outcome {
+fn request_error(e: &reqwest::Error) -> Outcome {
     let reason = if e.is_timeout() {
         "timed out waiting for the target".to_owned()
     } else if e.is_connect() {

@@ -75,22 +75,7 @@ pub async fn deliver(
     if let Some(token) = &connector.token {
         request = request.bearer_auth(token.expose());
     }
-    let outcome = match request.send().await {
-        Ok(response) => {
-            let status = response.status();
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .cloned();
-            super::http_outcome(
-                status,
-                retry_after.as_ref(),
-                None,
-                response.text().await.unwrap_or_default(),
-            )
-        }
-        Err(e) => super::request_error(&e),
-    };
+    let outcome = super::send(request, None).await;
     if matches!(outcome, Outcome::Delivered { .. })
         && let Err(e) = store
             .set_strategy_state(

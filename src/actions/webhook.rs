@@ -135,23 +135,7 @@ pub async fn deliver(
     for (name, value) in &webhook.headers {
         request = request.header(name, value);
     }
-    match request.body(body).send().await {
-        Ok(response) => {
-            let status = response.status();
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .cloned();
-            let text = response.text().await.unwrap_or_default();
-            super::http_outcome(
-                status,
-                retry_after.as_ref(),
-                webhook.success.as_deref(),
-                text,
-            )
-        }
-        Err(e) => super::request_error(&e),
-    }
+    super::send(request.body(body), webhook.success.as_deref()).await
 }
 
 #[cfg(test)]
