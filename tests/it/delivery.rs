@@ -21,7 +21,8 @@ mod cases {
         Answer, Receiver, SmtpServer, TestApp, TestDb, test_config, wait_actions_settled,
     };
 
-    async fn app(
+    /// An engine on `db` with `rules` as its only rule file, configured further by `configure`.
+    pub(super) async fn app(
         db: &TestDb,
         rules: &str,
         configure: impl FnOnce(&mut Config),
@@ -386,28 +387,19 @@ mod cases {
 async fn two_instances_on_one_postgres_deliver_each_action_once() {
     use std::collections::BTreeMap;
 
-    use crate::support::{Receiver, TestApp, postgres_db, test_config, wait_actions_settled};
+    use crate::support::{Receiver, postgres_db, wait_actions_settled};
 
     let Some(db) = postgres_db().await else {
         return;
     };
     let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    crate::rules::write_rules(
-        dir.path(),
-        &[(
-            "hook.yaml",
-            &format!(
-                "version: 1\nid: hook\non: [claim.created]\nactions: [{{type: webhook, url: '{}/{{{{ event.source_event_id }}}}'}}]\n",
-                receiver.url
-            ),
-        )],
+    let rules = format!(
+        "version: 1\nid: hook\non: [claim.created]\nactions: [{{type: webhook, url: '{}/{{{{ event.source_event_id }}}}'}}]\n",
+        receiver.url
     );
-    let mut config = test_config(&db);
-    config.rules_dir = dir.path().to_owned();
-    let (a, b) = (
-        TestApp::spawn(config.clone()).await,
-        TestApp::spawn(config).await,
+    let ((a, _dir_a), (b, _dir_b)) = (
+        cases::app(&db, &rules, |_| {}).await,
+        cases::app(&db, &rules, |_| {}).await,
     );
     for chunk in 0..10 {
         let events: Vec<serde_json::Value> =
@@ -450,25 +442,16 @@ async fn two_instances_on_one_postgres_deliver_each_action_once() {
 /// `signalbox actions` lists by status, shows attempts, and puts dead actions back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_actions_command_lists_shows_and_retries() {
-    use crate::support::{Answer, Receiver, TestApp, sqlite_db, test_config, wait_actions_settled};
+    use crate::support::{Answer, Receiver, sqlite_db, wait_actions_settled};
 
     let db = sqlite_db().await.unwrap();
     let receiver = Receiver::start().await;
     receiver.answer(&[Answer::status(404)]);
-    let dir = tempfile::tempdir().unwrap();
-    crate::rules::write_rules(
-        dir.path(),
-        &[(
-            "hook.yaml",
-            &format!(
-                "version: 1\nid: hook\non: [claim.created]\nactions: [{{type: webhook, url: '{}/x'}}]\n",
-                receiver.url
-            ),
-        )],
+    let rules = format!(
+        "version: 1\nid: hook\non: [claim.created]\nactions: [{{type: webhook, url: '{}/x'}}]\n",
+        receiver.url
     );
-    let mut config = test_config(&db);
-    config.rules_dir = dir.path().to_owned();
-    let app = TestApp::spawn(config).await;
+    let (app, _dir) = cases::app(&db, &rules, |_| {}).await;
     assert_eq!(
         app.post(
             "/v1/events",
