@@ -54,22 +54,18 @@ impl Executors {
         kinds
     }
 
-    pub fn retry_policy(&self, kind: &str, action: &OutboxAction) -> &RetryConfig {
-        match kind {
-            "webhook" => &self.config.webhook.retry,
+    /// The retry policy of an action's kind (for strategy calls, its platform's connector, named
+    /// by the target planned with the action: `strategy:<platform>`).
+    pub fn retry_policy(&self, action: &OutboxAction) -> &RetryConfig {
+        match action.kind.as_str() {
             "email" => &self.config.email.retry,
             "emit" => &self.config.emit_retry,
-            _ => action
-                .payload
-                .action()
-                .ok()
-                .and_then(|a| match a {
-                    ActionConfig::PauseStrategy(s) | ActionConfig::ResumeStrategy(s) => {
-                        self.config.connectors.get(&s.platform).map(|c| &c.retry)
-                    }
-                    _ => None,
-                })
-                .unwrap_or(&self.config.webhook.retry),
+            "pause_strategy" | "resume_strategy" => action
+                .target
+                .strip_prefix("strategy:")
+                .and_then(|platform| self.config.connectors.get(platform))
+                .map_or(&self.config.webhook.retry, |c| &c.retry),
+            _ => &self.config.webhook.retry,
         }
     }
 

@@ -76,11 +76,12 @@ async fn show(store: &Store, id: &str) -> anyhow::Result<()> {
             .map(|s| s.to_string())
             .unwrap_or_else(|| "-".into());
         println!(
-            "#{} {} {} ms  {}  status {status}  {}",
+            "#{} {} {} ms  {}  status {status}  by {}  {}",
             a.attempt,
             a.started_at,
             a.duration_ms,
             a.outcome,
+            a.instance,
             a.error.or(a.reply).unwrap_or_default()
         );
     }

@@ -31,7 +31,7 @@ impl Payload {
     /// The action to run, whatever version stored it.
     pub fn action(&self) -> Result<ActionConfig, String> {
         match self {
-            Self::V1 { action } => serde_json::from_value(action.clone())
+            Self::V1 { action } => ActionConfig::deserialize(action)
                 .map_err(|e| format!("stored action is unreadable: {e}")),
         }
     }

@@ -121,7 +121,7 @@ impl Dispatcher {
             Outcome::Delivered { .. } => NextStep::Delivered,
             Outcome::Failed { .. } => NextStep::Dead,
             Outcome::Retry { not_before, .. } => match next_delay(
-                self.executors.retry_policy(&action.kind, &action),
+                self.executors.retry_policy(&action),
                 attempts,
                 *not_before,
                 fastrand::f64(),

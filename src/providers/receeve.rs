@@ -45,16 +45,13 @@ pub fn normalize(body: &Value, _req: &Inbound<'_>) -> Result<Normalized, Provide
     .or_else(|| only_text(plan, &["scope", "debtorReferences"]));
     s.user = text(payload, &["user", "id"]);
 
-    let currency = first_text(
-        details,
-        &[&["currency"], &["claimPayments", "0", "currency"]],
-    )
-    .or_else(|| text(plan, &["currency"]))
-    .or_else(|| {
-        details
-            .pointer("/claimPayments/0/currency")
-            .and_then(|c| text(c, &[]))
-    });
+    let currency = text(details, &["currency"])
+        .or_else(|| text(plan, &["currency"]))
+        .or_else(|| {
+            details
+                .pointer("/claimPayments/0/currency")
+                .and_then(|c| text(c, &[]))
+        });
     let amount = ["totalAmount", "amount", "totalPaymentAmount"]
         .iter()
         .find_map(|k| details.get(*k).filter(|v| v.is_number()));

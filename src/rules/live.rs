@@ -51,22 +51,6 @@ impl LiveRules {
         }))
     }
 
-    /// Serves a given set (tests, benchmarks).
-    pub fn fixed(set: RuleSet) -> Arc<Self> {
-        let status = RulesStatus {
-            dir: PathBuf::new(),
-            rules: set.len(),
-            files: set.files.len(),
-            loaded_at: Utc::now(),
-            rejected_reload: None,
-        };
-        Arc::new(Self {
-            current: ArcSwap::from_pointee(set),
-            status: Mutex::new(status),
-            dir: PathBuf::new(),
-        })
-    }
-
     /// The set to evaluate an event against.
     pub fn current(&self) -> Arc<RuleSet> {
         self.current.load_full()

@@ -61,16 +61,6 @@ impl std::fmt::Debug for RuleSet {
 }
 
 impl RuleSet {
-    pub fn empty() -> Self {
-        Self {
-            rules: Vec::new(),
-            by_type: HashMap::new(),
-            scan_all: Vec::new(),
-            templates: environment(),
-            files: Vec::new(),
-        }
-    }
-
     /// Loads every rule file in `dir`, or every problem found in them.
     pub fn load_dir(dir: &Path) -> Result<Self, Vec<RuleError>> {
         let files = scan(dir).map_err(|message| {

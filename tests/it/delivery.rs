@@ -498,7 +498,10 @@ async fn the_actions_command_lists_shows_and_retries() {
         .to_owned();
     let (ok, out) = run(&["actions", "show", &id]);
     assert!(
-        ok && out.contains("#1") && out.contains("failed") && out.contains("status 404"),
+        ok && out.contains("#1")
+            && out.contains("failed")
+            && out.contains("status 404")
+            && out.contains("by dsp_"),
         "{out}"
     );
     let (ok, out) = run(&["actions", "retry", "--rule", "hook"]);
