@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::actions::Executors;
 use crate::api::{AppState, router};
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::outbox::worker::Dispatcher;
 use crate::processor::Processor;
@@ -54,18 +55,19 @@ pub enum AppError {
 /// Opens the store (migrating it) and starts serving on `listener`.
 pub async fn start(config: &Config, listener: TcpListener) -> Result<App, AppError> {
     let store = Store::open(&config.database_url, &config.store).await?;
-    start_with_store(config, listener, store).await
+    start_with_store(config, listener, store, SystemClock::shared()).await
 }
 
-/// Starts serving with an already opened store.
+/// Starts serving with an already opened store, on `clock` (tests pass a manual one).
 pub async fn start_with_store(
     config: &Config,
     listener: TcpListener,
     store: Store,
+    clock: SharedClock,
 ) -> Result<App, AppError> {
     let addr = listener.local_addr().map_err(AppError::Listener)?;
     let providers = Registry::from_config(&config.sources)?;
-    let rules = LiveRules::load(&config.rules_dir).map_err(AppError::Rules)?;
+    let rules = LiveRules::load(&config.rules_dir, clock.clone()).map_err(AppError::Rules)?;
     let status = rules.status();
     if status.rules == 0 {
         tracing::warn!(dir = %config.rules_dir.display(), "no rules: events are stored and processed, nothing fires");
@@ -76,13 +78,19 @@ pub async fn start_with_store(
     let stored = Arc::new(Notify::new());
     let (writer, writer_task) = Writer::spawn(store.clone(), stored.clone());
     let planned = Arc::new(Notify::new());
-    let executors = Executors::new(store.clone(), config.actions.clone(), stored.clone())
-        .map_err(AppError::Actions)?;
+    let executors = Executors::new(
+        store.clone(),
+        config.actions.clone(),
+        stored.clone(),
+        clock.clone(),
+    )
+    .map_err(AppError::Actions)?;
     let dispatcher = Dispatcher::new(
         store.clone(),
         Arc::new(executors),
         config.actions.clone(),
         planned.clone(),
+        clock.clone(),
     );
     let processor = Processor::new(
         store.clone(),
@@ -90,6 +98,7 @@ pub async fn start_with_store(
         config.processing.clone(),
         stored,
         planned,
+        clock.clone(),
     );
     let processor = tokio::spawn(processor.run(shutdown_rx.clone()));
     let dispatcher = tokio::spawn(dispatcher.run(shutdown_rx.clone()));
@@ -101,6 +110,7 @@ pub async fn start_with_store(
         providers: Arc::new(providers),
         rules: rules.clone(),
         max_body_bytes: config.max_body_bytes,
+        clock,
     };
     let mut server_shutdown = shutdown_rx;
     let server = tokio::spawn(async move {

@@ -20,6 +20,7 @@ pub mod actions;
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod normalize;

@@ -9,9 +9,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::sync::{Notify, watch};
 
+use crate::clock::SharedClock;
 use crate::config::ProcessingConfig;
 use crate::rules::live::LiveRules;
 use crate::store::{Store, StoreError};
@@ -25,6 +25,7 @@ pub struct Processor {
     stored: Arc<Notify>,
     /// Notified when evaluations planned actions, to wake the dispatcher.
     planned: Arc<Notify>,
+    clock: SharedClock,
 }
 
 impl Processor {
@@ -34,6 +35,7 @@ impl Processor {
         config: ProcessingConfig,
         stored: Arc<Notify>,
         planned: Arc<Notify>,
+        clock: SharedClock,
     ) -> Self {
         let owner = format!("ins_{}", uuid::Uuid::now_v7().simple());
         Self {
@@ -43,6 +45,7 @@ impl Processor {
             owner,
             stored,
             planned,
+            clock,
         }
     }
 
@@ -88,7 +91,7 @@ impl Processor {
 
     /// Takes one batch of pending events and processes it. Returns how many were taken.
     pub async fn round(&self) -> Result<usize, StoreError> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let lease = chrono::Duration::seconds(self.config.lease_seconds as i64);
         let events = self
             .store
@@ -108,7 +111,7 @@ impl Processor {
         let processed: Vec<_> = events
             .iter()
             .map(|event| {
-                let evaluations = rules.evaluate(event, Utc::now());
+                let evaluations = rules.evaluate(event, self.clock.now());
                 for e in &evaluations {
                     if let crate::rules::Outcome::Failed { error, line } = &e.outcome {
                         tracing::warn!(event_id = %event.id, rule_id = %e.rule_id, line = ?line, error = %error, "rule failed");
@@ -119,7 +122,7 @@ impl Processor {
             .collect();
         let done = self
             .store
-            .complete(&self.owner, &processed, Utc::now())
+            .complete(&self.owner, &processed, self.clock.now())
             .await?;
         let fired = processed
             .iter()

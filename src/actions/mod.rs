@@ -8,9 +8,10 @@ pub mod webhook;
 
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
+use crate::clock::{Clock, SharedClock};
 use crate::config::{ActionsConfig, RetryConfig};
 use crate::normalize::{Event, EventId, EventType, Subject};
 use crate::outbox::{OutboxAction, Outcome};
@@ -25,10 +26,16 @@ pub struct Executors {
     mailer: Option<email::Mailer>,
     /// Notified when an emitted event is stored, so the processor takes it at once.
     stored: Arc<Notify>,
+    clock: SharedClock,
 }
 
 impl Executors {
-    pub fn new(store: Store, config: ActionsConfig, stored: Arc<Notify>) -> Result<Self, String> {
+    pub fn new(
+        store: Store,
+        config: ActionsConfig,
+        stored: Arc<Notify>,
+        clock: SharedClock,
+    ) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("signalbox/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
@@ -41,6 +48,7 @@ impl Executors {
             http,
             mailer,
             stored,
+            clock,
         })
     }
 
@@ -81,7 +89,15 @@ impl Executors {
         };
         match config {
             ActionConfig::Webhook(w) => {
-                webhook::deliver(&self.http, &self.config.webhook, &self.store, action, &w).await
+                webhook::deliver(
+                    &self.http,
+                    &self.config.webhook,
+                    &self.store,
+                    action,
+                    &w,
+                    self.clock.as_ref(),
+                )
+                .await
             }
             ActionConfig::Email(e) => match &self.mailer {
                 Some(mailer) => mailer.send(action, &e).await,
@@ -99,6 +115,7 @@ impl Executors {
                     action,
                     s,
                     pause,
+                    self.clock.as_ref(),
                 )
                 .await
             }
@@ -153,7 +170,7 @@ impl Executors {
                     };
                 }
             };
-        let now = Utc::now();
+        let now = self.clock.now();
         let params = serde_json::to_value(emit).expect("emit configs serialize");
         let event = Event {
             id: EventId::new(),
@@ -209,6 +226,7 @@ pub(crate) fn http_outcome(
     retry_after: Option<&reqwest::header::HeaderValue>,
     success: Option<&[u16]>,
     body: String,
+    now: DateTime<Utc>,
 ) -> Outcome {
     let code = status.as_u16();
     let delivered = match success {
@@ -225,7 +243,7 @@ pub(crate) fn http_outcome(
     if code == 429 || code == 408 || status.is_server_error() {
         let not_before = retry_after
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+            .and_then(|v| parse_retry_after(v, now));
         return Outcome::Retry {
             reason: format!("target answered {status}"),
             status: Some(code),
@@ -239,16 +257,20 @@ pub(crate) fn http_outcome(
 }
 
 /// `Retry-After`: seconds, or an HTTP date.
-fn parse_retry_after(value: &str) -> Option<std::time::Duration> {
+fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<std::time::Duration> {
     if let Ok(seconds) = value.trim().parse::<u64>() {
         return Some(std::time::Duration::from_secs(seconds));
     }
     let at = chrono::DateTime::parse_from_rfc2822(value.trim()).ok()?;
-    (at.with_timezone(&Utc) - Utc::now()).to_std().ok()
+    (at.with_timezone(&Utc) - now).to_std().ok()
 }
 
 /// Sends a request and says what its answer means (shared by webhooks and strategy calls).
-pub(crate) async fn send(request: reqwest::RequestBuilder, success: Option<&[u16]>) -> Outcome {
+pub(crate) async fn send(
+    request: reqwest::RequestBuilder,
+    success: Option<&[u16]>,
+    clock: &dyn Clock,
+) -> Outcome {
     match request.send().await {
         Ok(response) => {
             let status = response.status();
@@ -261,6 +283,7 @@ pub(crate) async fn send(request: reqwest::RequestBuilder, success: Option<&[u16
                 retry_after.as_ref(),
                 success,
                 response.text().await.unwrap_or_default(),
+                clock.now(),
             )
         }
         Err(e) => request_error(&e),
@@ -305,6 +328,7 @@ mod tests {
                 None,
                 None,
                 String::new(),
+                DateTime::UNIX_EPOCH,
             )
         };
         assert!(matches!(
@@ -320,7 +344,13 @@ mod tests {
         assert!(matches!(outcome(429), Outcome::Retry { .. }));
         assert!(matches!(outcome(400), Outcome::Failed { .. }));
         assert!(matches!(outcome(404), Outcome::Failed { .. }));
-        let only_202 = http_outcome(reqwest::StatusCode::OK, None, Some(&[202]), String::new());
+        let only_202 = http_outcome(
+            reqwest::StatusCode::OK,
+            None,
+            Some(&[202]),
+            String::new(),
+            DateTime::UNIX_EPOCH,
+        );
         assert!(
             matches!(only_202, Outcome::Failed { .. }),
             "a status outside `success` is not delivered"
@@ -330,12 +360,14 @@ mod tests {
     #[test]
     fn retry_after_in_seconds_or_as_a_date() {
         assert_eq!(
-            parse_retry_after("120"),
+            parse_retry_after("120", DateTime::UNIX_EPOCH),
             Some(std::time::Duration::from_secs(120))
         );
-        let later = (Utc::now() + chrono::Duration::seconds(90)).to_rfc2822();
-        let parsed = parse_retry_after(&later).unwrap().as_secs();
-        assert!((85..=90).contains(&parsed), "{parsed}");
-        assert_eq!(parse_retry_after("soon"), None);
+        let now = DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let later = (now + chrono::Duration::seconds(90)).to_rfc2822();
+        assert_eq!(parse_retry_after(&later, now).unwrap().as_secs(), 90);
+        assert_eq!(parse_retry_after("soon", now), None);
     }
 }

@@ -23,6 +23,7 @@ pub async fn deliver(
     action: &OutboxAction,
     params: &StrategyConfig,
     pause: bool,
+    clock: &dyn crate::clock::Clock,
 ) -> Outcome {
     let retry = |e: crate::store::StoreError| Outcome::Retry {
         reason: e.to_string(),
@@ -75,7 +76,7 @@ pub async fn deliver(
     if let Some(token) = &connector.token {
         request = request.bearer_auth(token.expose());
     }
-    let outcome = super::send(request, None).await;
+    let outcome = super::send(request, None, clock).await;
     if matches!(outcome, Outcome::Delivered { .. })
         && let Err(e) = store
             .set_strategy_state(
@@ -84,6 +85,7 @@ pub async fn deliver(
                 pause,
                 &action.rule_id,
                 params.reason.as_deref(),
+                clock.now(),
             )
             .await
     {

@@ -68,6 +68,7 @@ pub async fn deliver(
     store: &Store,
     action: &OutboxAction,
     webhook: &WebhookConfig,
+    clock: &dyn crate::clock::Clock,
 ) -> Outcome {
     let failed = |reason: String| Outcome::Failed {
         reason,
@@ -118,7 +119,7 @@ pub async fn deliver(
             }
         },
     };
-    let timestamp = chrono::Utc::now().timestamp();
+    let timestamp = clock.now().timestamp();
     let mut request = http
         .request(method, url)
         .timeout(timeout)
@@ -135,7 +136,7 @@ pub async fn deliver(
     for (name, value) in &webhook.headers {
         request = request.header(name, value);
     }
-    super::send(request.body(body), webhook.success.as_deref()).await
+    super::send(request.body(body), webhook.success.as_deref(), clock).await
 }
 
 #[cfg(test)]

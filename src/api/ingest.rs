@@ -7,7 +7,6 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -86,7 +85,7 @@ async fn ingest(
             message: rejection.body_text(),
         },
     })?;
-    let received_at = Utc::now();
+    let received_at = state.clock.now();
     let inbound = Inbound {
         headers,
         body: &body,

@@ -25,6 +25,7 @@ pub struct AppState {
     pub providers: Arc<Registry>,
     pub rules: Arc<crate::rules::live::LiveRules>,
     pub max_body_bytes: usize,
+    pub clock: crate::clock::SharedClock,
 }
 
 pub fn router(state: AppState) -> Router {

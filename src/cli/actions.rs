@@ -92,7 +92,13 @@ async fn retry(store: &Store, id: Option<&str>, rule: Option<&str>) -> anyhow::R
     if id.is_none() == rule.is_none() {
         bail!("give an action id, or --rule RULE to retry every dead action of a rule");
     }
-    let count = store.retry_actions(id, rule).await?;
+    let count = store
+        .retry_actions(
+            id,
+            rule,
+            crate::clock::Clock::now(&crate::clock::SystemClock),
+        )
+        .await?;
     if count == 0 {
         bail!(
             "nothing to retry: {}",

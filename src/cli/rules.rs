@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use anyhow::bail;
-use chrono::Utc;
 
 use crate::providers::Registry;
 use crate::rules::evaluate::Outcome;
@@ -74,7 +73,7 @@ pub fn try_event(args: TryArgs) -> anyhow::Result<()> {
     let now = match &args.now {
         Some(t) => crate::script::bindings::parse_time(t)
             .ok_or_else(|| anyhow::anyhow!("--now: '{t}' is not a time"))?,
-        None => Utc::now(),
+        None => crate::clock::Clock::now(&crate::clock::SystemClock),
     };
     let path = std::env::current_dir()?.join(&args.event);
     let event = testing::load_event(

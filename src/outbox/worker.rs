@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::Utc;
+
+use crate::clock::SharedClock;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -31,6 +33,7 @@ pub struct Dispatcher {
     /// Notified when new actions are planned.
     planned: Arc<Notify>,
     targets: Mutex<HashMap<String, Arc<Semaphore>>>,
+    clock: SharedClock,
 }
 
 impl Dispatcher {
@@ -39,10 +42,11 @@ impl Dispatcher {
         executors: Arc<Executors>,
         config: ActionsConfig,
         planned: Arc<Notify>,
+        clock: SharedClock,
     ) -> Arc<Self> {
         let owner = format!("dsp_{}", uuid::Uuid::now_v7().simple());
         let (recorder, queue) = tokio::sync::mpsc::channel(1024);
-        tokio::spawn(record(store.clone(), owner.clone(), queue));
+        tokio::spawn(record(store.clone(), owner.clone(), queue, clock.clone()));
         Arc::new(Self {
             store,
             recorder,
@@ -51,6 +55,7 @@ impl Dispatcher {
             owner,
             planned,
             targets: Mutex::new(HashMap::new()),
+            clock,
         })
     }
 
@@ -73,7 +78,7 @@ impl Dispatcher {
                 free > 0 && (in_flight.is_empty() || free >= self.config.workers.div_ceil(4));
             let mut claimed = 0;
             if worth_claiming {
-                let now = Utc::now().timestamp_millis();
+                let now = self.clock.now_ms();
                 let lease_until =
                     now + i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX / 2);
                 match self
@@ -112,7 +117,7 @@ impl Dispatcher {
         let Ok(_turn) = permit.acquire_owned().await else {
             return;
         };
-        let started_at = Utc::now();
+        let started_at = self.clock.now();
         let started = Instant::now();
         let outcome = self.executors.execute(&action).await;
         let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
@@ -127,8 +132,7 @@ impl Dispatcher {
                 fastrand::f64(),
             ) {
                 Some(delay) => NextStep::RetryAt(
-                    Utc::now().timestamp_millis()
-                        + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
+                    self.clock.now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
                 ),
                 None => NextStep::Dead,
             },
@@ -189,7 +193,12 @@ struct Finished {
 
 /// Records every finished attempt waiting, in one transaction, then answers each. Ends when
 /// the dispatcher (and every delivery holding a sender) is gone.
-async fn record(store: Store, owner: String, mut queue: tokio::sync::mpsc::Receiver<Finished>) {
+async fn record(
+    store: Store,
+    owner: String,
+    mut queue: tokio::sync::mpsc::Receiver<Finished>,
+    clock: SharedClock,
+) {
     let mut batch = Vec::new();
     while queue.recv_many(&mut batch, 512).await > 0 {
         let attempts: Vec<crate::store::AttemptToRecord<'_>> = batch
@@ -202,7 +211,7 @@ async fn record(store: Store, owner: String, mut queue: tokio::sync::mpsc::Recei
                 next: f.next,
             })
             .collect();
-        let result = store.record_attempts(&owner, &attempts).await;
+        let result = store.record_attempts(&owner, &attempts, clock.now()).await;
         drop(attempts);
         match result {
             Ok(recorded) => {

@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::{RuleError, RuleSet};
+use crate::clock::SharedClock;
 
 /// How long the folder must be quiet before a reload (editors write in several steps).
 const SETTLE: Duration = Duration::from_millis(300);
@@ -29,22 +30,24 @@ pub struct RulesStatus {
 
 pub struct LiveRules {
     current: ArcSwap<RuleSet>,
+    clock: SharedClock,
     status: Mutex<RulesStatus>,
     dir: PathBuf,
 }
 
 impl LiveRules {
     /// Loads the folder; fails with every problem found.
-    pub fn load(dir: &Path) -> Result<Arc<Self>, Vec<RuleError>> {
+    pub fn load(dir: &Path, clock: SharedClock) -> Result<Arc<Self>, Vec<RuleError>> {
         let set = RuleSet::load_dir(dir)?;
         let status = RulesStatus {
             dir: dir.to_owned(),
             rules: set.len(),
             files: set.files.len(),
-            loaded_at: Utc::now(),
+            loaded_at: clock.now(),
             rejected_reload: None,
         };
         Ok(Arc::new(Self {
+            clock,
             current: ArcSwap::from_pointee(set),
             status: Mutex::new(status),
             dir: dir.to_owned(),
@@ -73,7 +76,7 @@ impl LiveRules {
                     dir: self.dir.clone(),
                     rules: set.len(),
                     files: set.files.len(),
-                    loaded_at: Utc::now(),
+                    loaded_at: self.clock.now(),
                     rejected_reload: None,
                 };
                 self.current.store(Arc::new(set));

@@ -125,11 +125,11 @@ impl Store {
         &self,
         owner: &str,
         attempts: &[AttemptToRecord<'_>],
+        now: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError> {
         if attempts.is_empty() {
             return Ok(Vec::new());
         }
-        let now = Utc::now();
         let _turn = self.write_turn().await;
         let owned: std::collections::HashSet<String> = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -254,6 +254,7 @@ impl Store {
         &self,
         id: Option<&str>,
         dead_of_rule: Option<&str>,
+        now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let _turn = self.write_turn().await;
         on_pool!(self, pool => {
@@ -261,7 +262,7 @@ impl Store {
                 "UPDATE actions SET status = 'pending', attempts = 0, next_attempt_ms = 0, updated_at = $1
                  WHERE status IN ('dead', 'pending') AND (($2 IS NOT NULL AND id = $2) OR ($3 IS NOT NULL AND rule_id = $3 AND status = 'dead'))",
             )
-            .bind(Utc::now())
+            .bind(now)
             .bind(id)
             .bind(dead_of_rule)
             .execute(pool)
@@ -294,6 +295,7 @@ impl Store {
         paused: bool,
         rule_id: &str,
         reason: Option<&str>,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let _turn = self.write_turn().await;
         on_pool!(self, pool => {
@@ -307,7 +309,7 @@ impl Store {
             .bind(paused)
             .bind(rule_id)
             .bind(reason)
-            .bind(Utc::now())
+            .bind(now)
             .execute(pool)
             .await?;
             Ok(())

@@ -112,15 +112,36 @@ mod cases {
             retry_after: Some(1),
             delay: Duration::ZERO,
         }]);
-        let (app, _dir) = app(&db, &webhook_rule(&receiver.url, ""), |_| {}).await;
+        // The engine's time stands still until the test moves it past the Retry-After.
+        let clock = signalbox::clock::ManualClock::starting_now();
+        let dir = tempfile::tempdir().unwrap();
+        write_rules(
+            dir.path(),
+            &[("rules.yaml", &webhook_rule(&receiver.url, ""))],
+        );
+        let mut config = test_config(&db);
+        config.rules_dir = dir.path().to_owned();
+        let app = TestApp::spawn_with_clock(config, clock.clone()).await;
         post_claim(&app, "C-2").await;
-        let requests = receiver.wait_for(2).await;
-        let waited = requests[1].at - requests[0].at;
+        receiver.wait_for(1).await;
+        let action = loop {
+            let action = only_action(&app).await;
+            if action.attempts == 1 {
+                break action;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        clock.advance(Duration::from_secs(1));
+        receiver.wait_for(2).await;
+        assert_eq!(wait_actions_settled(&app.store, 1).await, (0, 1, 0));
+        let attempts = app.store.attempts(&action.id).await.unwrap();
+        let waited = (attempts[1].started_at - attempts[0].started_at)
+            .to_std()
+            .unwrap();
         assert!(
-            waited >= Duration::from_millis(950),
+            waited >= Duration::from_secs(1),
             "retried after {waited:?}, before the target's Retry-After of 1 s"
         );
-        assert_eq!(wait_actions_settled(&app.store, 1).await, (0, 1, 0));
         app.stop().await;
     }
 
@@ -162,7 +183,10 @@ mod cases {
         }
         // The target is fast again: putting the rule's dead actions back delivers the webhook.
         assert_eq!(
-            app.store.retry_actions(None, Some("slow")).await.unwrap(),
+            app.store
+                .retry_actions(None, Some("slow"), chrono::Utc::now())
+                .await
+                .unwrap(),
             2
         );
         let delivered = receiver.wait_for(4).await;

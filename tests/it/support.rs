@@ -154,10 +154,18 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn(config: Config) -> Self {
+        Self::spawn_with_clock(config, signalbox::clock::SystemClock::shared()).await
+    }
+
+    /// An engine whose every stage reads the time from `clock`.
+    pub async fn spawn_with_clock(config: Config, clock: signalbox::clock::SharedClock) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
-        let app = signalbox::app::start(&config, listener)
+        let store = Store::open(&config.database_url, &config.store)
+            .await
+            .expect("store opens");
+        let app = signalbox::app::start_with_store(&config, listener, store, clock)
             .await
             .expect("engine starts");
         let base = format!("http://{}", app.addr);
@@ -255,7 +263,6 @@ pub struct Received {
     pub path: String,
     pub headers: std::collections::BTreeMap<String, String>,
     pub body: Vec<u8>,
-    pub at: std::time::Instant,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -301,7 +308,6 @@ impl Receiver {
                     path: parts.uri.path().to_owned(),
                     headers,
                     body,
-                    at: std::time::Instant::now(),
                 });
                 let answer = state
                     .script
