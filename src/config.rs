@@ -26,172 +26,10 @@ pub struct Config {
     pub store: StoreConfig,
     pub processing: ProcessingConfig,
     /// How planned actions are delivered.
-    pub actions: ActionsConfig,
+    pub actions: crate::actions::ActionsConfig,
     /// Per-platform webhook settings, keyed by source (`receeve`, `amili`, `bemmbo`, `hubpay`,
     /// `b54`). A platform with no secret and not marked `unsigned` has its deliveries refused.
     pub sources: BTreeMap<String, SourceConfig>,
-}
-
-/// The outbox: how many deliveries run at once, how failures are retried, and the settings of
-/// each action kind.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ActionsConfig {
-    /// Deliveries in flight at once in this instance. Default 16.
-    pub workers: usize,
-    /// Deliveries in flight at once to one target (a host, the SMTP server, a platform), so a
-    /// slow target does not starve the others. Default 4.
-    pub per_target: usize,
-    /// How long an instance holds an action it took; after a crash, others retake it after
-    /// this. Default 60s.
-    #[serde(with = "humantime_serde")]
-    pub lease: Duration,
-    /// How often to look for due actions when nothing signals new ones. Default 500ms.
-    #[serde(with = "humantime_serde")]
-    pub poll_interval: Duration,
-    /// How many `emit` actions may chain (an emitted event's rules emitting again ...). Default 5.
-    pub max_chain_depth: u32,
-    pub webhook: WebhookSettings,
-    pub email: EmailSettings,
-    /// Strategy connectors, keyed by platform (the `platform` of pause/resume actions).
-    pub connectors: BTreeMap<String, ConnectorConfig>,
-    /// Retry policy for emit actions (storing an event). Default 5 attempts, 1s to 1m.
-    pub emit_retry: RetryConfig,
-}
-
-impl Default for ActionsConfig {
-    fn default() -> Self {
-        Self {
-            workers: 16,
-            per_target: 4,
-            lease: Duration::from_secs(60),
-            poll_interval: Duration::from_millis(500),
-            max_chain_depth: 5,
-            webhook: WebhookSettings::default(),
-            email: EmailSettings::default(),
-            connectors: BTreeMap::new(),
-            emit_retry: RetryConfig {
-                max_attempts: 5,
-                initial_delay: Duration::from_secs(1),
-                max_delay: Duration::from_secs(60),
-                ..RetryConfig::default()
-            },
-        }
-    }
-}
-
-/// When and how often a failed delivery is tried again.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RetryConfig {
-    /// `exponential` (default: the delay doubles each time) or `fixed`.
-    pub policy: RetryPolicyKind,
-    /// Attempts in all, the first included; after the last the action is dead. Default 8.
-    pub max_attempts: u32,
-    /// Delay before the second attempt. Default 10s.
-    #[serde(with = "humantime_serde")]
-    pub initial_delay: Duration,
-    /// Longest delay between attempts (also caps a target's Retry-After). Default 1h.
-    #[serde(with = "humantime_serde")]
-    pub max_delay: Duration,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        Self {
-            policy: RetryPolicyKind::Exponential,
-            max_attempts: 8,
-            initial_delay: Duration::from_secs(10),
-            max_delay: Duration::from_secs(3600),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RetryPolicyKind {
-    Exponential,
-    Fixed,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WebhookSettings {
-    /// Secrets signing every webhook (`Signalbox-Signature`); several while rotating.
-    pub signing_secrets: Vec<Secret>,
-    /// Hosts webhooks may go to. Empty: any public host. Loopback and private addresses are
-    /// refused unless listed here.
-    pub allowed_hosts: Vec<String>,
-    pub retry: RetryConfig,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EmailSettings {
-    /// SMTP server; no email action can be delivered without it.
-    pub host: Option<String>,
-    /// Default 587 (STARTTLS), 465 (TLS) or 25 (none).
-    pub port: Option<u16>,
-    /// `starttls` (default), `tls` or `none`.
-    pub tls: SmtpTls,
-    pub username: Option<String>,
-    pub password: Option<Secret>,
-    /// Sender of emails whose action names none.
-    pub from: Option<String>,
-    /// Default 6 attempts, 30s to 1h.
-    pub retry: RetryConfig,
-}
-
-impl Default for EmailSettings {
-    fn default() -> Self {
-        Self {
-            host: None,
-            port: None,
-            tls: SmtpTls::Starttls,
-            username: None,
-            password: None,
-            from: None,
-            retry: RetryConfig {
-                max_attempts: 6,
-                initial_delay: Duration::from_secs(30),
-                ..RetryConfig::default()
-            },
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SmtpTls {
-    None,
-    Starttls,
-    Tls,
-}
-
-/// How to pause and resume collection strategies at one platform (see docs/actions.md).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConnectorConfig {
-    /// e.g. `https://api.receeve.example/v1`
-    pub base_url: String,
-    /// Bearer token, as `${VAR}`.
-    pub token: Option<Secret>,
-    /// Path of the pause call, `{claim}` replaced (URL-encoded). Default `/claims/{claim}/strategy/pause`.
-    #[serde(default = "default_pause_path")]
-    pub pause_path: String,
-    /// Default `/claims/{claim}/strategy/resume`.
-    #[serde(default = "default_resume_path")]
-    pub resume_path: String,
-    #[serde(default)]
-    pub retry: RetryConfig,
-}
-
-fn default_pause_path() -> String {
-    "/claims/{claim}/strategy/pause".into()
-}
-
-fn default_resume_path() -> String {
-    "/claims/{claim}/strategy/resume".into()
 }
 
 /// How one platform's webhooks are verified.
@@ -317,7 +155,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             processing: ProcessingConfig::default(),
             sources: BTreeMap::new(),
-            actions: ActionsConfig::default(),
+            actions: crate::actions::ActionsConfig::default(),
         }
     }
 }
@@ -367,6 +205,8 @@ pub enum ConfigError {
     Env { var: String, message: String },
     #[error("{key}: {message}")]
     Invalid { key: &'static str, message: String },
+    #[error("{key}: {message}")]
+    Setting { key: String, message: String },
 }
 
 /// Environment variables that override keys, with the key each sets.
@@ -479,29 +319,8 @@ impl Config {
         if self.processing.poll_interval_ms == 0 {
             return invalid("processing.poll_interval_ms", "must be greater than 0");
         }
-        let a = &self.actions;
-        if a.workers == 0 || a.per_target == 0 {
-            return invalid("actions", "workers and per_target must be greater than 0");
-        }
-        for (key, retry) in [
-            ("actions.webhook.retry", &a.webhook.retry),
-            ("actions.email.retry", &a.email.retry),
-            ("actions.emit_retry", &a.emit_retry),
-        ] {
-            if retry.max_attempts == 0 || retry.initial_delay > retry.max_delay {
-                return invalid(
-                    key,
-                    "max_attempts must be at least 1 and initial_delay at most max_delay",
-                );
-            }
-        }
-        for (platform, connector) in &a.connectors {
-            if url::Url::parse(&connector.base_url).is_err() {
-                return invalid(
-                    "actions.connectors",
-                    &format!("{platform}.base_url: '{}' is not a URL", connector.base_url),
-                );
-            }
+        if let Some((key, message)) = self.actions.problems().into_iter().next() {
+            return Err(ConfigError::Setting { key, message });
         }
         for (source, settings) in &self.sources {
             let known = crate::normalize::catalogue::sources();

@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
+use crate::actions::Payload;
 use crate::clock::SharedClock;
 use crate::config::ProcessingConfig;
 use crate::rules::live::LiveRules;
-use crate::store::{Store, StoreError};
+use crate::rules::{Evaluation, Outcome};
+use crate::store::{NewAction, NewEvaluation, Store, StoreError, ThrottleGate, Verdict};
 
 pub struct Processor {
     store: Store,
@@ -113,11 +115,11 @@ impl Processor {
             .map(|event| {
                 let evaluations = rules.evaluate(event, self.clock.now());
                 for e in &evaluations {
-                    if let crate::rules::Outcome::Failed { error, line } = &e.outcome {
+                    if let Outcome::Failed { error, line } = &e.outcome {
                         tracing::warn!(event_id = %event.id, rule_id = %e.rule_id, line = ?line, error = %error, "rule failed");
                     }
                 }
-                (event.id.clone(), evaluations)
+                (event.id.clone(), evaluations.iter().filter_map(record).collect::<Vec<_>>())
             })
             .collect();
         let done = self
@@ -127,7 +129,7 @@ impl Processor {
         let fired = processed
             .iter()
             .flat_map(|(_, e)| e)
-            .any(|e| matches!(e.outcome, crate::rules::Outcome::Fired { .. }));
+            .any(|e| matches!(e.verdict, Verdict::Fired { .. }));
         if fired {
             self.planned.notify_one();
         }
@@ -140,4 +142,40 @@ impl Processor {
         }
         Ok(events.len())
     }
+}
+
+/// What the store keeps of an evaluation: fired (with its planned actions, frozen in their
+/// versioned stored form, and its throttle gate) or failed. Rules that did not match or
+/// skipped leave no record.
+fn record(evaluation: &Evaluation) -> Option<NewEvaluation> {
+    let verdict = match &evaluation.outcome {
+        Outcome::Fired { actions, throttle } => Verdict::Fired {
+            actions: serde_json::to_value(actions).expect("action configs serialize"),
+            planned: actions
+                .iter()
+                .map(|action| NewAction {
+                    kind: action.kind(),
+                    target: action.target(),
+                    payload: serde_json::to_value(Payload::current(action.stored()))
+                        .expect("stored actions serialize"),
+                })
+                .collect(),
+            throttle: throttle.as_ref().map(|(key, window)| ThrottleGate {
+                key: key.clone(),
+                window: *window,
+            }),
+        },
+        Outcome::Failed { error, line } => Verdict::Failed {
+            error: error.clone(),
+            line: line.map(|l| l as i64),
+        },
+        Outcome::Skipped { .. } | Outcome::NotMatched { .. } => return None,
+    };
+    Some(NewEvaluation {
+        rule_id: evaluation.rule_id.clone(),
+        rule_version: evaluation.rule_version.clone(),
+        verdict,
+        logs: serde_json::to_value(&evaluation.logs).expect("strings serialize"),
+        duration_us: i64::try_from(evaluation.duration.as_micros()).unwrap_or(i64::MAX),
+    })
 }

@@ -4,14 +4,161 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::config::{EmailSettings, SmtpTls};
-use crate::outbox::{OutboxAction, Outcome};
-use crate::rules::config::EmailConfig;
+use super::retry::RetryConfig;
+use super::{ActionsConfig, Deliver, Delivery, Executors, Outcome, Params, one_line, one_or_many};
+use crate::config::Secret;
+
+/// An email action as the rule file writes it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    #[serde(deserialize_with = "one_or_many")]
+    pub to: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub cc: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// Defaults to the configured sender.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    pub subject: String,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+}
+
+/// A planned email as the outbox keeps it (payload version 1).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct EmailV1 {
+    pub to: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cc: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    pub subject: String,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+}
+
+/// The SMTP server email actions go through (`actions.email`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailSettings {
+    /// SMTP server; no email action can be delivered without it.
+    pub host: Option<String>,
+    /// Default 587 (STARTTLS), 465 (TLS) or 25 (none).
+    pub port: Option<u16>,
+    /// `starttls` (default), `tls` or `none`.
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// Sender of emails whose action names none.
+    pub from: Option<String>,
+    /// Default 6 attempts, 30s to 1h.
+    pub retry: RetryConfig,
+}
+
+impl Default for EmailSettings {
+    fn default() -> Self {
+        Self {
+            host: None,
+            port: None,
+            tls: SmtpTls::Starttls,
+            username: None,
+            password: None,
+            from: None,
+            retry: RetryConfig {
+                max_attempts: 6,
+                initial_delay: Duration::from_secs(30),
+                ..RetryConfig::default()
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    None,
+    Starttls,
+    Tls,
+}
+
+impl Params for EmailConfig {
+    type Stored = EmailV1;
+
+    fn check(&self, skip: &dyn Fn(&str) -> bool) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.to.is_empty() {
+            problems.push("to: at least one recipient".into());
+        }
+        let addresses = self
+            .to
+            .iter()
+            .chain(&self.cc)
+            .chain(&self.reply_to)
+            .chain(&self.from);
+        for address in addresses.filter(|a| !skip(a)) {
+            if Mailbox::from_str(address).is_err() {
+                problems.push(format!("'{address}' is not an email address"));
+            }
+        }
+        one_line("subject", &self.subject, &mut problems);
+        problems
+    }
+
+    /// Every email goes through the one SMTP server.
+    fn target(&self) -> String {
+        "smtp".into()
+    }
+
+    fn stored(&self) -> EmailV1 {
+        EmailV1 {
+            to: self.to.clone(),
+            cc: self.cc.clone(),
+            reply_to: self.reply_to.clone(),
+            from: self.from.clone(),
+            subject: self.subject.clone(),
+            text: self.text.clone(),
+            html: self.html.clone(),
+        }
+    }
+}
+
+impl Deliver for EmailV1 {
+    fn retry_policy<'a>(&self, config: &'a ActionsConfig) -> &'a RetryConfig {
+        &config.email.retry
+    }
+
+    /// Only with an SMTP server configured: until then email actions wait in the outbox.
+    fn available(executors: &Executors) -> bool {
+        executors.mailer.is_some()
+    }
+
+    async fn deliver(&self, executors: &Executors, action: &Delivery) -> Outcome {
+        match &executors.mailer {
+            Some(mailer) => mailer.send(action, self).await,
+            None => Outcome::Failed {
+                reason: "no SMTP server configured (actions.email.host)".into(),
+                status: None,
+            },
+        }
+    }
+}
 
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -53,7 +200,7 @@ impl Mailer {
         }))
     }
 
-    pub async fn send(&self, action: &OutboxAction, email: &EmailConfig) -> Outcome {
+    async fn send(&self, action: &Delivery, email: &EmailV1) -> Outcome {
         let message = match self.message(action, email) {
             Ok(m) => m,
             Err(reason) => {
@@ -80,7 +227,7 @@ impl Mailer {
         }
     }
 
-    fn message(&self, action: &OutboxAction, email: &EmailConfig) -> Result<Message, String> {
+    fn message(&self, action: &Delivery, email: &EmailV1) -> Result<Message, String> {
         let mailbox = |a: &str| {
             Mailbox::from_str(a).map_err(|e| format!("'{a}' is not an email address: {e}"))
         };

@@ -1,22 +1,300 @@
-//! Action executors: the code that actually calls a webhook, sends an email, pauses or resumes
-//! a strategy, or emits a follow-up event. Each returns an [`Outcome`] decided where the
-//! failure happens; the dispatcher (`crate::outbox::worker`) only acts on it.
+//! Action kinds: what a rule can do when it fires, each kind in one file that owns its rule
+//! parameters (`<Kind>Config`, what the rule file says), their check, its target, its operator
+//! settings, its stored form (`<Kind>V1`, what the outbox keeps), its retry policy and its
+//! executor. The one list of kinds is the [`action_kinds!`] invocation below.
+//!
+//! Receives rendered parameters from rule evaluation (checked here, then frozen into a
+//! versioned [`Payload`]) and, from the dispatcher (`crate::outbox`), planned actions to run:
+//! each run returns an [`Outcome`] decided where the failure happens; the dispatcher only acts
+//! on it.
+//!
+//! A new kind (say `sms`): add `src/actions/sms.rs` with `SmsConfig: Params` and
+//! `SmsV1: Deliver`, and one line `"sms" => Sms(sms::SmsConfig, sms::SmsV1)` in the list. If it
+//! has operator settings, they are a struct in its file and a field of [`ActionsConfig`].
 
 pub mod email;
+pub mod emit;
+pub(crate) mod http;
+pub mod retry;
 pub mod strategy;
 pub mod webhook;
 
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::sync::Notify;
 
-use crate::clock::{Clock, SharedClock};
-use crate::config::{ActionsConfig, RetryConfig};
-use crate::normalize::{Event, EventId, EventType, Subject};
-use crate::outbox::{OutboxAction, Outcome};
-use crate::rules::config::{ActionConfig, EmitConfig};
-use crate::store::{Ingest, NewDelivery, Store};
+use crate::clock::SharedClock;
+use crate::store::Store;
+use retry::RetryConfig;
+
+/// What one delivery attempt came to, decided where the failure happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Delivered {
+        status: Option<u16>,
+        reply: Option<String>,
+    },
+    /// Worth trying again: a timeout, a refused connection, a 5xx or 429, a transient SMTP reply.
+    /// `not_before` is the target's own Retry-After.
+    Retry {
+        reason: String,
+        status: Option<u16>,
+        not_before: Option<Duration>,
+    },
+    /// Trying again would fail the same way: a 4xx, invalid parameters, nothing configured.
+    Failed { reason: String, status: Option<u16> },
+}
+
+impl Outcome {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Delivered { status, .. }
+            | Self::Retry { status, .. }
+            | Self::Failed { status, .. } => *status,
+        }
+    }
+
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Self::Delivered { .. } => None,
+            Self::Retry { reason, .. } | Self::Failed { reason, .. } => Some(reason),
+        }
+    }
+}
+
+/// A kind's parameters as the rule file writes them.
+pub trait Params {
+    /// The form the outbox keeps.
+    type Stored;
+
+    /// Problems with the parameters. Values for which `skip` is true (templates, before they
+    /// are rendered) are not checked.
+    fn check(&self, skip: &dyn Fn(&str) -> bool) -> Vec<String>;
+
+    /// What the action talks to: actions to one target share its concurrency limit.
+    fn target(&self) -> String;
+
+    /// The parameters frozen for the outbox.
+    fn stored(&self) -> Self::Stored;
+}
+
+/// A kind's stored action, run by its executor.
+pub trait Deliver {
+    fn retry_policy<'a>(&self, config: &'a ActionsConfig) -> &'a RetryConfig;
+
+    /// Whether this instance can run the kind now (email needs an SMTP server); actions of a
+    /// kind it cannot run wait in the outbox.
+    fn available(_executors: &Executors) -> bool {
+        true
+    }
+
+    fn deliver(
+        &self,
+        executors: &Executors,
+        action: &Delivery,
+    ) -> impl Future<Output = Outcome> + Send;
+}
+
+/// Declares the kinds: the rule-file enum ([`ActionConfig`]), the stored enum
+/// ([`StoredAction`]) and their dispatch to each kind's [`Params`] and [`Deliver`].
+macro_rules! action_kinds {
+    ($($name:literal => $variant:ident($config:ty, $stored:ty)),* $(,)?) => {
+        /// What a rule does when it fires. Every string may be a template:
+        /// `{{ event.subject.claim }}`.
+        #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+        #[serde(tag = "type")]
+        pub enum ActionConfig {
+            $(#[serde(rename = $name)] $variant($config)),*
+        }
+
+        /// A planned action as the outbox keeps it (inside a versioned [`Payload`]).
+        #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+        #[serde(tag = "type")]
+        pub enum StoredAction {
+            $(#[serde(rename = $name)] $variant($stored)),*
+        }
+
+        /// Every action kind's name.
+        pub const KINDS: &[&str] = &[$($name),*];
+
+        impl ActionConfig {
+            pub fn kind(&self) -> &'static str {
+                match self { $(Self::$variant(_) => $name),* }
+            }
+
+            /// Problems with the parameters (`skip`: values not to check, such as templates).
+            pub fn check(&self, skip: &dyn Fn(&str) -> bool) -> Vec<String> {
+                match self { $(Self::$variant(p) => p.check(skip)),* }
+            }
+
+            pub fn target(&self) -> String {
+                match self { $(Self::$variant(p) => p.target()),* }
+            }
+
+            pub fn stored(&self) -> StoredAction {
+                match self { $(Self::$variant(p) => StoredAction::$variant(p.stored().into())),* }
+            }
+        }
+
+        impl StoredAction {
+            pub fn kind(&self) -> &'static str {
+                match self { $(Self::$variant(_) => $name),* }
+            }
+
+            fn retry_policy<'a>(&self, config: &'a ActionsConfig) -> &'a RetryConfig {
+                match self { $(Self::$variant(p) => p.retry_policy(config)),* }
+            }
+
+            async fn deliver(&self, executors: &Executors, action: &Delivery) -> Outcome {
+                match self { $(Self::$variant(p) => p.deliver(executors, action).await),* }
+            }
+        }
+
+        impl Executors {
+            /// The kinds this instance can deliver now: other kinds wait in the outbox.
+            pub fn kinds(&self) -> Vec<&'static str> {
+                let mut kinds = Vec::new();
+                $(if <$stored as Deliver>::available(self) { kinds.push($name); })*
+                kinds
+            }
+        }
+    };
+}
+
+action_kinds! {
+    "webhook" => Webhook(webhook::WebhookConfig, webhook::WebhookV1),
+    "email" => Email(email::EmailConfig, email::EmailV1),
+    "pause_strategy" => PauseStrategy(strategy::StrategyConfig, strategy::PauseV1),
+    "resume_strategy" => ResumeStrategy(strategy::StrategyConfig, strategy::ResumeV1),
+    "emit" => Emit(emit::EmitConfig, emit::EmitV1),
+}
+
+/// A stored action's parameters, versioned so rows written by older engines stay readable:
+/// `{"version": "1", "action": {"type": "webhook", ...}}`. A new stored format becomes a new
+/// variant that converts to the current one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "version")]
+pub enum Payload {
+    #[serde(rename = "1")]
+    V1 { action: StoredAction },
+}
+
+impl Payload {
+    pub fn current(action: StoredAction) -> Self {
+        Self::V1 { action }
+    }
+
+    /// Reads a stored payload, whatever version wrote it.
+    pub fn decode(stored: &Value) -> Result<StoredAction, String> {
+        match Self::deserialize(stored) {
+            Ok(Self::V1 { action }) => Ok(action),
+            Err(e) => Err(format!("stored action is unreadable: {e}")),
+        }
+    }
+}
+
+/// A planned action taken from the outbox for one attempt.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: String,
+    pub event_id: String,
+    pub rule_id: String,
+    pub kind: String,
+    pub target: String,
+    /// The parameters, or why the stored payload cannot be read.
+    pub action: Result<StoredAction, String>,
+    /// Attempts made before this one.
+    pub attempts: u32,
+}
+
+/// How planned actions are delivered (`actions:` in the config file): the outbox's limits and
+/// the settings of each action kind.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActionsConfig {
+    /// Deliveries in flight at once in this instance. Default 16.
+    pub workers: usize,
+    /// Deliveries in flight at once to one target (a host, the SMTP server, a platform), so a
+    /// slow target does not starve the others. Default 4.
+    pub per_target: usize,
+    /// How long an instance holds an action it took; after a crash, others retake it after
+    /// this. Default 60s.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// How often to look for due actions when nothing signals new ones. Default 500ms.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How many `emit` actions may chain (an emitted event's rules emitting again ...). Default 5.
+    pub max_chain_depth: u32,
+    pub webhook: webhook::WebhookSettings,
+    pub email: email::EmailSettings,
+    /// Strategy connectors, keyed by platform (the `platform` of pause/resume actions).
+    pub connectors: strategy::Connectors,
+    /// Retry policy for emit actions (storing an event). Default 5 attempts, 1s to 1m.
+    pub emit_retry: RetryConfig,
+}
+
+impl Default for ActionsConfig {
+    fn default() -> Self {
+        Self {
+            workers: 16,
+            per_target: 4,
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(500),
+            max_chain_depth: 5,
+            webhook: webhook::WebhookSettings::default(),
+            email: email::EmailSettings::default(),
+            connectors: BTreeMap::new(),
+            emit_retry: RetryConfig {
+                max_attempts: 5,
+                initial_delay: Duration::from_secs(1),
+                max_delay: Duration::from_secs(60),
+                ..RetryConfig::default()
+            },
+        }
+    }
+}
+
+impl ActionsConfig {
+    /// Every problem with values that parse but cannot work, as `(key, message)`. Does no IO.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        if self.workers == 0 || self.per_target == 0 {
+            problems.push((
+                "actions".into(),
+                "workers and per_target must be greater than 0".into(),
+            ));
+        }
+        let retries = [
+            ("actions.webhook.retry".to_owned(), &self.webhook.retry),
+            ("actions.email.retry".to_owned(), &self.email.retry),
+            ("actions.emit_retry".to_owned(), &self.emit_retry),
+        ];
+        let connector_retries = self
+            .connectors
+            .iter()
+            .map(|(p, c)| (format!("actions.connectors.{p}.retry"), &c.retry));
+        for (key, retry) in retries.into_iter().chain(connector_retries) {
+            if let Some(problem) = retry.problem() {
+                problems.push((key, problem.into()));
+            }
+        }
+        for (platform, connector) in &self.connectors {
+            if url::Url::parse(&connector.base_url).is_err() {
+                problems.push((
+                    "actions.connectors".into(),
+                    format!("{platform}.base_url: '{}' is not a URL", connector.base_url),
+                ));
+            }
+        }
+        problems
+    }
+}
 
 /// Everything needed to run actions, built once at start.
 pub struct Executors {
@@ -36,338 +314,53 @@ impl Executors {
         stored: Arc<Notify>,
         clock: SharedClock,
     ) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("signalbox/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let mailer = email::Mailer::new(&config.email)?;
         Ok(Self {
             store,
+            http: http::client()?,
             config,
-            http,
             mailer,
             stored,
             clock,
         })
     }
 
-    /// The action kinds this instance can deliver (email only with an SMTP server configured):
-    /// other kinds wait in the outbox, never lost.
-    pub fn kinds(&self) -> Vec<&'static str> {
-        let mut kinds = vec!["webhook", "pause_strategy", "resume_strategy", "emit"];
-        if self.mailer.is_some() {
-            kinds.push("email");
-        }
-        kinds
-    }
-
-    /// The retry policy of an action's kind (for strategy calls, its platform's connector, named
-    /// by the target planned with the action: `strategy:<platform>`).
-    pub fn retry_policy(&self, action: &OutboxAction) -> &RetryConfig {
-        match action.kind.as_str() {
-            "email" => &self.config.email.retry,
-            "emit" => &self.config.emit_retry,
-            "pause_strategy" | "resume_strategy" => action
-                .target
-                .strip_prefix("strategy:")
-                .and_then(|platform| self.config.connectors.get(platform))
-                .map_or(&self.config.webhook.retry, |c| &c.retry),
-            _ => &self.config.webhook.retry,
+    /// The retry policy of an action's kind (for strategy calls, its platform's connector).
+    pub fn retry_policy(&self, action: &Delivery) -> &RetryConfig {
+        match &action.action {
+            Ok(stored) => stored.retry_policy(&self.config),
+            Err(_) => &self.config.webhook.retry,
         }
     }
 
-    pub async fn execute(&self, action: &OutboxAction) -> Outcome {
-        let config = match action.payload.action() {
-            Ok(config) => config,
-            Err(reason) => {
-                return Outcome::Failed {
-                    reason,
-                    status: None,
-                };
-            }
-        };
-        match config {
-            ActionConfig::Webhook(w) => {
-                webhook::deliver(
-                    &self.http,
-                    &self.config.webhook,
-                    &self.store,
-                    action,
-                    &w,
-                    self.clock.as_ref(),
-                )
-                .await
-            }
-            ActionConfig::Email(e) => match &self.mailer {
-                Some(mailer) => mailer.send(action, &e).await,
-                None => Outcome::Failed {
-                    reason: "no SMTP server configured (actions.email.host)".into(),
-                    status: None,
-                },
-            },
-            ActionConfig::PauseStrategy(ref s) | ActionConfig::ResumeStrategy(ref s) => {
-                let pause = matches!(config, ActionConfig::PauseStrategy(_));
-                strategy::deliver(
-                    &self.http,
-                    &self.config.connectors,
-                    &self.store,
-                    action,
-                    s,
-                    pause,
-                    self.clock.as_ref(),
-                )
-                .await
-            }
-            ActionConfig::Emit(e) => self.emit(action, &e).await,
-        }
-    }
-
-    /// Stores the follow-up event (source `signalbox`, keyed by the action's id, so a retried
-    /// emit stores it once), one chain step deeper than the event that planned it.
-    async fn emit(&self, action: &OutboxAction, emit: &EmitConfig) -> Outcome {
-        let retry = |e: crate::store::StoreError| Outcome::Retry {
-            reason: e.to_string(),
-            status: None,
-            not_before: None,
-        };
-        let parent = match self.store.get_event(&action.event_id).await {
-            Ok(Some(parent)) => parent.event,
-            Ok(None) => {
-                return Outcome::Failed {
-                    reason: format!("event {} not found", action.event_id),
-                    status: None,
-                };
-            }
-            Err(e) => return retry(e),
-        };
-        let depth = parent.chain_depth + 1;
-        if depth > self.config.max_chain_depth {
-            return Outcome::Failed {
-                reason: format!(
-                    "chain depth limit reached: this would be the {depth}th emitted event in a row (actions.max_chain_depth = {})",
-                    self.config.max_chain_depth
-                ),
+    pub async fn execute(&self, action: &Delivery) -> Outcome {
+        match &action.action {
+            Ok(stored) => stored.deliver(self, action).await,
+            Err(reason) => Outcome::Failed {
+                reason: reason.clone(),
                 status: None,
-            };
-        }
-        let kind = match EventType::parse(&emit.event_type) {
-            Ok(kind) => kind,
-            Err(reason) => {
-                return Outcome::Failed {
-                    reason,
-                    status: None,
-                };
-            }
-        };
-        let subject: Subject =
-            match serde_json::to_value(&emit.subject).and_then(serde_json::from_value) {
-                Ok(subject) => subject,
-                Err(e) => {
-                    return Outcome::Failed {
-                        reason: format!("subject: {e}"),
-                        status: None,
-                    };
-                }
-            };
-        let now = self.clock.now();
-        let params = serde_json::to_value(emit).expect("emit configs serialize");
-        let event = Event {
-            id: EventId::new(),
-            source: "signalbox".into(),
-            source_event_id: action.id.clone(),
-            kind,
-            source_type: None,
-            occurred_at: now,
-            received_at: now,
-            subject,
-            amount: None,
-            data: emit.data.clone().unwrap_or_else(|| serde_json::json!({})),
-            payload: serde_json::json!({ "emitted_by": { "action": action.id, "rule": action.rule_id, "event": action.event_id }, "params": params }),
-            chain_depth: depth,
-        };
-        let delivery = NewDelivery {
-            id: NewDelivery::new_id(),
-            source: "signalbox".into(),
-            received_at: now,
-            headers: serde_json::json!({}),
-            body: bytes::Bytes::from(serde_json::to_vec(&event.payload).expect("values serialize")),
-            verification: "internal",
-            reason: None,
-        };
-        match self
-            .store
-            .insert_batch(&[Ingest {
-                delivery,
-                events: vec![event],
-            }])
-            .await
-        {
-            Ok(stored) => {
-                self.stored.notify_one();
-                let id = stored.first().and_then(|s| s.first()).map(|s| match s {
-                    crate::store::Stored::New(id) | crate::store::Stored::Duplicate(id) => {
-                        id.to_string()
-                    }
-                });
-                Outcome::Delivered {
-                    status: None,
-                    reply: id,
-                }
-            }
-            Err(e) => retry(e),
+            },
         }
     }
 }
 
-/// Shared HTTP conventions for webhooks and strategy connectors: what a response means.
-pub(crate) fn http_outcome(
-    status: reqwest::StatusCode,
-    retry_after: Option<&reqwest::header::HeaderValue>,
-    success: Option<&[u16]>,
-    body: String,
-    now: DateTime<Utc>,
-) -> Outcome {
-    let code = status.as_u16();
-    let delivered = match success {
-        Some(codes) => codes.contains(&code),
-        None => status.is_success(),
-    };
-    let reply = Some(body.chars().take(500).collect::<String>()).filter(|b| !b.is_empty());
-    if delivered {
-        return Outcome::Delivered {
-            status: Some(code),
-            reply,
-        };
-    }
-    if code == 429 || code == 408 || status.is_server_error() {
-        let not_before = retry_after
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, now));
-        return Outcome::Retry {
-            reason: format!("target answered {status}"),
-            status: Some(code),
-            not_before,
-        };
-    }
-    Outcome::Failed {
-        reason: format!("target answered {status}: {}", reply.unwrap_or_default()),
-        status: Some(code),
+/// A parameter that goes into a header must be one line.
+fn one_line(field: &str, value: &str, problems: &mut Vec<String>) {
+    if value.contains(['\r', '\n']) {
+        problems.push(format!("{field} must be one line"));
     }
 }
 
-/// `Retry-After`: seconds, or an HTTP date.
-fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<std::time::Duration> {
-    if let Ok(seconds) = value.trim().parse::<u64>() {
-        return Some(std::time::Duration::from_secs(seconds));
+/// A string or a list of strings, as a list.
+pub(crate) fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
     }
-    let at = chrono::DateTime::parse_from_rfc2822(value.trim()).ok()?;
-    (at.with_timezone(&Utc) - now).to_std().ok()
-}
-
-/// Sends a request and says what its answer means (shared by webhooks and strategy calls).
-pub(crate) async fn send(
-    request: reqwest::RequestBuilder,
-    success: Option<&[u16]>,
-    clock: &dyn Clock,
-) -> Outcome {
-    match request.send().await {
-        Ok(response) => {
-            let status = response.status();
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .cloned();
-            http_outcome(
-                status,
-                retry_after.as_ref(),
-                success,
-                response.text().await.unwrap_or_default(),
-                clock.now(),
-            )
-        }
-        Err(e) => request_error(&e),
-    }
-}
-
-/// A request error: timeouts and connection failures are worth retrying.
-fn request_error(e: &reqwest::Error) -> Outcome {
-    let reason = if e.is_timeout() {
-        "timed out waiting for the target".to_owned()
-    } else if e.is_connect() {
-        format!(
-            "cannot connect: {}",
-            std::error::Error::source(e).map_or_else(|| e.to_string(), ToString::to_string)
-        )
-    } else {
-        e.to_string()
-    };
-    if e.is_builder() {
-        Outcome::Failed {
-            reason,
-            status: None,
-        }
-    } else {
-        Outcome::Retry {
-            reason,
-            status: None,
-            not_before: None,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn statuses_decide_retry_or_failure() {
-        let outcome = |code: u16| {
-            http_outcome(
-                reqwest::StatusCode::from_u16(code).unwrap(),
-                None,
-                None,
-                String::new(),
-                DateTime::UNIX_EPOCH,
-            )
-        };
-        assert!(matches!(
-            outcome(200),
-            Outcome::Delivered {
-                status: Some(200),
-                ..
-            }
-        ));
-        assert!(matches!(outcome(204), Outcome::Delivered { .. }));
-        assert!(matches!(outcome(500), Outcome::Retry { .. }));
-        assert!(matches!(outcome(503), Outcome::Retry { .. }));
-        assert!(matches!(outcome(429), Outcome::Retry { .. }));
-        assert!(matches!(outcome(400), Outcome::Failed { .. }));
-        assert!(matches!(outcome(404), Outcome::Failed { .. }));
-        let only_202 = http_outcome(
-            reqwest::StatusCode::OK,
-            None,
-            Some(&[202]),
-            String::new(),
-            DateTime::UNIX_EPOCH,
-        );
-        assert!(
-            matches!(only_202, Outcome::Failed { .. }),
-            "a status outside `success` is not delivered"
-        );
-    }
-
-    #[test]
-    fn retry_after_in_seconds_or_as_a_date() {
-        assert_eq!(
-            parse_retry_after("120", DateTime::UNIX_EPOCH),
-            Some(std::time::Duration::from_secs(120))
-        );
-        let now = DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let later = (now + chrono::Duration::seconds(90)).to_rfc2822();
-        assert_eq!(parse_retry_after(&later, now).unwrap().as_secs(), 90);
-        assert_eq!(parse_retry_after("soon", now), None);
-    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
 }

@@ -9,22 +9,159 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::config::ConnectorConfig;
-use crate::outbox::{OutboxAction, Outcome};
-use crate::rules::config::StrategyConfig;
-use crate::store::Store;
+use serde::{Deserialize, Serialize};
+
+use super::retry::RetryConfig;
+use super::{ActionsConfig, Deliver, Delivery, Executors, Outcome, Params, one_line};
+use crate::config::Secret;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn deliver(
-    http: &reqwest::Client,
-    connectors: &BTreeMap<String, ConnectorConfig>,
-    store: &Store,
-    action: &OutboxAction,
-    params: &StrategyConfig,
+/// A pause or resume action as the rule file writes it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrategyConfig {
+    /// The claim whose collection strategy to pause or resume. Default: the event's claim.
+    #[serde(default = "default_claim")]
+    pub claim: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The platform that owns the strategy. Default: the event's source.
+    #[serde(default = "default_platform")]
+    pub platform: String,
+}
+
+fn default_claim() -> String {
+    "{{ event.subject.claim }}".into()
+}
+
+fn default_platform() -> String {
+    "{{ event.source }}".into()
+}
+
+/// A planned strategy call as the outbox keeps it (payload version 1).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct StrategyV1 {
+    pub claim: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub platform: String,
+}
+
+/// A planned pause (`pause_strategy`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct PauseV1(pub StrategyV1);
+
+/// A planned resume (`resume_strategy`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct ResumeV1(pub StrategyV1);
+
+impl From<StrategyV1> for PauseV1 {
+    fn from(params: StrategyV1) -> Self {
+        Self(params)
+    }
+}
+
+impl From<StrategyV1> for ResumeV1 {
+    fn from(params: StrategyV1) -> Self {
+        Self(params)
+    }
+}
+
+/// How to pause and resume collection strategies at one platform (`actions.connectors.<platform>`,
+/// see docs/actions.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorConfig {
+    /// e.g. `https://api.receeve.example/v1`
+    pub base_url: String,
+    /// Bearer token, as `${VAR}`.
+    pub token: Option<Secret>,
+    /// Path of the pause call, `{claim}` replaced (URL-encoded). Default `/claims/{claim}/strategy/pause`.
+    #[serde(default = "default_pause_path")]
+    pub pause_path: String,
+    /// Default `/claims/{claim}/strategy/resume`.
+    #[serde(default = "default_resume_path")]
+    pub resume_path: String,
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+fn default_pause_path() -> String {
+    "/claims/{claim}/strategy/pause".into()
+}
+
+fn default_resume_path() -> String {
+    "/claims/{claim}/strategy/resume".into()
+}
+
+/// Connectors by platform.
+pub type Connectors = BTreeMap<String, ConnectorConfig>;
+
+impl Params for StrategyConfig {
+    type Stored = StrategyV1;
+
+    fn check(&self, _skip: &dyn Fn(&str) -> bool) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.claim.trim().is_empty() {
+            problems.push("claim must not be empty".into());
+        }
+        one_line("claim", &self.claim, &mut problems);
+        problems
+    }
+
+    /// The platform: calls to one platform share its concurrency limit.
+    fn target(&self) -> String {
+        format!("strategy:{}", self.platform)
+    }
+
+    fn stored(&self) -> StrategyV1 {
+        StrategyV1 {
+            claim: self.claim.clone(),
+            reason: self.reason.clone(),
+            platform: self.platform.clone(),
+        }
+    }
+}
+
+/// The platform's connector's policy; the webhook policy for a platform without one.
+fn retry_policy<'a>(params: &StrategyV1, config: &'a ActionsConfig) -> &'a RetryConfig {
+    config
+        .connectors
+        .get(&params.platform)
+        .map_or(&config.webhook.retry, |c| &c.retry)
+}
+
+impl Deliver for PauseV1 {
+    fn retry_policy<'a>(&self, config: &'a ActionsConfig) -> &'a RetryConfig {
+        retry_policy(&self.0, config)
+    }
+
+    async fn deliver(&self, executors: &Executors, action: &Delivery) -> Outcome {
+        call(executors, action, &self.0, true).await
+    }
+}
+
+impl Deliver for ResumeV1 {
+    fn retry_policy<'a>(&self, config: &'a ActionsConfig) -> &'a RetryConfig {
+        retry_policy(&self.0, config)
+    }
+
+    async fn deliver(&self, executors: &Executors, action: &Delivery) -> Outcome {
+        call(executors, action, &self.0, false).await
+    }
+}
+
+async fn call(
+    executors: &Executors,
+    action: &Delivery,
+    params: &StrategyV1,
     pause: bool,
-    clock: &dyn crate::clock::Clock,
 ) -> Outcome {
+    let (store, clock) = (&executors.store, executors.clock.as_ref());
+    let connectors = &executors.config.connectors;
     let retry = |e: crate::store::StoreError| Outcome::Retry {
         reason: e.to_string(),
         status: None,
@@ -68,7 +205,8 @@ pub async fn deliver(
         connector.base_url.trim_end_matches('/'),
         path.replace("{claim}", &claim)
     );
-    let mut request = http
+    let mut request = executors
+        .http
         .post(&url)
         .timeout(TIMEOUT)
         .header(super::webhook::IDEMPOTENCY_HEADER, &action.id)
@@ -76,7 +214,7 @@ pub async fn deliver(
     if let Some(token) = &connector.token {
         request = request.bearer_auth(token.expose());
     }
-    let outcome = super::send(request, None, clock).await;
+    let outcome = super::http::send(request, None, clock).await;
     if matches!(outcome, Outcome::Delivered { .. })
         && let Err(e) = store
             .set_strategy_state(

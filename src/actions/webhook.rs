@@ -3,14 +3,143 @@
 //! Signature: `Signalbox-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">` with
 //! one `v1=` per configured secret (so receivers can rotate). See docs/actions.md.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::str::FromStr;
 use std::time::Duration;
 
-use crate::config::WebhookSettings;
-use crate::outbox::{OutboxAction, Outcome};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::retry::RetryConfig;
+use super::{ActionsConfig, Deliver, Delivery, Executors, Outcome, Params};
+use crate::config::Secret;
 use crate::providers::signature::hmac_sha256;
-use crate::rules::config::WebhookConfig;
-use crate::store::Store;
+
+/// A webhook action as the rule file writes it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    #[serde(default = "default_method")]
+    pub method: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// A JSON body (a mapping or list, templates in its strings) or a text body (a string).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+    /// How long to wait for an answer, e.g. `10s` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Statuses that count as delivered; default any 2xx.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success: Option<Vec<u16>>,
+}
+
+fn default_method() -> String {
+    "POST".into()
+}
+
+/// A planned webhook as the outbox keeps it (payload version 1): frozen, whatever the rule
+/// format becomes.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct WebhookV1 {
+    pub url: String,
+    pub method: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success: Option<Vec<u16>>,
+}
+
+/// Operator settings of webhook actions (`actions.webhook`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// Secrets signing every webhook (`Signalbox-Signature`); several while rotating.
+    pub signing_secrets: Vec<Secret>,
+    /// Hosts webhooks may go to. Empty: any public host. Loopback and private addresses are
+    /// refused unless listed here.
+    pub allowed_hosts: Vec<String>,
+    pub retry: RetryConfig,
+}
+
+impl Params for WebhookConfig {
+    type Stored = WebhookV1;
+
+    fn check(&self, skip: &dyn Fn(&str) -> bool) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !skip(&self.url) {
+            match url::Url::parse(&self.url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                Ok(u) => problems.push(format!(
+                    "url '{}' must be http or https with a host (found scheme '{}')",
+                    self.url,
+                    u.scheme()
+                )),
+                Err(e) => problems.push(format!("url '{}' is not a URL: {e}", self.url)),
+            }
+        }
+        if !["GET", "POST", "PUT", "PATCH", "DELETE"]
+            .contains(&self.method.to_ascii_uppercase().as_str())
+        {
+            problems.push(format!(
+                "method '{}' is not one of GET, POST, PUT, PATCH, DELETE",
+                self.method
+            ));
+        }
+        for (name, value) in &self.headers {
+            if axum::http::HeaderName::from_str(name).is_err() {
+                problems.push(format!("header name '{name}' is not valid"));
+            }
+            super::one_line(&format!("header {name}"), value, &mut problems);
+        }
+        if let Some(timeout) = &self.timeout
+            && humantime::parse_duration(timeout).is_err()
+        {
+            problems.push(format!("timeout '{timeout}' is not a duration such as 10s"));
+        }
+        if let Some(codes) = &self.success
+            && codes.iter().any(|c| !(100..600).contains(c))
+        {
+            problems.push("success statuses must be between 100 and 599".into());
+        }
+        problems
+    }
+
+    /// The host: webhooks to one host share its concurrency limit.
+    fn target(&self) -> String {
+        url::Url::parse(&self.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| "webhook".into())
+    }
+
+    fn stored(&self) -> WebhookV1 {
+        WebhookV1 {
+            url: self.url.clone(),
+            method: self.method.clone(),
+            headers: self.headers.clone(),
+            body: self.body.clone(),
+            timeout: self.timeout.clone(),
+            success: self.success.clone(),
+        }
+    }
+}
+
+impl Deliver for WebhookV1 {
+    fn retry_policy<'a>(&self, config: &'a ActionsConfig) -> &'a RetryConfig {
+        &config.webhook.retry
+    }
+
+    async fn deliver(&self, executors: &Executors, action: &Delivery) -> Outcome {
+        call(executors, action, self).await
+    }
+}
 
 pub const SIGNATURE_HEADER: &str = "signalbox-signature";
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -47,7 +176,7 @@ pub fn refuse_target(url: &url::Url, settings: &WebhookSettings) -> Option<Strin
 }
 
 /// `t=<seconds>,v1=<hex>[,v1=<hex>...]` over `"<t>.<body>"`.
-pub fn signature(secrets: &[crate::config::Secret], timestamp: i64, body: &[u8]) -> String {
+pub fn signature(secrets: &[Secret], timestamp: i64, body: &[u8]) -> String {
     let signed = format!("{timestamp}.");
     let mut header = format!("t={timestamp}");
     for secret in secrets {
@@ -62,14 +191,8 @@ pub fn signature(secrets: &[crate::config::Secret], timestamp: i64, body: &[u8])
     header
 }
 
-pub async fn deliver(
-    http: &reqwest::Client,
-    settings: &WebhookSettings,
-    store: &Store,
-    action: &OutboxAction,
-    webhook: &WebhookConfig,
-    clock: &dyn crate::clock::Clock,
-) -> Outcome {
+async fn call(executors: &Executors, action: &Delivery, webhook: &WebhookV1) -> Outcome {
+    let settings = &executors.config.webhook;
     let failed = |reason: String| Outcome::Failed {
         reason,
         status: None,
@@ -101,7 +224,7 @@ pub async fn deliver(
             serde_json::to_vec(value).expect("values serialize"),
             "application/json",
         ),
-        None => match store.get_event(&action.event_id).await {
+        None => match executors.store.get_event(&action.event_id).await {
             Ok(Some(stored)) => {
                 let body = serde_json::json!({ "action_id": action.id, "rule_id": action.rule_id, "event": stored.event.view() });
                 (
@@ -119,8 +242,9 @@ pub async fn deliver(
             }
         },
     };
-    let timestamp = clock.now().timestamp();
-    let mut request = http
+    let timestamp = executors.clock.now().timestamp();
+    let mut request = executors
+        .http
         .request(method, url)
         .timeout(timeout)
         .header(reqwest::header::CONTENT_TYPE, content_type)
@@ -136,7 +260,12 @@ pub async fn deliver(
     for (name, value) in &webhook.headers {
         request = request.header(name, value);
     }
-    super::send(request.body(body), webhook.success.as_deref(), clock).await
+    super::http::send(
+        request.body(body),
+        webhook.success.as_deref(),
+        executors.clock.as_ref(),
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use anyhow::{Context, bail};
 
 use super::{ActionsArgs, ActionsCommand};
-use crate::store::Store;
+use crate::store::{ActionStatus, Store};
 
 pub fn run(args: ActionsArgs) -> anyhow::Result<()> {
     let config = args.config.load(&[])?;
@@ -11,15 +11,7 @@ pub fn run(args: ActionsArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let store = Store::open(&config.database_url, &config.store).await?;
         let result = match args.command {
-            None => {
-                list(
-                    &store,
-                    args.status.as_deref(),
-                    args.rule.as_deref(),
-                    args.limit,
-                )
-                .await
-            }
+            None => list(&store, args.status, args.rule.as_deref(), args.limit).await,
             Some(ActionsCommand::Show { id }) => show(&store, &id).await,
             Some(ActionsCommand::Retry { id, rule }) => {
                 retry(&store, id.as_deref(), rule.as_deref()).await
@@ -32,15 +24,10 @@ pub fn run(args: ActionsArgs) -> anyhow::Result<()> {
 
 async fn list(
     store: &Store,
-    status: Option<&str>,
+    status: Option<ActionStatus>,
     rule: Option<&str>,
     limit: u32,
 ) -> anyhow::Result<()> {
-    if let Some(s) = status
-        && !["pending", "in_flight", "delivered", "dead"].contains(&s)
-    {
-        bail!("--status: '{s}' is not one of pending, in_flight, delivered, dead");
-    }
     let actions = store.list_actions(status, rule, limit).await?;
     println!(
         "{:<36}  {:<10}  {:<16}  {:<8}  {:<32}  LAST ERROR",

@@ -47,7 +47,7 @@ pub struct ActionsArgs {
     pub config: ConfigArgs,
     /// Only actions in this status: pending, in_flight, delivered, dead
     #[arg(long)]
-    pub status: Option<String>,
+    pub status: Option<crate::store::ActionStatus>,
     /// Only actions of this rule
     #[arg(long)]
     pub rule: Option<String>,

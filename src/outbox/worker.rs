@@ -16,11 +16,9 @@ use crate::clock::SharedClock;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use super::retry::next_delay;
-use super::{OutboxAction, Outcome};
-use crate::actions::Executors;
-use crate::config::ActionsConfig;
-use crate::store::{NextStep, Store};
+use crate::actions::retry::next_delay;
+use crate::actions::{ActionsConfig, Delivery, Executors, Outcome, Payload};
+use crate::store::{ActionRow, AttemptOutcome, NewAttempt, NextStep, Store};
 
 pub struct Dispatcher {
     store: Store,
@@ -88,7 +86,7 @@ impl Dispatcher {
                 {
                     Ok(actions) => {
                         claimed = actions.len();
-                        for action in actions {
+                        for action in actions.into_iter().map(delivery) {
                             let this = self.clone();
                             in_flight.spawn(async move { this.deliver(action).await });
                         }
@@ -112,7 +110,7 @@ impl Dispatcher {
         }
     }
 
-    async fn deliver(&self, action: OutboxAction) {
+    async fn deliver(&self, action: Delivery) {
         let permit = self.target_permit(&action.target);
         let Ok(_turn) = permit.acquire_owned().await else {
             return;
@@ -181,14 +179,48 @@ impl Dispatcher {
     }
 }
 
+/// A leased row as its kind's executor takes it: the stored payload read once, here.
+fn delivery(row: ActionRow) -> Delivery {
+    Delivery {
+        action: Payload::decode(&row.payload),
+        id: row.id,
+        event_id: row.event_id,
+        rule_id: row.rule_id,
+        kind: row.kind,
+        target: row.target,
+        attempts: row.attempts,
+    }
+}
+
 /// A finished attempt on its way to the recorder.
 struct Finished {
-    action: OutboxAction,
+    action: Delivery,
     started_at: chrono::DateTime<Utc>,
     duration_ms: i64,
     outcome: Outcome,
     next: NextStep,
     reply: tokio::sync::oneshot::Sender<Result<bool, Arc<crate::store::StoreError>>>,
+}
+
+impl Finished {
+    fn record(&self) -> NewAttempt<'_> {
+        let (outcome, reply) = match &self.outcome {
+            Outcome::Delivered { reply, .. } => (AttemptOutcome::Delivered, reply.as_deref()),
+            Outcome::Retry { .. } => (AttemptOutcome::Retry, None),
+            Outcome::Failed { .. } => (AttemptOutcome::Failed, None),
+        };
+        NewAttempt {
+            action_id: &self.action.id,
+            attempt: i64::from(self.action.attempts) + 1,
+            started_at: self.started_at,
+            duration_ms: self.duration_ms,
+            outcome,
+            status_code: self.outcome.status().map(i64::from),
+            reply,
+            error: self.outcome.error(),
+            next: self.next,
+        }
+    }
 }
 
 /// Records every finished attempt waiting, in one transaction, then answers each. Ends when
@@ -201,16 +233,7 @@ async fn record(
 ) {
     let mut batch = Vec::new();
     while queue.recv_many(&mut batch, 512).await > 0 {
-        let attempts: Vec<crate::store::AttemptToRecord<'_>> = batch
-            .iter()
-            .map(|f| crate::store::AttemptToRecord {
-                action: &f.action,
-                started_at: f.started_at,
-                duration_ms: f.duration_ms,
-                outcome: &f.outcome,
-                next: f.next,
-            })
-            .collect();
+        let attempts: Vec<NewAttempt<'_>> = batch.iter().map(Finished::record).collect();
         let result = store.record_attempts(&owner, &attempts, clock.now()).await;
         drop(attempts);
         match result {

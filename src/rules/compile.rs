@@ -4,14 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::config::{ActionConfig, RuleConfig, RuleListFile, RuleTestConfig};
-use crate::normalize::{EventType, Subject, catalogue};
+use crate::normalize::{EventType, catalogue};
 use crate::script::bindings::glob_matches;
 use crate::script::{Block, Condition, ScriptError};
 
@@ -69,9 +68,12 @@ impl Span {
 #[derive(Debug, Clone)]
 pub struct ActionTemplate {
     pub kind: &'static str,
+    /// The parameters as JSON, templates unrendered.
     pub params: Value,
     /// `(pointer into params, template name)`.
     pub templates: Vec<(String, String)>,
+    /// The action as written: what fires when it has no templates.
+    pub literal: ActionConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -370,7 +372,7 @@ fn compile_rule(
             templates.push((name.clone(), source));
             action_templates.push((pointer, name));
         }
-        for problem in validate_action(action, is_template) {
+        for problem in action.check(&is_template) {
             errors.push(at(
                 "actions",
                 format!("actions[{index}] ({}): {problem}", action.kind()),
@@ -380,6 +382,7 @@ fn compile_rule(
             kind: action.kind(),
             params,
             templates: action_templates,
+            literal: action.clone(),
         });
     }
 
@@ -462,90 +465,6 @@ fn check_template(name: &str, source: &str) -> Result<(), String> {
     env.add_template_owned(name.to_owned(), source.to_owned())
         .map(|_| ())
         .map_err(|e| format!("template: {}", e.detail().unwrap_or(&e.to_string())))
-}
-
-/// Problems with an action's parameters. Values for which `skip` is true (templates, before
-/// rendering) are not checked.
-pub fn validate_action(action: &ActionConfig, skip: impl Fn(&str) -> bool) -> Vec<String> {
-    let mut problems = Vec::new();
-    let no_newline = |field: &str, value: &str, problems: &mut Vec<String>| {
-        if value.contains(['\r', '\n']) {
-            problems.push(format!("{field} must be one line"));
-        }
-    };
-    match action {
-        ActionConfig::Webhook(w) => {
-            if !skip(&w.url) {
-                match url::Url::parse(&w.url) {
-                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-                    Ok(u) => problems.push(format!(
-                        "url '{}' must be http or https with a host (found scheme '{}')",
-                        w.url,
-                        u.scheme()
-                    )),
-                    Err(e) => problems.push(format!("url '{}' is not a URL: {e}", w.url)),
-                }
-            }
-            if !["GET", "POST", "PUT", "PATCH", "DELETE"]
-                .contains(&w.method.to_ascii_uppercase().as_str())
-            {
-                problems.push(format!(
-                    "method '{}' is not one of GET, POST, PUT, PATCH, DELETE",
-                    w.method
-                ));
-            }
-            for (name, value) in &w.headers {
-                if axum::http::HeaderName::from_str(name).is_err() {
-                    problems.push(format!("header name '{name}' is not valid"));
-                }
-                no_newline(&format!("header {name}"), value, &mut problems);
-            }
-            if let Some(timeout) = &w.timeout
-                && humantime::parse_duration(timeout).is_err()
-            {
-                problems.push(format!("timeout '{timeout}' is not a duration such as 10s"));
-            }
-            if let Some(codes) = &w.success
-                && codes.iter().any(|c| !(100..600).contains(c))
-            {
-                problems.push("success statuses must be between 100 and 599".into());
-            }
-        }
-        ActionConfig::Email(e) => {
-            if e.to.is_empty() {
-                problems.push("to: at least one recipient".into());
-            }
-            let addresses = e.to.iter().chain(&e.cc).chain(&e.reply_to).chain(&e.from);
-            for address in addresses.filter(|a| !skip(a)) {
-                if lettre::message::Mailbox::from_str(address).is_err() {
-                    problems.push(format!("'{address}' is not an email address"));
-                }
-            }
-            no_newline("subject", &e.subject, &mut problems);
-        }
-        ActionConfig::PauseStrategy(s) | ActionConfig::ResumeStrategy(s) => {
-            if s.claim.trim().is_empty() {
-                problems.push("claim must not be empty".into());
-            }
-            no_newline("claim", &s.claim, &mut problems);
-        }
-        ActionConfig::Emit(e) => {
-            if !skip(&e.event_type)
-                && let Err(message) = EventType::parse(&e.event_type)
-            {
-                problems.push(message);
-            }
-            let subject: serde_json::Map<String, Value> = e
-                .subject
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                .collect();
-            if let Err(err) = serde_json::from_value::<Subject>(Value::Object(subject)) {
-                problems.push(format!("subject: {err}"));
-            }
-        }
-    }
-    problems
 }
 
 /// Event types that `emit` actions name literally, across all files' configs.

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::RuleSet;
-use super::compile::{Rule, validate_action};
+use super::compile::Rule;
 use super::config::ActionConfig;
 use crate::normalize::Event;
 use crate::script::bindings::glob_matches;
@@ -22,7 +22,7 @@ use crate::script::{self, BlockOutcome};
 pub enum Outcome {
     /// The rule fires with these planned actions (rendered parameters, `type` first).
     Fired {
-        actions: Vec<Value>,
+        actions: Vec<ActionConfig>,
         /// `(rendered key, window)` when the rule is throttled; the store decides.
         #[serde(skip)]
         throttle: Option<(String, Duration)>,
@@ -249,6 +249,11 @@ impl RuleSet {
         };
         let mut actions = Vec::with_capacity(rule.actions.len());
         for (index, action) in rule.actions.iter().enumerate() {
+            // Literal parameters were checked when the rule loaded; check what templates made.
+            if action.templates.is_empty() {
+                actions.push(action.literal.clone());
+                continue;
+            }
             let mut params = action.params.clone();
             for (pointer, name) in &action.templates {
                 let text = match render(name) {
@@ -264,16 +269,14 @@ impl RuleSet {
                     *slot = Value::String(text);
                 }
             }
-            // Literal parameters were checked when the rule loaded; check what templates made.
-            let problems = if action.templates.is_empty() {
-                Vec::new()
-            } else {
-                match ActionConfig::deserialize(&params) {
-                    Ok(config) => validate_action(&config, |_| false),
-                    Err(e) => vec![e.to_string()],
+            let (config, problems) = match ActionConfig::deserialize(&params) {
+                Ok(config) => {
+                    let problems = config.check(&|_| false);
+                    (Some(config), problems)
                 }
+                Err(e) => (None, vec![e.to_string()]),
             };
-            if !problems.is_empty() {
+            let Some(config) = config.filter(|_| problems.is_empty()) else {
                 return Outcome::Failed {
                     error: format!(
                         "actions[{index}] ({}): {}",
@@ -282,8 +285,8 @@ impl RuleSet {
                     ),
                     line: None,
                 };
-            }
-            actions.push(params);
+            };
+            actions.push(config);
         }
         let throttle = match &rule.throttle {
             Some(t) => match render(&t.key_template) {

@@ -133,10 +133,10 @@ fn run_one(
             "the rule failed: {error}{}",
             line.map(|l| format!(" (line {l})")).unwrap_or_default()
         )),
-        (Outcome::Fired { actions, .. }, true) => compare_actions(&expect.actions, actions),
+        (Outcome::Fired { actions, .. }, true) => compare_actions(&expect.actions, &json(actions)),
         (Outcome::Fired { actions, .. }, false) => Err(format!(
             "expected it not to fire, but it fired:\n{}",
-            pretty(&Value::Array(actions.clone()))
+            pretty(&Value::Array(json(actions)))
         )),
         (Outcome::NotMatched { reason } | Outcome::Skipped { reason }, true) => {
             Err(format!("expected it to fire, but it did not: {reason}"))
@@ -223,4 +223,12 @@ fn diff(expected: &str, actual: &str) -> String {
         }
     }
     out
+}
+
+/// Planned actions as the JSON the expectations are written against.
+fn json(actions: &[crate::actions::ActionConfig]) -> Vec<Value> {
+    actions
+        .iter()
+        .map(|a| serde_json::to_value(a).expect("action configs serialize"))
+        .collect()
 }

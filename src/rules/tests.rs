@@ -63,6 +63,7 @@ fn a_rule_fires_with_rendered_actions_and_logs() {
     let Outcome::Fired { actions, throttle } = &evaluations[0].outcome else {
         panic!("{:?}", evaluations[0])
     };
+    let actions = json_of(actions);
     assert_eq!(actions[0]["type"], "email");
     assert_eq!(actions[0]["subject"], "Promise to pay expired on claim C-1");
     assert_eq!(actions[0]["text"], "2 days overdue");
@@ -148,7 +149,7 @@ fn globs_and_source_types_match() {
         panic!()
     };
     assert_eq!(
-        actions[0],
+        json_of(actions)[0],
         json!({"type": "pause_strategy", "claim": "C-1", "platform": "receeve", "reason": "archived"})
     );
 }
@@ -317,4 +318,11 @@ fn problems_are_reported_with_file_line_column_and_rule() {
 #[test]
 fn emitted_types_are_valid_triggers() {
     set(&[("a.yaml", "version: 1\nid: a\non: [claim.created]\nactions: [{type: emit, event_type: claim.escalated}]\n"), ("b.yaml", "version: 1\nid: b\non: [claim.escalated]\n")]).unwrap();
+}
+
+fn json_of(actions: &[crate::actions::ActionConfig]) -> Vec<serde_json::Value> {
+    actions
+        .iter()
+        .map(|a| serde_json::to_value(a).unwrap())
+        .collect()
 }

@@ -8,9 +8,9 @@ use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{QueryBuilder, Row};
 
-use super::{Backend, Store, StoreError, on_pool, postgres, sqlite};
+use super::outbox::NewAction;
+use super::{Backend, EvaluationOutcome, Store, StoreError, on_pool, parse_word, postgres, sqlite};
 use crate::normalize::EventId;
-use crate::rules::{Evaluation, Outcome};
 
 /// Fires the throttle if its window has passed (or it never fired): returns a row then.
 const THROTTLE: &str = "
@@ -28,8 +28,7 @@ pub struct EvaluationRecord {
     pub event_id: String,
     pub rule_id: String,
     pub rule_version: String,
-    /// `fired`, `throttled` or `failed`.
-    pub outcome: String,
+    pub outcome: EvaluationOutcome,
     pub error: Option<String>,
     pub error_line: Option<i64>,
     pub actions: Value,
@@ -38,15 +37,50 @@ pub struct EvaluationRecord {
     pub evaluated_at: DateTime<Utc>,
 }
 
+/// An evaluation to record with its event's completion.
+#[derive(Debug, Clone)]
+pub struct NewEvaluation {
+    pub rule_id: String,
+    pub rule_version: String,
+    pub verdict: Verdict,
+    /// The lines the rule's scripts logged, as a JSON array.
+    pub logs: Value,
+    pub duration_us: i64,
+}
+
+/// What an evaluation to record came to.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// The rule fired with these actions (shown as `actions`, planned as `planned`), unless
+    /// its throttle gate is closed: then it is recorded `throttled` and plans nothing.
+    Fired {
+        actions: Value,
+        planned: Vec<NewAction>,
+        throttle: Option<ThrottleGate>,
+    },
+    Failed {
+        error: String,
+        line: Option<i64>,
+    },
+}
+
+/// At most one firing per `(rule, key)` per `window`, across every instance on the store.
+#[derive(Debug, Clone)]
+pub struct ThrottleGate {
+    pub key: String,
+    pub window: std::time::Duration,
+}
+
 impl Store {
-    /// Marks leased events processed and records their evaluations, in one transaction: an
-    /// event is processed exactly when its evaluations are stored. Events whose lease `owner`
-    /// lost are left alone (another instance has them). Throttles are applied here, in the
-    /// store, so they hold across instances. Returns how many events were completed.
+    /// Marks leased events processed and records their evaluations and planned actions, in
+    /// one transaction: an event is processed exactly when its evaluations are stored. Events
+    /// whose lease `owner` lost are left alone (another instance has them). Throttle gates are
+    /// passed here, inside the transaction, so they hold across instances. Returns how many
+    /// events were completed.
     pub async fn complete(
         &self,
         owner: &str,
-        processed: &[(EventId, Vec<Evaluation>)],
+        processed: &[(EventId, Vec<NewEvaluation>)],
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let ids: Vec<&str> = processed.iter().map(|(id, _)| id.as_str()).collect();
@@ -61,22 +95,23 @@ impl Store {
             let mut tx = pool.begin().await?;
             let owned: HashSet<String> =
                 sqlx::query_scalar(complete).bind(now).bind(owner).bind(&ids).fetch_all(&mut *tx).await?.into_iter().collect();
+            let empty = Value::Array(Vec::new());
             let mut rows = Vec::new();
             for (event_id, evaluations) in processed.iter().filter(|(id, _)| owned.contains(id.as_str())) {
-                for evaluation in evaluations.iter().filter(|e| e.is_recorded()) {
-                    let (outcome, error, line, actions) = match &evaluation.outcome {
-                        Outcome::Fired { actions, throttle } => {
+                for evaluation in evaluations {
+                    let (outcome, error, line, actions) = match &evaluation.verdict {
+                        Verdict::Fired { actions, throttle, .. } => {
                             let fires = match throttle {
-                                Some((key, window)) => {
-                                    let cutoff = now_ms - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-                                    sqlx::query(THROTTLE).bind(&evaluation.rule_id).bind(key).bind(now_ms).bind(cutoff).fetch_optional(&mut *tx).await?.is_some()
+                                Some(gate) => {
+                                    let cutoff = now_ms - i64::try_from(gate.window.as_millis()).unwrap_or(i64::MAX);
+                                    sqlx::query(THROTTLE).bind(&evaluation.rule_id).bind(&gate.key).bind(now_ms).bind(cutoff).fetch_optional(&mut *tx).await?.is_some()
                                 }
                                 None => true,
                             };
-                            (if fires { "fired" } else { "throttled" }, None, None, Value::Array(actions.clone()))
+                            let outcome = if fires { EvaluationOutcome::Fired } else { EvaluationOutcome::Throttled };
+                            (outcome, None, None, actions)
                         }
-                        Outcome::Failed { error, line } => ("failed", Some(error.as_str()), line.map(|l| l as i64), Value::Array(Vec::new())),
-                        _ => unreachable!("only recorded evaluations are kept"),
+                        Verdict::Failed { error, line } => (EvaluationOutcome::Failed, Some(error.as_str()), *line, &empty),
                     };
                     rows.push((event_id, evaluation, outcome, error, line, actions));
                 }
@@ -88,23 +123,27 @@ impl Store {
                         .push_bind(event_id.as_str())
                         .push_bind(evaluation.rule_id.as_str())
                         .push_bind(evaluation.rule_version.as_str())
-                        .push_bind(*outcome)
+                        .push_bind(outcome.as_str())
                         .push_bind(*error)
                         .push_bind(*line)
-                        .push_bind(Json(actions))
+                        .push_bind(Json(*actions))
                         .push_bind(Json(&evaluation.logs))
-                        .push_bind(i64::try_from(evaluation.duration.as_micros()).unwrap_or(i64::MAX))
+                        .push_bind(evaluation.duration_us)
                         .push_bind(now);
                 });
                 insert.push(" ON CONFLICT (event_id, rule_id) DO NOTHING");
                 insert.build().execute(&mut *tx).await?;
             }
             // The outbox rows of the actions planned by evaluations that fired.
-            let planned: Vec<(&EventId, &str, usize, &Value)> = rows
+            let planned: Vec<(&EventId, &str, usize, &NewAction)> = rows
                 .iter()
-                .filter(|r| r.2 == "fired")
-                .flat_map(|(event_id, evaluation, _, _, _, actions)| {
-                    actions.as_array().into_iter().flatten().enumerate().map(move |(i, a)| (*event_id, evaluation.rule_id.as_str(), i, a))
+                .filter(|r| r.2 == EvaluationOutcome::Fired)
+                .flat_map(|(event_id, evaluation, ..)| {
+                    let planned = match &evaluation.verdict {
+                        Verdict::Fired { planned, .. } => planned.as_slice(),
+                        Verdict::Failed { .. } => &[],
+                    };
+                    planned.iter().enumerate().map(move |(i, a)| (*event_id, evaluation.rule_id.as_str(), i, a))
                 })
                 .collect();
             for chunk in planned.chunks(1000) {
@@ -114,9 +153,9 @@ impl Store {
                         .push_bind(event_id.as_str())
                         .push_bind(*rule_id)
                         .push_bind(*index as i64)
-                        .push_bind(action["type"].as_str().unwrap_or_default())
-                        .push_bind(crate::outbox::target_of(action))
-                        .push_bind(super::outbox::payload_json(action))
+                        .push_bind(action.kind)
+                        .push_bind(action.target.as_str())
+                        .push_bind(Json(&action.payload))
                         .push_bind(now_ms)
                         .push_bind(now)
                         .push_bind(now);
@@ -143,7 +182,7 @@ impl Store {
                         event_id: row.try_get("event_id")?,
                         rule_id: row.try_get("rule_id")?,
                         rule_version: row.try_get("rule_version")?,
-                        outcome: row.try_get("outcome")?,
+                        outcome: parse_word(row.try_get("outcome")?)?,
                         error: row.try_get("error")?,
                         error_line: row.try_get::<Option<i64>, _>("error_line")?,
                         actions: row.try_get::<Json<Value>, _>("actions")?.0,

@@ -11,6 +11,8 @@ mod events;
 mod outbox;
 mod postgres;
 mod sqlite;
+mod status;
+mod strategies;
 pub mod writer;
 
 use std::fmt;
@@ -22,9 +24,10 @@ use serde_json::Value;
 use crate::config::StoreConfig;
 use crate::normalize::{Event, EventId};
 
-pub use evaluations::EvaluationRecord;
+pub use evaluations::{EvaluationRecord, NewEvaluation, ThrottleGate, Verdict};
 pub use events::{DeliverySummary, EventFilter, EventState, StoredEvent, UnknownType};
-pub use outbox::{ActionSummary, AttemptRecord, AttemptToRecord, NextStep};
+pub use outbox::{ActionRow, ActionSummary, AttemptRecord, NewAction, NewAttempt, NextStep};
+pub use status::{ActionStatus, AttemptOutcome, EvaluationOutcome};
 
 /// Runs `$body` with `$pool` bound to the backend's pool; the body is compiled once per backend.
 macro_rules! on_pool {
@@ -84,6 +87,11 @@ impl From<sqlx::Error> for StoreError {
             Self::Query(e)
         }
     }
+}
+
+/// A closed word read back from a text column.
+fn parse_word<T: std::str::FromStr<Err = String>>(text: String) -> Result<T, StoreError> {
+    text.parse().map_err(StoreError::Corrupt)
 }
 
 /// Errors that go away when the database is back or less busy.

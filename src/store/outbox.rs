@@ -1,4 +1,4 @@
-//! Outbox rows, delivery attempts and strategy states.
+//! Outbox rows and delivery attempts.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -6,10 +6,35 @@ use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{QueryBuilder, Row};
 
-use super::{Backend, Store, StoreError, on_pool, postgres, sqlite};
-use crate::outbox::{OutboxAction, Outcome, Payload};
+use super::{
+    ActionStatus, AttemptOutcome, Backend, Store, StoreError, on_pool, parse_word, postgres, sqlite,
+};
 
 pub(super) const INSERT_ACTIONS: &str = "INSERT INTO actions (id, event_id, rule_id, action_index, kind, target, payload, next_attempt_ms, created_at, updated_at) ";
+
+/// An action planned by a fired evaluation, to be written with it.
+#[derive(Debug, Clone)]
+pub struct NewAction {
+    pub kind: &'static str,
+    /// What it talks to (a host, `smtp`, `strategy:<platform>`): one concurrency limit each.
+    pub target: String,
+    /// The versioned, serialized parameters.
+    pub payload: Value,
+}
+
+/// An action leased for delivery, as stored.
+#[derive(Debug, Clone)]
+pub struct ActionRow {
+    pub id: String,
+    pub event_id: String,
+    pub rule_id: String,
+    pub action_index: i64,
+    pub kind: String,
+    pub target: String,
+    pub payload: Value,
+    /// Attempts made before this one.
+    pub attempts: u32,
+}
 
 /// An action as listed by `signalbox actions`.
 #[derive(Debug, Clone, Serialize)]
@@ -19,7 +44,7 @@ pub struct ActionSummary {
     pub rule_id: String,
     pub kind: String,
     pub target: String,
-    pub status: String,
+    pub status: ActionStatus,
     pub attempts: i64,
     pub last_error: Option<String>,
     pub updated_at: DateTime<Utc>,
@@ -31,7 +56,7 @@ pub struct AttemptRecord {
     pub attempt: i64,
     pub started_at: DateTime<Utc>,
     pub duration_ms: i64,
-    pub outcome: String,
+    pub outcome: AttemptOutcome,
     /// The engine instance (dispatcher) that made the attempt.
     pub instance: String,
     pub status_code: Option<i64>,
@@ -40,28 +65,27 @@ pub struct AttemptRecord {
 }
 
 /// One finished attempt, to be recorded.
-#[derive(Debug)]
-pub struct AttemptToRecord<'a> {
-    pub action: &'a OutboxAction,
+#[derive(Debug, Clone)]
+pub struct NewAttempt<'a> {
+    pub action_id: &'a str,
+    /// 1 for the first attempt.
+    pub attempt: i64,
     pub started_at: DateTime<Utc>,
     pub duration_ms: i64,
-    pub outcome: &'a Outcome,
+    pub outcome: AttemptOutcome,
+    pub status_code: Option<i64>,
+    pub reply: Option<&'a str>,
+    pub error: Option<&'a str>,
     pub next: NextStep,
-}
-
-impl AttemptToRecord<'_> {
-    fn attempt(&self) -> i64 {
-        i64::from(self.action.attempts) + 1
-    }
 }
 
 impl NextStep {
     /// `(status, next_attempt_ms)` for the action row.
-    fn columns(self) -> (&'static str, i64) {
+    fn columns(self) -> (ActionStatus, i64) {
         match self {
-            Self::Delivered => ("delivered", 0),
-            Self::RetryAt(ms) => ("pending", ms),
-            Self::Dead => ("dead", 0),
+            Self::Delivered => (ActionStatus::Delivered, 0),
+            Self::RetryAt(ms) => (ActionStatus::Pending, ms),
+            Self::Dead => (ActionStatus::Dead, 0),
         }
     }
 }
@@ -84,7 +108,7 @@ impl Store {
         now_ms: i64,
         lease_until_ms: i64,
         kinds: &[&str],
-    ) -> Result<Vec<OutboxAction>, StoreError> {
+    ) -> Result<Vec<ActionRow>, StoreError> {
         let (retake, due) = match self.backend {
             Backend::Sqlite(_) => (sqlite::RETAKE_EXPIRED_ACTIONS, sqlite::CLAIM_DUE_ACTIONS),
             Backend::Postgres(_) => (
@@ -102,8 +126,8 @@ impl Store {
             }
             rows.iter()
                 .map(|row| {
-                    let payload: Json<Payload> = row.try_get("payload")?;
-                    Ok(OutboxAction {
+                    let payload: Json<Value> = row.try_get("payload")?;
+                    Ok(ActionRow {
                         id: row.try_get("id")?,
                         event_id: row.try_get("event_id")?,
                         rule_id: row.try_get("rule_id")?,
@@ -124,7 +148,7 @@ impl Store {
     pub async fn record_attempts(
         &self,
         owner: &str,
-        attempts: &[AttemptToRecord<'_>],
+        attempts: &[NewAttempt<'_>],
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError> {
         if attempts.is_empty() {
@@ -144,30 +168,26 @@ impl Store {
                 );
                 update.push_values(chunk, |mut row, a| {
                     let (status, next_ms) = a.next.columns();
-                    row.push_bind(a.action.id.as_str()).push_bind(status).push_bind(a.attempt()).push_bind(next_ms).push_bind(a.outcome.error());
+                    row.push_bind(a.action_id).push_bind(status.as_str()).push_bind(a.attempt).push_bind(next_ms).push_bind(a.error);
                 });
                 update.push(") AS vals) AS v WHERE actions.id = v.id AND actions.status = 'in_flight' AND actions.lease_owner = ");
                 update.push_bind(owner).push(" RETURNING actions.id");
                 owned.extend(update.build_query_scalar::<String>().fetch_all(&mut *tx).await?);
             }
-            let recorded: Vec<&AttemptToRecord<'_>> = attempts.iter().filter(|a| owned.contains(&a.action.id)).collect();
+            let recorded: Vec<&NewAttempt<'_>> = attempts.iter().filter(|a| owned.contains(a.action_id)).collect();
             for chunk in recorded.chunks(500) {
                 let mut insert = QueryBuilder::new("INSERT INTO attempts (id, action_id, attempt, started_at, duration_ms, outcome, instance, status_code, reply, error) ");
                 insert.push_values(chunk, |mut row, a| {
-                    let reply = match a.outcome {
-                        Outcome::Delivered { reply, .. } => reply.as_deref(),
-                        _ => None,
-                    };
                     row.push_bind(format!("att_{}", uuid::Uuid::now_v7().simple()))
-                        .push_bind(a.action.id.as_str())
-                        .push_bind(a.attempt())
+                        .push_bind(a.action_id)
+                        .push_bind(a.attempt)
                         .push_bind(a.started_at)
                         .push_bind(a.duration_ms)
-                        .push_bind(a.outcome.name())
+                        .push_bind(a.outcome.as_str())
                         .push_bind(owner)
-                        .push_bind(a.outcome.status().map(i64::from))
-                        .push_bind(reply)
-                        .push_bind(a.outcome.error());
+                        .push_bind(a.status_code)
+                        .push_bind(a.reply)
+                        .push_bind(a.error);
                 });
                 insert.build().execute(&mut *tx).await?;
             }
@@ -176,7 +196,7 @@ impl Store {
         })?;
         Ok(attempts
             .iter()
-            .map(|a| owned.contains(&a.action.id))
+            .map(|a| owned.contains(a.action_id))
             .collect())
     }
 
@@ -195,7 +215,7 @@ impl Store {
     /// Actions, newest first, optionally in one status and of one rule.
     pub async fn list_actions(
         &self,
-        status: Option<&str>,
+        status: Option<ActionStatus>,
         rule: Option<&str>,
         limit: u32,
     ) -> Result<Vec<ActionSummary>, StoreError> {
@@ -204,7 +224,7 @@ impl Store {
                 "SELECT id, event_id, rule_id, kind, target, status, attempts, last_error, updated_at FROM actions
                  WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR rule_id = $2) ORDER BY id DESC LIMIT $3",
             )
-            .bind(status)
+            .bind(status.map(ActionStatus::as_str))
             .bind(rule)
             .bind(i64::from(limit))
             .fetch_all(pool)
@@ -217,7 +237,7 @@ impl Store {
                         rule_id: row.try_get("rule_id")?,
                         kind: row.try_get("kind")?,
                         target: row.try_get("target")?,
-                        status: row.try_get("status")?,
+                        status: parse_word(row.try_get("status")?)?,
                         attempts: row.try_get("attempts")?,
                         last_error: row.try_get("last_error")?,
                         updated_at: row.try_get("updated_at")?,
@@ -237,7 +257,7 @@ impl Store {
                         attempt: row.try_get("attempt")?,
                         started_at: row.try_get("started_at")?,
                         duration_ms: row.try_get("duration_ms")?,
-                        outcome: row.try_get("outcome")?,
+                        outcome: parse_word(row.try_get("outcome")?)?,
                         instance: row.try_get("instance")?,
                         status_code: row.try_get("status_code")?,
                         reply: row.try_get("reply")?,
@@ -271,72 +291,6 @@ impl Store {
         })
     }
 
-    /// Whether Signalbox last paused the claim's strategy at `platform`, and by which rule.
-    pub async fn strategy_paused_by(
-        &self,
-        platform: &str,
-        claim: &str,
-    ) -> Result<Option<String>, StoreError> {
-        on_pool!(self, pool => {
-            let row = sqlx::query("SELECT rule_id FROM strategy_states WHERE platform = $1 AND claim = $2 AND paused = $3")
-                .bind(platform)
-                .bind(claim)
-                .bind(true)
-                .fetch_optional(pool)
-                .await?;
-            Ok(row.map(|r| r.try_get("rule_id")).transpose()?)
-        })
-    }
-
-    pub async fn set_strategy_state(
-        &self,
-        platform: &str,
-        claim: &str,
-        paused: bool,
-        rule_id: &str,
-        reason: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        on_pool!(self, pool => {
-            sqlx::query(
-                "INSERT INTO strategy_states (platform, claim, paused, rule_id, reason, changed_at) VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (platform, claim) DO UPDATE SET paused = excluded.paused, rule_id = excluded.rule_id,
-                   reason = excluded.reason, changed_at = excluded.changed_at",
-            )
-            .bind(platform)
-            .bind(claim)
-            .bind(paused)
-            .bind(rule_id)
-            .bind(reason)
-            .bind(now)
-            .execute(pool)
-            .await?;
-            Ok(())
-        })
-    }
-
-    /// The claims whose strategies Signalbox holds paused, among `claims` (for scripts).
-    pub async fn paused_claims(
-        &self,
-        claims: &[&str],
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        if claims.is_empty() {
-            return Ok(Vec::new());
-        }
-        on_pool!(self, pool => {
-            let mut query = QueryBuilder::new("SELECT platform, claim FROM strategy_states WHERE paused = ");
-            query.push_bind(true).push(" AND claim IN (");
-            let mut list = query.separated(", ");
-            for claim in claims {
-                list.push_bind(*claim);
-            }
-            query.push(")");
-            let rows = query.build().fetch_all(pool).await?;
-            rows.iter().map(|r| Ok((r.try_get("platform")?, r.try_get("claim")?))).collect()
-        })
-    }
-
     /// How many actions are in each status: `(pending or in flight, delivered, dead)`.
     pub async fn count_actions(&self) -> Result<(i64, i64, i64), StoreError> {
         on_pool!(self, pool => {
@@ -351,9 +305,4 @@ impl Store {
             Ok((row.try_get("open")?, row.try_get("delivered")?, row.try_get("dead")?))
         })
     }
-}
-
-/// The JSON stored for a planned action.
-pub(super) fn payload_json(action: &Value) -> Json<Payload> {
-    Json(Payload::current(action.clone()))
 }

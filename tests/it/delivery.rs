@@ -14,7 +14,10 @@ mod cases {
     use std::time::Duration;
 
     use serde_json::{Value, json};
-    use signalbox::config::{Config, ConnectorConfig, Secret, SmtpTls};
+    use signalbox::actions::email::SmtpTls;
+    use signalbox::actions::strategy::ConnectorConfig;
+    use signalbox::config::{Config, Secret};
+    use signalbox::store::ActionStatus;
 
     use crate::rules::write_rules;
     use crate::support::{
@@ -93,7 +96,7 @@ mod cases {
         let attempts = app.store.attempts(&action.id).await.unwrap();
         let summary: Vec<(String, Option<i64>)> = attempts
             .iter()
-            .map(|a| (a.outcome.clone(), a.status_code))
+            .map(|a| (a.outcome.as_str().to_owned(), a.status_code))
             .collect();
         assert_eq!(
             summary,
@@ -169,7 +172,7 @@ mod cases {
         assert_eq!(wait_actions_settled(&app.store, 2).await, (0, 0, 2));
         for action in app
             .store
-            .list_actions(Some("dead"), None, 10)
+            .list_actions(Some(ActionStatus::Dead), None, 10)
             .await
             .unwrap()
         {
@@ -372,7 +375,7 @@ mod cases {
         for _ in 0..200 {
             if !app
                 .store
-                .list_actions(Some("dead"), Some("loop"), 10)
+                .list_actions(Some(ActionStatus::Dead), Some("loop"), 10)
                 .await
                 .unwrap()
                 .is_empty()
@@ -383,7 +386,7 @@ mod cases {
         }
         let dead = app
             .store
-            .list_actions(Some("dead"), Some("loop"), 10)
+            .list_actions(Some(ActionStatus::Dead), Some("loop"), 10)
             .await
             .unwrap();
         assert_eq!(dead.len(), 1);

@@ -4,6 +4,7 @@ mod crash;
 mod delivery;
 mod examples;
 mod ingest;
+mod payloads;
 mod providers;
 mod rules;
 mod store_suite;

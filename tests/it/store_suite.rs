@@ -61,7 +61,7 @@ mod cases {
     }
 
     /// Events completed with no rule evaluations.
-    fn unevaluated(ids: &[EventId]) -> Vec<(EventId, Vec<signalbox::rules::Evaluation>)> {
+    fn unevaluated(ids: &[EventId]) -> Vec<(EventId, Vec<signalbox::store::NewEvaluation>)> {
         ids.iter().map(|id| (id.clone(), Vec::new())).collect()
     }
 

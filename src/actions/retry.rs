@@ -1,8 +1,51 @@
-//! Retry policy math: when the next attempt is due.
+//! Retry policies: how each action kind's failed deliveries are tried again (settings and
+//! math). The dispatcher asks the kind for its policy, then [`next_delay`] for the wait.
 
 use std::time::Duration;
 
-use crate::config::{RetryConfig, RetryPolicyKind};
+use serde::Deserialize;
+
+/// When and how often a failed delivery is tried again.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// `exponential` (default: the delay doubles each time) or `fixed`.
+    pub policy: RetryPolicyKind,
+    /// Attempts in all, the first included; after the last the action is dead. Default 8.
+    pub max_attempts: u32,
+    /// Delay before the second attempt. Default 10s.
+    #[serde(with = "humantime_serde")]
+    pub initial_delay: Duration,
+    /// Longest delay between attempts (also caps a target's Retry-After). Default 1h.
+    #[serde(with = "humantime_serde")]
+    pub max_delay: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            policy: RetryPolicyKind::Exponential,
+            max_attempts: 8,
+            initial_delay: Duration::from_secs(10),
+            max_delay: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl RetryConfig {
+    /// Why this policy cannot work, if it cannot.
+    pub fn problem(&self) -> Option<&'static str> {
+        (self.max_attempts == 0 || self.initial_delay > self.max_delay)
+            .then_some("max_attempts must be at least 1 and initial_delay at most max_delay")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryPolicyKind {
+    Exponential,
+    Fixed,
+}
 
 /// The delay before the next attempt after `attempts_made` attempts, or `None` when the
 /// policy is exhausted (the action is dead). `jitter` in [0, 1) spreads retries by ±20%.

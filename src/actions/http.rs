@@ -1,0 +1,174 @@
+//! HTTP conventions shared by the kinds that call HTTP targets (webhooks, strategy
+//! connectors): the one client, what an answer means, and which failures are worth a retry.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::Outcome;
+use crate::clock::Clock;
+
+/// Most characters of a target's answer kept with an attempt.
+const REPLY_CHARS: usize = 500;
+
+/// The one HTTP client of an engine: no redirects followed, Signalbox's user agent.
+pub(crate) fn client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .user_agent(concat!("signalbox/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// What a response means: delivered (any 2xx, or one of `success`), worth a retry (408, 429,
+/// 5xx, with the target's `Retry-After`), or failed for good.
+pub(crate) fn outcome(
+    status: reqwest::StatusCode,
+    retry_after: Option<&reqwest::header::HeaderValue>,
+    success: Option<&[u16]>,
+    body: String,
+    now: DateTime<Utc>,
+) -> Outcome {
+    let code = status.as_u16();
+    let delivered = match success {
+        Some(codes) => codes.contains(&code),
+        None => status.is_success(),
+    };
+    let reply = Some(body.chars().take(REPLY_CHARS).collect::<String>()).filter(|b| !b.is_empty());
+    if delivered {
+        return Outcome::Delivered {
+            status: Some(code),
+            reply,
+        };
+    }
+    if code == 429 || code == 408 || status.is_server_error() {
+        let not_before = retry_after
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, now));
+        return Outcome::Retry {
+            reason: format!("target answered {status}"),
+            status: Some(code),
+            not_before,
+        };
+    }
+    Outcome::Failed {
+        reason: format!("target answered {status}: {}", reply.unwrap_or_default()),
+        status: Some(code),
+    }
+}
+
+/// `Retry-After`: seconds, or an HTTP date.
+fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    if let Ok(seconds) = value.trim().parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value.trim()).ok()?;
+    (at.with_timezone(&Utc) - now).to_std().ok()
+}
+
+/// Sends a request and says what its answer means.
+pub(crate) async fn send(
+    request: reqwest::RequestBuilder,
+    success: Option<&[u16]>,
+    clock: &dyn Clock,
+) -> Outcome {
+    match request.send().await {
+        Ok(response) => {
+            let status = response.status();
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .cloned();
+            outcome(
+                status,
+                retry_after.as_ref(),
+                success,
+                response.text().await.unwrap_or_default(),
+                clock.now(),
+            )
+        }
+        Err(e) => request_error(&e),
+    }
+}
+
+/// A request error: timeouts and connection failures are worth retrying.
+fn request_error(e: &reqwest::Error) -> Outcome {
+    let reason = if e.is_timeout() {
+        "timed out waiting for the target".to_owned()
+    } else if e.is_connect() {
+        format!(
+            "cannot connect: {}",
+            std::error::Error::source(e).map_or_else(|| e.to_string(), ToString::to_string)
+        )
+    } else {
+        e.to_string()
+    };
+    if e.is_builder() {
+        Outcome::Failed {
+            reason,
+            status: None,
+        }
+    } else {
+        Outcome::Retry {
+            reason,
+            status: None,
+            not_before: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_decide_retry_or_failure() {
+        let answer = |code: u16| {
+            outcome(
+                reqwest::StatusCode::from_u16(code).unwrap(),
+                None,
+                None,
+                String::new(),
+                DateTime::UNIX_EPOCH,
+            )
+        };
+        assert!(matches!(
+            answer(200),
+            Outcome::Delivered {
+                status: Some(200),
+                ..
+            }
+        ));
+        assert!(matches!(answer(204), Outcome::Delivered { .. }));
+        assert!(matches!(answer(500), Outcome::Retry { .. }));
+        assert!(matches!(answer(503), Outcome::Retry { .. }));
+        assert!(matches!(answer(429), Outcome::Retry { .. }));
+        assert!(matches!(answer(400), Outcome::Failed { .. }));
+        assert!(matches!(answer(404), Outcome::Failed { .. }));
+        let only_202 = outcome(
+            reqwest::StatusCode::OK,
+            None,
+            Some(&[202]),
+            String::new(),
+            DateTime::UNIX_EPOCH,
+        );
+        assert!(
+            matches!(only_202, Outcome::Failed { .. }),
+            "a status outside `success` is not delivered"
+        );
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        assert_eq!(
+            parse_retry_after("120", DateTime::UNIX_EPOCH),
+            Some(Duration::from_secs(120))
+        );
+        let now = DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let later = (now + chrono::Duration::seconds(90)).to_rfc2822();
+        assert_eq!(parse_retry_after(&later, now).unwrap().as_secs(), 90);
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+}
