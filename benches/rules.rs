@@ -169,12 +169,13 @@ fn main() {
             .iter()
             .map(|e| signalbox::script::event_value(e).unwrap())
             .collect();
+        let session = signalbox::script::Session::new(now, Default::default());
         let started = Instant::now();
         for _ in 0..rounds {
             for (e, d) in events.iter().zip(&dynamics) {
                 for (on, c) in &conditions {
                     if signalbox::script::bindings::glob_matches(on, e.kind.as_str()) {
-                        std::hint::black_box(c.holds(d).unwrap());
+                        std::hint::black_box(c.holds(d, &session).unwrap());
                     }
                 }
             }

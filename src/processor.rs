@@ -16,6 +16,7 @@ use crate::clock::SharedClock;
 use crate::config::ProcessingConfig;
 use crate::rules::live::LiveRules;
 use crate::rules::{Evaluation, Outcome};
+use crate::script::Facts;
 use crate::store::{NewAction, NewEvaluation, Store, StoreError, ThrottleGate, Verdict};
 
 pub struct Processor {
@@ -109,19 +110,30 @@ impl Processor {
             .iter()
             .filter_map(|e| e.subject.claim.as_deref())
             .collect();
-        crate::script::set_paused_claims(self.store.paused_claims(&claims).await?);
-        let processed: Vec<_> = events
-            .iter()
-            .map(|event| {
-                let evaluations = rules.evaluate(event, self.clock.now());
-                for e in &evaluations {
-                    if let Outcome::Failed { error, line } = &e.outcome {
-                        tracing::warn!(event_id = %event.id, rule_id = %e.rule_id, line = ?line, error = %error, "rule failed");
+        let facts = Arc::new(Facts::with_paused(self.store.paused_claims(&claims).await?));
+        // Scripts run on a blocking thread: a slow one never stalls the async workers that
+        // answer HTTP.
+        let clock = self.clock.clone();
+        let evaluated = tokio::task::spawn_blocking(move || {
+            let processed: Vec<_> = events
+                .iter()
+                .map(|event| {
+                    let evaluations = rules.evaluate_with(event, clock.now(), &facts);
+                    for e in &evaluations {
+                        if let Outcome::Failed { error, line } = &e.outcome {
+                            tracing::warn!(event_id = %event.id, rule_id = %e.rule_id, line = ?line, error = %error, "rule failed");
+                        }
                     }
-                }
-                (event.id.clone(), evaluations.iter().filter_map(record).collect::<Vec<_>>())
-            })
-            .collect();
+                    (event.id.clone(), evaluations.iter().filter_map(record).collect::<Vec<_>>())
+                })
+                .collect();
+            (events.len(), processed)
+        })
+        .await;
+        let (taken, processed) = match evaluated {
+            Ok(done) => done,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
         let done = self
             .store
             .complete(&self.owner, &processed, self.clock.now())
@@ -140,7 +152,7 @@ impl Processor {
                 "lost the lease on some events; another instance has them"
             );
         }
-        Ok(events.len())
+        Ok(taken)
     }
 }
 

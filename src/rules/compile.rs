@@ -10,6 +10,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::config::{ActionConfig, RuleConfig, RuleListFile, RuleTestConfig};
+use super::trigger::Trigger;
 use crate::normalize::{EventType, catalogue};
 use crate::script::bindings::glob_matches;
 use crate::script::{Block, Condition, ScriptError};
@@ -92,9 +93,7 @@ pub struct Rule {
     pub version: String,
     pub file: PathBuf,
     pub enabled: bool,
-    pub on: Vec<String>,
-    pub sources: Vec<String>,
-    pub source_types: Vec<String>,
+    pub trigger: Trigger,
     pub when: Option<Condition>,
     pub script: Option<Block>,
     pub actions: Vec<ActionTemplate>,
@@ -429,9 +428,7 @@ fn compile_rule(
         description: config.description,
         file: path.to_owned(),
         enabled: config.enabled,
-        on: config.on,
-        sources: config.sources,
-        source_types: config.source_types,
+        trigger: Trigger::events(&config.on, &config.source_types, &config.sources),
         when,
         script,
         actions,

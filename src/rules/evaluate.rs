@@ -3,6 +3,7 @@
 
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -13,8 +14,7 @@ use super::RuleSet;
 use super::compile::Rule;
 use super::config::ActionConfig;
 use crate::normalize::Event;
-use crate::script::bindings::glob_matches;
-use crate::script::{self, BlockOutcome};
+use crate::script::{self, BlockOutcome, Facts, Session};
 
 /// What one rule did with one event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -54,63 +54,36 @@ impl Evaluation {
     }
 }
 
-/// Whether `rule`'s trigger takes `event` (the fast path of [`trigger_mismatch`]).
-pub fn triggers(rule: &Rule, event: &Event) -> bool {
-    rule.enabled
-        && (rule.on.iter().any(|p| glob_matches(p, event.kind.as_str()))
-            || event
-                .source_type
-                .as_deref()
-                .is_some_and(|st| rule.source_types.iter().any(|p| glob_matches(p, st))))
-        && (rule.sources.is_empty() || rule.sources.iter().any(|s| s == &event.source))
+/// Whether `rule` runs for `event`: enabled, and its trigger takes it.
+fn triggers(rule: &Rule, event: &Event) -> bool {
+    rule.enabled && rule.trigger.check(event).is_ok()
 }
 
-/// Why `rule`'s trigger does not take `event`, or `None` when it does.
+/// Why `rule` does not run for `event`, or `None` when it does.
 pub fn trigger_mismatch(rule: &Rule, event: &Event) -> Option<String> {
     if !rule.enabled {
         return Some("the rule is disabled".into());
     }
-    let by_type = rule.on.iter().any(|p| glob_matches(p, event.kind.as_str()));
-    let by_source_type = event
-        .source_type
-        .as_deref()
-        .is_some_and(|st| rule.source_types.iter().any(|p| glob_matches(p, st)));
-    if !by_type && !by_source_type {
-        let mut reason = format!(
-            "type '{}' is not in on: [{}]",
-            event.kind,
-            rule.on.join(", ")
-        );
-        if !rule.source_types.is_empty() {
-            reason += &format!(
-                " and source_type '{}' is not in source_types: [{}]",
-                event.source_type.as_deref().unwrap_or(""),
-                rule.source_types.join(", ")
-            );
-        }
-        return Some(reason);
-    }
-    if !rule.sources.is_empty() && !rule.sources.iter().any(|s| s == &event.source) {
-        return Some(format!(
-            "source '{}' is not in sources: [{}]",
-            event.source,
-            rule.sources.join(", ")
-        ));
-    }
-    None
+    rule.trigger
+        .check(event)
+        .err()
+        .map(|mismatch| rule.trigger.explain(mismatch, event))
 }
 
 /// The event as scripts and templates see it, computed once per event, on first use.
 pub struct EventView<'a> {
     event: &'a Event,
+    /// What the event's scripts read besides the event: the time, the batch's facts, logs.
+    session: Arc<Session>,
     dynamic: OnceCell<Result<rhai::Dynamic, String>>,
     template: OnceCell<minijinja::Value>,
 }
 
 impl<'a> EventView<'a> {
-    pub fn new(event: &'a Event) -> Self {
+    pub fn new(event: &'a Event, now: DateTime<Utc>, facts: Arc<Facts>) -> Self {
         Self {
             event,
+            session: Session::new(now, facts),
             dynamic: OnceCell::new(),
             template: OnceCell::new(),
         }
@@ -130,31 +103,36 @@ impl<'a> EventView<'a> {
 }
 
 impl RuleSet {
-    /// Every rule whose trigger takes the event, evaluated in rule order.
+    /// Every rule whose trigger takes the event, evaluated in rule order, knowing no facts.
     pub fn evaluate(&self, event: &Event, now: DateTime<Utc>) -> Vec<Evaluation> {
-        let view = EventView::new(event);
+        self.evaluate_with(event, now, &Arc::default())
+    }
+
+    /// Every rule whose trigger takes the event, with `facts` fetched for its batch.
+    pub fn evaluate_with(
+        &self,
+        event: &Event,
+        now: DateTime<Utc>,
+        facts: &Arc<Facts>,
+    ) -> Vec<Evaluation> {
+        let view = EventView::new(event, now, facts.clone());
         self.candidates(event)
             .filter(|rule| triggers(rule, event))
-            .map(|rule| self.evaluate_rule(rule, &view, now))
+            .map(|rule| self.evaluate_rule(rule, &view))
             .collect()
     }
 
     /// Every rule, with why it did or did not fire (for `signalbox try`).
     pub fn explain(&self, event: &Event, now: DateTime<Utc>) -> Vec<Evaluation> {
-        let view = EventView::new(event);
+        let view = EventView::new(event, now, Arc::default());
         self.rules()
             .iter()
-            .map(|rule| self.evaluate_one(rule, &view, now))
+            .map(|rule| self.evaluate_one(rule, &view))
             .collect()
     }
 
     /// One rule against an event, trigger included (for rule tests).
-    pub fn evaluate_one(
-        &self,
-        rule: &Rule,
-        view: &EventView<'_>,
-        now: DateTime<Utc>,
-    ) -> Evaluation {
+    pub fn evaluate_one(&self, rule: &Rule, view: &EventView<'_>) -> Evaluation {
         match trigger_mismatch(rule, view.event) {
             Some(reason) => Evaluation {
                 rule_id: rule.id.clone(),
@@ -163,13 +141,14 @@ impl RuleSet {
                 logs: Vec::new(),
                 duration: Duration::ZERO,
             },
-            None => self.evaluate_rule(rule, view, now),
+            None => self.evaluate_rule(rule, view),
         }
     }
 
-    fn evaluate_rule(&self, rule: &Rule, view: &EventView<'_>, now: DateTime<Utc>) -> Evaluation {
+    fn evaluate_rule(&self, rule: &Rule, view: &EventView<'_>) -> Evaluation {
         let started = Instant::now();
-        let (outcome, logs) = script::with_context(now, || self.decide(rule, view));
+        let outcome = self.decide(rule, view);
+        let logs = view.session.take_logs();
         Evaluation {
             rule_id: rule.id.clone(),
             rule_version: rule.version.clone(),
@@ -187,7 +166,7 @@ impl RuleSet {
                 Err(e) => return failed(format!("event cannot be given to scripts: {e}"), None),
             };
             if let Some(when) = &rule.when {
-                match when.holds(event) {
+                match when.holds(event, &view.session) {
                     Ok(true) => {}
                     Ok(false) => {
                         return Outcome::NotMatched {
@@ -203,7 +182,7 @@ impl RuleSet {
                 }
             }
             if let Some(script) = &rule.script {
-                match script.run(event) {
+                match script.run(event, &view.session) {
                     Ok(BlockOutcome::Proceed(vars)) => return self.render(rule, view, vars),
                     Ok(BlockOutcome::Skip(reason)) => return Outcome::Skipped { reason },
                     Err(e) => {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod evaluate;
 pub mod live;
 pub mod testing;
+pub mod trigger;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -130,12 +131,13 @@ impl RuleSet {
         let mut by_type: HashMap<String, Vec<usize>> = HashMap::new();
         let mut scan_all = Vec::new();
         for (index, rule) in rules.iter().enumerate() {
-            if !rule.source_types.is_empty() || rule.on.iter().any(|p| p.contains('*')) {
-                scan_all.push(index);
-            } else {
-                for kind in &rule.on {
-                    by_type.entry(kind.clone()).or_default().push(index);
+            match rule.trigger.exact_types() {
+                Some(kinds) => {
+                    for kind in kinds {
+                        by_type.entry(kind.to_owned()).or_default().push(index);
+                    }
                 }
+                None => scan_all.push(index),
             }
         }
         Ok(Self {

@@ -4,9 +4,10 @@
 //! (`2026-11-20`); functions that return a time return RFC 3339 in UTC.
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position};
+use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString, Map, NativeCallContext, Position};
 use rust_decimal::Decimal;
 
+use super::Session;
 use crate::normalize::fields::minor_unit_digits;
 
 type Fallible<T> = Result<T, Box<EvalAltResult>>;
@@ -164,7 +165,9 @@ pub fn glob_matches(pattern: &str, text: &str) -> bool {
 
 pub fn register(engine: &mut Engine) {
     // Time
-    engine.register_fn("now", || render(super::context_now()));
+    engine.register_fn("now", |ctx: NativeCallContext| {
+        Ok::<_, Box<EvalAltResult>>(render(Session::of(&ctx)?.now()))
+    });
     engine.register_fn("parse_time", |t: &str| time(t).map(render));
     engine.register_fn("days_between", |a: &str, b: &str| {
         Ok::<_, Box<EvalAltResult>>((time(b)? - time(a)?).num_days())
@@ -226,19 +229,29 @@ pub fn register(engine: &mut Engine) {
                 .is_some_and(|s| s.trim().is_empty())
     });
     // Strategy state: whether Signalbox holds the claim's collection strategy paused
-    engine.register_fn("is_paused", |claim: Dynamic| {
-        claim
-            .into_string()
-            .is_ok_and(|c| super::is_paused(&c, None))
+    engine.register_fn("is_paused", |ctx: NativeCallContext, claim: Dynamic| {
+        let session = Session::of(&ctx)?;
+        Ok::<_, Box<EvalAltResult>>(
+            claim
+                .into_string()
+                .is_ok_and(|c| session.is_paused(&c, None)),
+        )
     });
-    engine.register_fn("is_paused", |claim: Dynamic, platform: &str| {
-        claim
-            .into_string()
-            .is_ok_and(|c| super::is_paused(&c, Some(platform)))
-    });
+    engine.register_fn(
+        "is_paused",
+        |ctx: NativeCallContext, claim: Dynamic, platform: &str| {
+            let session = Session::of(&ctx)?;
+            Ok::<_, Box<EvalAltResult>>(
+                claim
+                    .into_string()
+                    .is_ok_and(|c| session.is_paused(&c, Some(platform))),
+            )
+        },
+    );
     // Logging into the evaluation record, and deciding not to fire
-    engine.register_fn("log", |message: Dynamic| {
-        super::context_log(message.to_string())
+    engine.register_fn("log", |ctx: NativeCallContext, message: Dynamic| {
+        Session::of(&ctx)?.log(message.to_string());
+        Ok::<_, Box<EvalAltResult>>(())
     });
     engine.register_fn("skip", |reason: &str| -> Fallible<()> {
         fail(format!("{SKIP_MARK}{reason}"))

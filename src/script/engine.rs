@@ -28,8 +28,10 @@ fn build() -> Engine {
         .set_fail_on_invalid_map_property(false);
     // No evaluating strings as code: what runs is what was checked when the rules loaded.
     engine.disable_symbol("eval");
-    engine.on_print(|text| super::context_log(text.to_owned()));
-    engine.on_debug(|text, _, _| super::context_log(text.to_owned()));
+    // `print` and `debug` have no evaluation to write to: they go to the engine's own log.
+    // (`log(...)` writes into the evaluation record.)
+    engine.on_print(|text| tracing::debug!(text, "script print"));
+    engine.on_debug(|text, _, _| tracing::debug!(text, "script debug"));
     super::bindings::register(&mut engine);
     super::event::register(&mut engine);
     engine

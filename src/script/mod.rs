@@ -9,10 +9,11 @@ pub mod bindings;
 mod engine;
 mod event;
 
-use std::cell::RefCell;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use rhai::{AST, Dynamic, EvalAltResult, Scope};
+use rhai::{AST, CallFnOptions, Dynamic, EvalAltResult, Scope};
 use serde_json::Value;
 
 pub use engine::engine;
@@ -36,58 +37,84 @@ impl ScriptError {
     }
 }
 
-/// Per-evaluation state the host functions read: the clock and the log lines.
-struct Context {
-    now: DateTime<Utc>,
-    logs: Vec<String>,
+/// Facts about the world fetched from the store before a batch is evaluated, so that host
+/// functions stay pure: today the strategies Signalbox holds paused.
+#[derive(Debug, Default)]
+pub struct Facts {
+    /// `(platform, claim)` of the strategies Signalbox holds paused, for `is_paused`.
+    paused: HashSet<(String, String)>,
 }
 
-thread_local! {
-    /// `(platform, claim)` of the strategies Signalbox holds paused, for `is_paused`; set by the
-    /// processor for the batch it evaluates.
-    static PAUSED: RefCell<std::collections::HashSet<(String, String)>> = RefCell::new(std::collections::HashSet::new());
-    static CONTEXT: RefCell<Context> = const { RefCell::new(Context { now: DateTime::UNIX_EPOCH, logs: Vec::new() }) };
-}
+impl Facts {
+    pub fn with_paused(paused: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self {
+            paused: paused.into_iter().collect(),
+        }
+    }
 
-/// Runs `f` with `now()` answering `now`; returns its result and the lines scripts logged.
-/// (Rhai runs synchronously on this thread, so the context is this thread's.)
-pub fn with_context<T>(now: DateTime<Utc>, f: impl FnOnce() -> T) -> (T, Vec<String>) {
-    CONTEXT.with(|c| {
-        let mut c = c.borrow_mut();
-        c.now = now;
-        c.logs.clear();
-    });
-    let result = f();
-    let logs = CONTEXT.with(|c| std::mem::take(&mut c.borrow_mut().logs));
-    (result, logs)
-}
-
-/// Makes `is_paused(...)` answer from these `(platform, claim)` pairs on this thread.
-pub fn set_paused_claims(paused: impl IntoIterator<Item = (String, String)>) {
-    PAUSED.with(|p| *p.borrow_mut() = paused.into_iter().collect());
-}
-
-pub(crate) fn is_paused(claim: &str, platform: Option<&str>) -> bool {
-    PAUSED.with(|p| {
-        p.borrow()
+    fn is_paused(&self, claim: &str, platform: Option<&str>) -> bool {
+        self.paused
             .iter()
             .any(|(pl, c)| c == claim && platform.is_none_or(|want| want == pl))
-    })
+    }
 }
 
-pub(crate) fn context_now() -> DateTime<Utc> {
-    CONTEXT.with(|c| c.borrow().now)
+/// What host functions read while one event is evaluated: the clock's now, the batch's facts,
+/// and the lines scripts log. Handed to Rhai as the run's tag, never kept in a global.
+#[derive(Debug)]
+pub struct Session {
+    now: DateTime<Utc>,
+    facts: Arc<Facts>,
+    logs: Mutex<Vec<String>>,
 }
 
-pub(crate) fn context_log(line: String) {
-    CONTEXT.with(|c| {
-        let mut c = c.borrow_mut();
-        // A log line per operation could grow without bound: keep the first 100.
-        if c.logs.len() < 100 {
-            c.logs.push(line);
+/// Log lines kept per rule evaluation: a line per operation could grow without bound.
+const MAX_LOG_LINES: usize = 100;
+
+impl Session {
+    pub fn new(now: DateTime<Utc>, facts: Arc<Facts>) -> Arc<Self> {
+        Arc::new(Self {
+            now,
+            facts,
+            logs: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The lines logged since the last call.
+    pub fn take_logs(&self) -> Vec<String> {
+        std::mem::take(&mut *self.logs.lock().expect("log lock is never poisoned"))
+    }
+
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+
+    pub(crate) fn is_paused(&self, claim: &str, platform: Option<&str>) -> bool {
+        self.facts.is_paused(claim, platform)
+    }
+
+    pub(crate) fn log(&self, line: String) {
+        let mut logs = self.logs.lock().expect("log lock is never poisoned");
+        if logs.len() < MAX_LOG_LINES {
+            logs.push(line);
         }
-    });
+    }
+
+    /// The session of the run a host function was called from.
+    pub(crate) fn of(
+        context: &rhai::NativeCallContext<'_>,
+    ) -> Result<Arc<Self>, Box<EvalAltResult>> {
+        context
+            .tag()
+            .and_then(|tag| tag.clone().try_cast::<Arc<Self>>())
+            .ok_or_else(|| "host function called outside an evaluation".into())
+    }
 }
+
+/// The function each compiled condition and block is called through, so that its run
+/// carries the session as its tag (`fn` items add no statements and no lines before the
+/// author's code).
+const ENTRY: &str = "__signalbox_entry";
 
 /// The event as scripts see it: the canonical fields (not the raw payload), read-only,
 /// converted once per event and shared by every rule evaluated for it.
@@ -95,7 +122,7 @@ pub fn event_value(event: &crate::normalize::Event) -> Result<Dynamic, ScriptErr
     Ok(event::to_dynamic(event))
 }
 
-/// A compiled `when:` condition.
+/// A compiled `when:` condition: the expression, as the body of a function of `event`.
 #[derive(Debug, Clone)]
 pub struct Condition(AST);
 
@@ -114,19 +141,29 @@ pub enum BlockOutcome {
 
 impl Condition {
     pub fn compile(source: &str) -> Result<Self, ScriptError> {
+        // Checked as an expression (positions as the author wrote them), run as a function.
         engine()
             .compile_expression_with_scope(&compile_scope(), source)
+            .map_err(|e| ScriptError::from_position(e.0.to_string(), e.1))?;
+        engine()
+            .compile(format!("fn {ENTRY}(event) {{\n{source}\n}}"))
             .map(Self)
             .map_err(|e| ScriptError::from_position(e.0.to_string(), e.1))
     }
 
     /// True when the condition holds for the event.
-    pub fn holds(&self, event: &Dynamic) -> Result<bool, ScriptError> {
-        let mut scope = Scope::new();
-        scope.push_constant_dynamic("event", event.clone());
+    pub fn holds(&self, event: &Dynamic, session: &Arc<Session>) -> Result<bool, ScriptError> {
+        let options = CallFnOptions::new()
+            .eval_ast(false)
+            .with_tag(session.clone());
         let value: Dynamic = engine()
-            .eval_ast_with_scope(&mut scope, &self.0)
-            .map_err(runtime_error)?;
+            .call_fn_with_options(options, &mut Scope::new(), &self.0, ENTRY, (event.clone(),))
+            .map_err(|e| {
+                // The function's first line is the wrapper's: the author's line 1 is line 2.
+                let mut error = runtime_error(e);
+                error.line = error.line.map(|l| l.saturating_sub(1).max(1));
+                error
+            })?;
         value.as_bool().map_err(|kind| ScriptError {
             message: format!("when must be true or false, but gave {kind}"),
             line: None,
@@ -137,16 +174,30 @@ impl Condition {
 
 impl Block {
     pub fn compile(source: &str) -> Result<Self, ScriptError> {
-        engine()
+        let ast = engine()
             .compile_with_scope(&compile_scope(), source)
-            .map(Self)
-            .map_err(|e| ScriptError::from_position(e.0.to_string(), e.1))
+            .map_err(|e| ScriptError::from_position(e.0.to_string(), e.1))?;
+        let entry = engine()
+            .compile(format!("fn {ENTRY}() {{}}"))
+            .expect("the entry function compiles");
+        Ok(Self(ast.merge(&entry)))
     }
 
-    pub fn run(&self, event: &Dynamic) -> Result<BlockOutcome, ScriptError> {
+    pub fn run(
+        &self,
+        event: &Dynamic,
+        session: &Arc<Session>,
+    ) -> Result<BlockOutcome, ScriptError> {
         let mut scope = Scope::new();
         scope.push_constant_dynamic("event", event.clone());
-        if let Err(e) = engine().run_ast_with_scope(&mut scope, &self.0) {
+        // The block's statements run first (keeping their variables), then the empty entry.
+        let options = CallFnOptions::new()
+            .eval_ast(true)
+            .rewind_scope(false)
+            .with_tag(session.clone());
+        let ran: Result<Dynamic, _> =
+            engine().call_fn_with_options(options, &mut scope, &self.0, ENTRY, ());
+        if let Err(e) = ran {
             return match bindings::skip_reason(&e) {
                 Some(reason) => Ok(BlockOutcome::Skip(reason)),
                 None => Err(runtime_error(e)),

@@ -18,12 +18,18 @@ fn now() -> DateTime<Utc> {
     "2026-11-22T12:00:00Z".parse().unwrap()
 }
 
+fn eval_with(source: &str, facts: Facts) -> Result<bool, ScriptError> {
+    Condition::compile(source)?.holds(&event(), &Session::new(now(), Arc::new(facts)))
+}
+
 fn eval(source: &str) -> Result<bool, ScriptError> {
-    with_context(now(), || Condition::compile(source)?.holds(&event())).0
+    eval_with(source, Facts::default())
 }
 
 fn run(source: &str) -> (Result<BlockOutcome, ScriptError>, Vec<String>) {
-    with_context(now(), || Block::compile(source)?.run(&event()))
+    let session = Session::new(now(), Arc::default());
+    let outcome = Block::compile(source).and_then(|block| block.run(&event(), &session));
+    (outcome, session.take_logs())
 }
 
 #[test]
@@ -146,12 +152,14 @@ fn globs() {
 
 #[test]
 fn is_paused_answers_from_the_strategy_states() {
-    set_paused_claims([("receeve".to_owned(), "C-1".to_owned())]);
+    let paused = || Facts::with_paused([("receeve".to_owned(), "C-1".to_owned())]);
     assert!(
-        eval("is_paused(event.subject.claim) && is_paused(event.subject.claim, \"receeve\")")
-            .unwrap()
+        eval_with(
+            "is_paused(event.subject.claim) && is_paused(event.subject.claim, \"receeve\")",
+            paused()
+        )
+        .unwrap()
     );
-    assert!(!eval("is_paused(event.subject.claim, \"amili\") || is_paused(\"C-2\") || is_paused(event.subject.debtor)").unwrap());
-    set_paused_claims([]);
+    assert!(!eval_with("is_paused(event.subject.claim, \"amili\") || is_paused(\"C-2\") || is_paused(event.subject.debtor)", paused()).unwrap());
     assert!(!eval("is_paused(event.subject.claim)").unwrap());
 }
