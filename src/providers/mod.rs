@@ -9,6 +9,7 @@ pub mod bemmbo;
 pub mod canonical;
 pub mod hubpay;
 pub mod receeve;
+pub mod settings;
 pub mod signature;
 
 use std::collections::{BTreeMap, HashSet};
@@ -17,12 +18,13 @@ use std::sync::{Arc, Mutex};
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 
-use crate::config::{ConfigError, Secret, SignatureEncoding, SourceConfig};
+use crate::config::{ConfigError, Secret};
 use crate::normalize::fields::Normalized;
 use crate::normalize::{Event, EventType};
 use signature::{BodyHmac, PayloadHmac, Svix, Verifier};
 
 pub use crate::normalize::canonical::content_id;
+pub use settings::{SignatureEncoding, SourceConfig, validate_sources};
 
 /// One request as it reached `POST /webhooks/{source}[/{hint}]`.
 pub struct Inbound<'a> {

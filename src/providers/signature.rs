@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::{Inbound, ProviderError, Verification};
-use crate::config::{Secret, SignatureEncoding};
+use super::{Inbound, ProviderError, SignatureEncoding, Verification};
+use crate::config::Secret;
 
 type HmacSha256 = Hmac<Sha256>;
 
