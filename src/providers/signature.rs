@@ -20,9 +20,30 @@ fn reject(reason: impl Into<String>) -> ProviderError {
     }
 }
 
+/// Signing keys: used to check signatures, never printed (`Debug` shows `[redacted]`).
+pub struct SigningKeys(Vec<Vec<u8>>);
+
+impl SigningKeys {
+    /// The secrets' text as keys.
+    fn from_secrets(secrets: &[Secret]) -> Self {
+        Self(
+            secrets
+                .iter()
+                .map(|s| s.expose().as_bytes().to_vec())
+                .collect(),
+        )
+    }
+}
+
+impl std::fmt::Debug for SigningKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
 /// True when `signature` is the HMAC-SHA256 of `parts` (concatenated) under one of `keys`.
-fn matches_any(keys: &[Vec<u8>], parts: &[&[u8]], signature: &[u8]) -> bool {
-    keys.iter().any(|key| {
+fn matches_any(keys: &SigningKeys, parts: &[&[u8]], signature: &[u8]) -> bool {
+    keys.0.iter().any(|key| {
         let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
         for part in parts {
             mac.update(part);
@@ -55,7 +76,7 @@ fn decode(encoding: SignatureEncoding, text: &str) -> Option<Vec<u8>> {
 pub struct BodyHmac {
     pub header: String,
     pub encoding: SignatureEncoding,
-    pub keys: Vec<Vec<u8>>,
+    pub keys: SigningKeys,
 }
 
 impl BodyHmac {
@@ -63,10 +84,7 @@ impl BodyHmac {
         Self {
             header,
             encoding,
-            keys: secrets
-                .iter()
-                .map(|s| s.expose().as_bytes().to_vec())
-                .collect(),
+            keys: SigningKeys::from_secrets(secrets),
         }
     }
 
@@ -97,17 +115,14 @@ impl BodyHmac {
 #[derive(Debug)]
 pub struct PayloadHmac {
     pub encoding: SignatureEncoding,
-    pub keys: Vec<Vec<u8>>,
+    pub keys: SigningKeys,
 }
 
 impl PayloadHmac {
     pub fn new(encoding: SignatureEncoding, secrets: &[Secret]) -> Self {
         Self {
             encoding,
-            keys: secrets
-                .iter()
-                .map(|s| s.expose().as_bytes().to_vec())
-                .collect(),
+            keys: SigningKeys::from_secrets(secrets),
         }
     }
 
@@ -141,7 +156,7 @@ impl PayloadHmac {
 /// Standard Webhooks `webhook-*` header names are accepted too.
 #[derive(Debug)]
 pub struct Svix {
-    pub keys: Vec<Vec<u8>>,
+    pub keys: SigningKeys,
     pub tolerance: chrono::Duration,
 }
 
@@ -160,7 +175,7 @@ impl Svix {
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
-            keys,
+            keys: SigningKeys(keys),
             tolerance: chrono::Duration::seconds(tolerance_seconds as i64),
         })
     }
@@ -390,6 +405,42 @@ mod tests {
                 .verify(&headers(&[("x-signature", &hex::encode(&sig))]), body)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn verifiers_print_their_keys_redacted() {
+        let hmac_secret = "hmac-secret-text";
+        let svix_key = b"svix-key-bytes";
+        let svix_secret = format!("whsec_{}", BASE64.encode(svix_key));
+        let body = BodyHmac::new(
+            "x-signature".into(),
+            SignatureEncoding::Hex,
+            &secrets(&[hmac_secret]),
+        );
+        let payload = PayloadHmac::new(SignatureEncoding::Hex, &secrets(&[hmac_secret]));
+        let svix = Svix::new(&secrets(&[&svix_secret]), 300).unwrap();
+        let printed = [
+            format!("{body:?}"),
+            format!("{payload:?}"),
+            format!("{svix:?}"),
+            format!("{:?}", Verifier::BodyHmac(body)),
+            format!("{:?}", Verifier::PayloadHmac(payload)),
+            format!("{:?}", Verifier::Svix(svix)),
+        ];
+        // The secrets as text, and the keys as a derived Debug would print their bytes.
+        let hidden = [
+            hmac_secret.to_owned(),
+            svix_secret.clone(),
+            format!("{:?}", hmac_secret.as_bytes()),
+            format!("{:?}", svix_key),
+        ];
+        for text in &printed {
+            assert!(text.contains("[redacted]"), "{text}");
+            for secret in &hidden {
+                assert!(!text.contains(secret.as_str()), "{text} shows {secret}");
+            }
+        }
+        assert!(printed[0].contains("x-signature"), "the rest still prints");
     }
 
     #[test]
