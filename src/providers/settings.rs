@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::PLATFORMS;
 use crate::config::{ConfigError, Secret};
 
 /// How one platform's webhooks are verified.
@@ -70,7 +71,7 @@ impl SourceConfig {
     }
 }
 
-/// Checks `sources` without IO: each names a platform of the catalogue, and none is both signed
+/// Checks `sources` without IO: each names a platform of [`PLATFORMS`], and none is both signed
 /// and unsigned.
 pub fn validate_sources(sources: &BTreeMap<String, SourceConfig>) -> Result<(), ConfigError> {
     let invalid = |message: String| {
@@ -80,8 +81,8 @@ pub fn validate_sources(sources: &BTreeMap<String, SourceConfig>) -> Result<(), 
         })
     };
     for (source, settings) in sources {
-        let known = crate::normalize::catalogue::sources();
-        if !known.contains(&source.as_str()) {
+        if super::platform(source).is_none() {
+            let known: Vec<&str> = PLATFORMS.iter().map(|p| p.name).collect();
             return invalid(format!(
                 "unknown source '{source}'; known sources: {}",
                 known.join(", ")

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::{Inbound, ProviderError, SignatureEncoding, Verification};
+use super::{Inbound, ProviderError, SignatureEncoding, SourceConfig, Verification};
 use crate::config::Secret;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -17,6 +17,49 @@ type HmacSha256 = Hmac<Sha256>;
 fn reject(reason: impl Into<String>) -> ProviderError {
     ProviderError::Signature {
         reason: reason.into(),
+    }
+}
+
+/// How a platform signs its deliveries (declared in its `Platform`); the source's settings fill
+/// in the secrets and may override the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// HMAC-SHA256 of the body's `payload` member, in its `signature` member (Receeve).
+    PayloadHmac,
+    /// HMAC-SHA256 of the raw body, in `default_header` unless `sources.<name>.header` names
+    /// another (Amili, Hubpay, B54).
+    BodyHmac { default_header: &'static str },
+    /// Svix, with timestamps at most `default_tolerance_seconds` from now unless
+    /// `sources.<name>.tolerance_seconds` says otherwise (Bemmbo).
+    Svix { default_tolerance_seconds: u64 },
+}
+
+impl Scheme {
+    /// The verifier checking deliveries with `secrets` as `config` asks. Fails, naming the key
+    /// under `sources.<name>.`, when a setting cannot work.
+    pub fn verifier(self, config: &SourceConfig, secrets: &[Secret]) -> Result<Verifier, String> {
+        let encoding = config.encoding.unwrap_or(SignatureEncoding::Hex);
+        Ok(match self {
+            Self::PayloadHmac => Verifier::PayloadHmac(PayloadHmac::new(encoding, secrets)),
+            Self::BodyHmac { default_header } => {
+                let header = config
+                    .header
+                    .as_deref()
+                    .unwrap_or(default_header)
+                    .to_ascii_lowercase();
+                axum::http::HeaderName::from_bytes(header.as_bytes())
+                    .map_err(|_| format!("header: '{header}' is not a header name"))?;
+                Verifier::BodyHmac(BodyHmac::new(header, encoding, secrets))
+            }
+            Self::Svix {
+                default_tolerance_seconds,
+            } => Verifier::Svix(Svix::new(
+                secrets,
+                config
+                    .tolerance_seconds
+                    .unwrap_or(default_tolerance_seconds),
+            )?),
+        })
     }
 }
 
@@ -405,6 +448,60 @@ mod tests {
                 .verify(&headers(&[("x-signature", &hex::encode(&sig))]), body)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn schemes_take_their_defaults_unless_the_source_overrides_them() {
+        let hmac = Scheme::BodyHmac {
+            default_header: "X-Test-Signature",
+        };
+        let defaults = SourceConfig::default();
+        let Verifier::BodyHmac(body) = hmac.verifier(&defaults, &secrets(&["s"])).unwrap() else {
+            panic!("a body HMAC")
+        };
+        assert_eq!(
+            (body.header.as_str(), body.encoding),
+            ("x-test-signature", SignatureEncoding::Hex)
+        );
+        let custom = SourceConfig {
+            header: Some("X-Other".into()),
+            encoding: Some(SignatureEncoding::Base64),
+            tolerance_seconds: Some(60),
+            ..SourceConfig::default()
+        };
+        let Verifier::BodyHmac(body) = hmac.verifier(&custom, &secrets(&["s"])).unwrap() else {
+            panic!("a body HMAC")
+        };
+        assert_eq!(
+            (body.header.as_str(), body.encoding),
+            ("x-other", SignatureEncoding::Base64)
+        );
+        let bad = SourceConfig {
+            header: Some("bad header".into()),
+            ..SourceConfig::default()
+        };
+        assert_eq!(
+            hmac.verifier(&bad, &secrets(&["s"])).unwrap_err(),
+            "header: 'bad header' is not a header name"
+        );
+
+        let svix = Scheme::Svix {
+            default_tolerance_seconds: 300,
+        };
+        let tolerance =
+            |config: &SourceConfig| match svix.verifier(config, &secrets(&[SVIX_SECRET])) {
+                Ok(Verifier::Svix(svix)) => svix.tolerance.num_seconds(),
+                other => panic!("{other:?}"),
+            };
+        assert_eq!((tolerance(&defaults), tolerance(&custom)), (300, 60));
+
+        let Verifier::PayloadHmac(payload) = Scheme::PayloadHmac
+            .verifier(&custom, &secrets(&["s"]))
+            .unwrap()
+        else {
+            panic!("a payload HMAC")
+        };
+        assert_eq!(payload.encoding, SignatureEncoding::Base64);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::config::{ActionConfig, RuleConfig, RuleListFile, RuleTestConfig};
-use crate::normalize::{EventType, Subject, catalogue};
+use crate::normalize::{EventType, Subject};
 use crate::script::bindings::glob_matches;
 use crate::script::{Block, Condition, ScriptError};
 
@@ -111,11 +111,7 @@ pub fn is_template(s: &str) -> bool {
 
 /// The canonical types rules may trigger on: the catalogue's, `unknown`, and those `emit`ted.
 pub fn known_types(emitted: &BTreeSet<String>) -> BTreeSet<String> {
-    let mut known: BTreeSet<String> = catalogue::CATALOGUE
-        .iter()
-        .map(|e| e.kind.to_owned())
-        .collect();
-    known.insert(EventType::UNKNOWN.to_owned());
+    let mut known = crate::providers::known_event_types();
     known.extend(emitted.iter().cloned());
     known
 }
