@@ -14,8 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use signalbox::normalize::Event;
-use signalbox::normalize::catalogue::CATALOGUE;
-use signalbox::providers::{Inbound, Registry};
+use signalbox::providers::{Inbound, Registry, catalogue};
 use signalbox::rules::{Outcome, RuleSet};
 use signalbox::script::Condition;
 
@@ -60,7 +59,7 @@ fn condition(mix: &str, i: usize) -> String {
 }
 
 fn rules(mix: &str, n: usize) -> RuleSet {
-    let kinds: Vec<&str> = CATALOGUE.iter().map(|e| e.kind).collect();
+    let kinds: Vec<&str> = catalogue::entries().map(|e| e.kind).collect();
     let mut text = String::from("version: 1\nrules:\n");
     for i in 0..n {
         let on = if i % 20 == 0 {
@@ -154,7 +153,7 @@ fn main() {
         let evaluated = (rounds * events.len()) as f64;
 
         // The same conditions, compiled and evaluated directly against the rules whose type matches.
-        let kinds: Vec<&str> = CATALOGUE.iter().map(|e| e.kind).collect();
+        let kinds: Vec<&str> = catalogue::entries().map(|e| e.kind).collect();
         let conditions: Vec<(String, Condition)> = (0..n)
             .map(|i| {
                 let on = if i % 20 == 0 {

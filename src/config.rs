@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// The `sources` settings belong to the providers; re-exported as part of the config.
+pub use crate::providers::{SignatureEncoding, SourceConfig};
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -32,44 +35,6 @@ pub struct Config {
     pub sources: BTreeMap<String, SourceConfig>,
 }
 
-/// How one platform's webhooks are verified.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourceConfig {
-    /// Signing secrets, usually `${VAR}`. Give two while rotating: either one verifies.
-    #[serde(default)]
-    pub secrets: Vec<Secret>,
-    /// Files holding one secret each (e.g. mounted secrets); read at start, trimmed.
-    #[serde(default)]
-    pub secret_files: Vec<PathBuf>,
-    /// Accept deliveries without checking a signature. Logged as a warning at start.
-    #[serde(default)]
-    pub unsigned: bool,
-    /// Header carrying the signature (HMAC platforms). Defaults: amili `X-Webhook-Signature`,
-    /// hubpay `X-Hubpay-Signature`, b54 `X-B54-Signature`.
-    pub header: Option<String>,
-    /// How the signature is written: `hex` (default) or `base64` (HMAC platforms and receeve).
-    pub encoding: Option<SignatureEncoding>,
-    /// How far a Svix timestamp may be from now, in seconds (bemmbo). Default 300.
-    pub tolerance_seconds: Option<u64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SignatureEncoding {
-    Hex,
-    Base64,
-}
-
-impl SignatureEncoding {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Hex => "hex",
-            Self::Base64 => "base64",
-        }
-    }
-}
-
 /// A secret value: never printed (`Debug` shows `[redacted]`).
 #[derive(Clone, Deserialize)]
 #[serde(transparent)]
@@ -88,29 +53,6 @@ impl Secret {
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("[redacted]")
-    }
-}
-
-impl SourceConfig {
-    /// The secrets given inline and in files. Reads the files.
-    pub fn load_secrets(&self, source: &str) -> Result<Vec<Secret>, ConfigError> {
-        let mut secrets: Vec<Secret> = self
-            .secrets
-            .iter()
-            .filter(|s| !s.expose().is_empty())
-            .cloned()
-            .collect();
-        for (i, path) in self.secret_files.iter().enumerate() {
-            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
-                key: "sources",
-                message: format!(
-                    "{source}.secret_files.{i}: cannot read {}: {e}",
-                    path.display()
-                ),
-            })?;
-            secrets.push(Secret(text.trim().to_owned()));
-        }
-        Ok(secrets)
     }
 }
 
@@ -322,26 +264,7 @@ impl Config {
         if let Some((key, message)) = self.actions.problems().into_iter().next() {
             return Err(ConfigError::Setting { key, message });
         }
-        for (source, settings) in &self.sources {
-            let known = crate::normalize::catalogue::sources();
-            if !known.contains(&source.as_str()) {
-                return invalid(
-                    "sources",
-                    &format!(
-                        "unknown source '{source}'; known sources: {}",
-                        known.join(", ")
-                    ),
-                );
-            }
-            let signed = !settings.secrets.is_empty() || !settings.secret_files.is_empty();
-            if settings.unsigned && signed {
-                return invalid(
-                    "sources",
-                    &format!("{source}: set either secrets or unsigned: true, not both"),
-                );
-            }
-        }
-        Ok(())
+        crate::providers::validate_sources(&self.sources)
     }
 }
 

@@ -1,12 +1,12 @@
 //! `signalbox events`: the event catalogue, for rule authors.
 
-use crate::normalize::catalogue::CATALOGUE;
+use crate::normalize::catalogue::Entry;
+use crate::providers::catalogue;
 
 use super::EventsArgs;
 
 pub fn run(args: EventsArgs) -> anyhow::Result<()> {
-    let entries: Vec<_> = CATALOGUE
-        .iter()
+    let entries: Vec<_> = catalogue::entries()
         .filter(|e| args.source.as_deref().is_none_or(|s| s == e.source))
         .collect();
     if entries.is_empty() {
@@ -20,9 +20,7 @@ pub fn run(args: EventsArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    let width = |f: fn(&&crate::normalize::catalogue::Entry) -> usize| {
-        entries.iter().map(f).max().unwrap_or(0)
-    };
+    let width = |f: fn(&&Entry) -> usize| entries.iter().map(f).max().unwrap_or(0);
     let (kind_w, source_w, type_w) = (
         width(|e| e.kind.len()).max(4),
         width(|e| e.source.len()).max(6),

@@ -5,7 +5,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::{Amount, Event, EventId, EventType, Subject, catalogue};
+use super::catalogue::Entry;
+use super::{Amount, Event, EventId, EventType, Subject};
 
 /// The value at `path`, if every step exists and is not null.
 pub fn at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
@@ -129,12 +130,16 @@ pub struct Normalized {
 }
 
 impl Normalized {
-    /// The canonical event: the catalogue names its type, or `unknown`.
-    pub fn into_event(self, source: &str, payload: Value, received_at: DateTime<Utc>) -> Event {
-        let kind = self
-            .catalogue_type
-            .as_deref()
-            .and_then(|t| catalogue::lookup(source, t))
+    /// The canonical event: `entry`, the catalogue's entry for [`Self::catalogue_type`] (looked
+    /// up by the provider, which owns the catalogue), names its type; without one it is `unknown`.
+    pub fn into_event(
+        self,
+        source: &str,
+        entry: Option<&Entry>,
+        payload: Value,
+        received_at: DateTime<Utc>,
+    ) -> Event {
+        let kind = entry
             .map(|entry| EventType::parse(entry.kind).expect("catalogue types are valid (tested)"))
             .unwrap_or_else(|| EventType::parse(EventType::UNKNOWN).expect("unknown is valid"));
         Event {

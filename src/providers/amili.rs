@@ -3,8 +3,20 @@
 
 use serde_json::Value;
 
-use super::{Inbound, ProviderError, content_id, header_text, invalid};
+use super::{Inbound, Platform, ProviderError, Scheme, content_id, header_text, invalid};
+use crate::normalize::catalogue::{Entry, e};
 use crate::normalize::fields::{Normalized, first_text, only_text, text, time};
+
+/// Amili: how its deliveries are signed and read, and its part of the event catalogue.
+pub static PLATFORM: Platform = Platform {
+    name: "amili",
+    scheme: Scheme::BodyHmac {
+        default_header: "X-Webhook-Signature",
+    },
+    normalize,
+    catalogue: CATALOGUE,
+    aliases: &[],
+};
 
 pub const EVENT_HEADER: &str = "x-amili-event";
 pub const IDEMPOTENCY_HEADER: &str = "idempotencykey";
@@ -40,4 +52,41 @@ fn normalize_body(body: &Value, kind: String, source_event_id: String) -> Normal
     s.invoice = text(&data, &["invoiceId"]).or_else(|| only_text(&data, &["invoices"]));
     n.data = data;
     n
+}
+
+/// Amili's documented types, in the order of its docs.
+const CATALOGUE: &[Entry] = &[
+    e(
+        "amili",
+        "BATCH_COMPLETED",
+        "batch.completed",
+        "a batch finished (status SUCCESS, PARTIAL or FAILED)",
+    ),
+    e(
+        "amili",
+        "SETTLEMENT_CREATED",
+        "settlement.created",
+        "a settlement was created for an invoice",
+    ),
+    e(
+        "amili",
+        "CASE",
+        "case.created",
+        "a collection case was created",
+    ),
+    e(
+        "amili",
+        "CASE_UPDATED",
+        "case.updated",
+        "a collection case changed (the fields changed are listed)",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn catalogue_count_matches_the_docs() {
+        // Amili's webhook docs document 4 event types.
+        assert_eq!(super::PLATFORM.catalogue.len(), 4);
+    }
 }

@@ -4,8 +4,20 @@
 
 use serde_json::Value;
 
-use super::{Inbound, ProviderError, content_id, invalid};
+use super::{Inbound, Platform, ProviderError, Scheme, content_id, invalid};
+use crate::normalize::catalogue::{Entry, e};
 use crate::normalize::fields::{Normalized, text, time, whole_units};
+
+/// B54: how its deliveries are signed and read, and its part of the event catalogue.
+pub static PLATFORM: Platform = Platform {
+    name: "b54",
+    scheme: Scheme::BodyHmac {
+        default_header: "X-B54-Signature",
+    },
+    normalize,
+    catalogue: CATALOGUE,
+    aliases: &[],
+};
 
 pub fn normalize(body: &Value, _req: &Inbound<'_>) -> Result<Normalized, ProviderError> {
     let event = text(body, &["event"])
@@ -35,4 +47,35 @@ pub fn normalize(body: &Value, _req: &Inbound<'_>) -> Result<Normalized, Provide
     s.organization = text(&data, &["company_id"]);
     n.data = data;
     Ok(n)
+}
+
+/// B54's documented types, in the order of its docs.
+const CATALOGUE: &[Entry] = &[
+    e(
+        "b54",
+        "invoice.approved",
+        "invoice.approved",
+        "an invoice was approved for discounting",
+    ),
+    e(
+        "b54",
+        "invoice.declined",
+        "invoice.declined",
+        "an invoice was declined",
+    ),
+    e(
+        "b54",
+        "invoice.paid",
+        "invoice.paid",
+        "a payment was made for an invoice",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn catalogue_count_matches_the_docs() {
+        // B54's webhook docs document 3 event types.
+        assert_eq!(super::PLATFORM.catalogue.len(), 3);
+    }
 }

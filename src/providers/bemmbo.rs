@@ -4,8 +4,20 @@
 
 use serde_json::Value;
 
-use super::{Inbound, ProviderError, content_id, header_text};
+use super::{Inbound, Platform, ProviderError, Scheme, content_id, header_text};
+use crate::normalize::catalogue::{Entry, e};
 use crate::normalize::fields::{Normalized, decimal, first_text, time, whole_units};
+
+/// Bemmbo: how its deliveries are signed and read, and its part of the event catalogue.
+pub static PLATFORM: Platform = Platform {
+    name: "bemmbo",
+    scheme: Scheme::Svix {
+        default_tolerance_seconds: 300,
+    },
+    normalize,
+    catalogue: CATALOGUE,
+    aliases: &[],
+};
 
 pub const CURRENCY: &str = "CLP";
 
@@ -89,4 +101,48 @@ fn movements_total(body: &Value) -> Option<rust_decimal::Decimal> {
         .map(|m| m.get("assignedAmount").and_then(decimal))
         .sum::<Option<_>>()
         .filter(|_| !movements.is_empty())
+}
+
+/// Bemmbo's documented types, in the order of its docs.
+const CATALOGUE: &[Entry] = &[
+    // Bemmbo (no type in the body: recognised from its shape, or from the endpoint path)
+    e(
+        "bemmbo",
+        "collections_reminder_by_account",
+        "reminder.account_summary_sent",
+        "a summary reminder of an account's invoices was issued",
+    ),
+    e(
+        "bemmbo",
+        "collections_reminder_by_invoice",
+        "reminder.invoice_sent",
+        "a reminder for an invoice issued, about to expire or expired was sent",
+    ),
+    e(
+        "bemmbo",
+        "customer_debt_status_changed",
+        "customer.debt_status_changed",
+        "a customer's debt status changed",
+    ),
+    e(
+        "bemmbo",
+        "invoice_deconciled_from_payments",
+        "invoice.deconciled",
+        "an invoice was unmatched from payments",
+    ),
+    e(
+        "bemmbo",
+        "invoice_reconciled_to_payments",
+        "invoice.reconciled",
+        "an invoice was matched to payments",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn catalogue_count_matches_the_docs() {
+        // Bemmbo's webhook docs document 5 event types.
+        assert_eq!(super::PLATFORM.catalogue.len(), 5);
+    }
 }

@@ -2,13 +2,26 @@
 //!
 //! Receives the raw request (headers and body bytes) from `api::ingest`; verifies its signature
 //! on the raw bytes, then parses it into [`Event`]s that the store keeps. An adapter does no IO.
+//!
+//! Each platform is one file, `src/providers/<name>.rs`, declaring its [`Platform`]: its name,
+//! its signature [`Scheme`], the function reading its bodies (with the helpers of
+//! `normalize::fields`), and its part of the event catalogue. [`PLATFORMS`] lists them, and that
+//! list drives the registry, the catalogue ([`catalogue`], `signalbox events`, `docs/events.md`),
+//! the `sources` config check and the tests. A new platform: add `src/providers/<name>.rs`
+//! declaring its `Platform`, and one line in `PLATFORMS` (with its `pub mod`); then its fixtures
+//! under `tests/fixtures/providers/<name>/`, which the tests require (see the README).
+//!
+//! The catalogue lookup happens here, not in normalize: the adapter finds its type's entry and
+//! hands it to [`Normalized::into_event`], so normalize never reaches back into providers.
 
 pub mod amili;
 pub mod b54;
 pub mod bemmbo;
 pub mod canonical;
+pub mod catalogue;
 pub mod hubpay;
 pub mod receeve;
+pub mod settings;
 pub mod signature;
 
 use std::collections::{BTreeMap, HashSet};
@@ -17,12 +30,46 @@ use std::sync::{Arc, Mutex};
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 
-use crate::config::{ConfigError, Secret, SignatureEncoding, SourceConfig};
+use crate::config::ConfigError;
+use crate::normalize::catalogue::{Alias, Entry};
 use crate::normalize::fields::Normalized;
 use crate::normalize::{Event, EventType};
-use signature::{BodyHmac, PayloadHmac, Svix, Verifier};
+use signature::Verifier;
 
 pub use crate::normalize::canonical::content_id;
+pub use catalogue::known_event_types;
+pub use settings::{SignatureEncoding, SourceConfig, validate_sources};
+pub use signature::Scheme;
+
+/// The platforms this engine serves, in the order the catalogue lists them.
+pub static PLATFORMS: &[&Platform] = &[
+    &receeve::PLATFORM,
+    &hubpay::PLATFORM,
+    &amili::PLATFORM,
+    &bemmbo::PLATFORM,
+    &b54::PLATFORM,
+];
+
+/// A platform whose webhook is one JSON body making one event, as its module declares it.
+#[derive(Debug)]
+pub struct Platform {
+    /// The source name its events get, the `{source}` in `/webhooks/{source}`, and its key
+    /// under `sources` in the config.
+    pub name: &'static str,
+    /// How its deliveries are signed.
+    pub scheme: Scheme,
+    /// Reads one of its webhook bodies.
+    pub normalize: Normalize,
+    /// Its documented types, each with the canonical type it maps to.
+    pub catalogue: &'static [Entry],
+    /// Doc headings of its that differ from the type deliveries carry.
+    pub aliases: &'static [Alias],
+}
+
+/// The platform named `name`, if [`PLATFORMS`] has it.
+pub fn platform(name: &str) -> Option<&'static Platform> {
+    PLATFORMS.iter().copied().find(|p| p.name == name)
+}
 
 /// One request as it reached `POST /webhooks/{source}[/{hint}]`.
 pub struct Inbound<'a> {
@@ -76,12 +123,10 @@ pub trait Provider: Send + Sync {
     fn parse(&self, req: &Inbound<'_>) -> Result<Vec<Event>, ProviderError>;
 }
 
-/// A platform whose webhook is one JSON body making one event: its name, how its deliveries
-/// are verified, and the function that reads its body (one per platform module).
+/// A platform's adapter: its [`Platform`] with the verifier its settings configure.
 pub struct JsonProvider {
-    pub name: &'static str,
+    pub platform: &'static Platform,
     pub verifier: Verifier,
-    pub normalize: Normalize,
 }
 
 /// A platform module's function reading one webhook body (with its headers and path).
@@ -89,7 +134,7 @@ pub type Normalize = fn(&serde_json::Value, &Inbound<'_>) -> Result<Normalized, 
 
 impl Provider for JsonProvider {
     fn name(&self) -> &str {
-        self.name
+        self.platform.name
     }
 
     fn verify(&self, req: &Inbound<'_>) -> Result<Verification, ProviderError> {
@@ -98,9 +143,14 @@ impl Provider for JsonProvider {
 
     fn parse(&self, req: &Inbound<'_>) -> Result<Vec<Event>, ProviderError> {
         let body = parse_json(req.body)?;
-        let normalized = (self.normalize)(&body, req)?;
+        let normalized = (self.platform.normalize)(&body, req)?;
+        let entry = normalized
+            .catalogue_type
+            .as_deref()
+            .and_then(|t| catalogue::lookup(self.platform.name, t));
         Ok(vec![normalized.into_event(
-            self.name,
+            self.platform.name,
+            entry,
             body,
             req.received_at,
         )])
@@ -116,71 +166,17 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The canonical adapter and one adapter per platform, verified as `sources` configures.
-    /// Reads secret files. Warns about every source accepted unsigned.
+    /// The canonical adapter and one adapter per platform of [`PLATFORMS`], verified as
+    /// `sources` configures. Reads secret files. Warns about every source accepted unsigned.
     pub fn from_config(sources: &BTreeMap<String, SourceConfig>) -> Result<Self, ConfigError> {
         let default = SourceConfig::default();
-        let settings = |name: &str| sources.get(name).unwrap_or(&default);
-        let encoding = |config: &SourceConfig| config.encoding.unwrap_or(SignatureEncoding::Hex);
         let mut registry = Self::default();
         registry.register(Arc::new(canonical::CanonicalProvider));
-        let hmac_in_header = |default_header: &'static str| {
-            move |config: &SourceConfig, secrets: &[Secret]| {
-                let header = config
-                    .header
-                    .as_deref()
-                    .unwrap_or(default_header)
-                    .to_ascii_lowercase();
-                axum::http::HeaderName::from_bytes(header.as_bytes())
-                    .map_err(|_| format!("header: '{header}' is not a header name"))?;
-                Ok(Verifier::BodyHmac(BodyHmac::new(
-                    header,
-                    encoding(config),
-                    secrets,
-                )))
-            }
-        };
-        type Scheme<'a> = Box<dyn Fn(&SourceConfig, &[Secret]) -> Result<Verifier, String> + 'a>;
-        let platforms: [(&'static str, Scheme<'_>, Normalize); 5] = [
-            (
-                "receeve",
-                Box::new(|c: &SourceConfig, s: &[Secret]| {
-                    Ok(Verifier::PayloadHmac(PayloadHmac::new(encoding(c), s)))
-                }),
-                receeve::normalize,
-            ),
-            (
-                "bemmbo",
-                Box::new(|c: &SourceConfig, s: &[Secret]| {
-                    Ok(Verifier::Svix(Svix::new(
-                        s,
-                        c.tolerance_seconds.unwrap_or(300),
-                    )?))
-                }),
-                bemmbo::normalize,
-            ),
-            (
-                "amili",
-                Box::new(hmac_in_header("X-Webhook-Signature")),
-                amili::normalize,
-            ),
-            (
-                "hubpay",
-                Box::new(hmac_in_header("X-Hubpay-Signature")),
-                hubpay::normalize,
-            ),
-            (
-                "b54",
-                Box::new(hmac_in_header("X-B54-Signature")),
-                b54::normalize,
-            ),
-        ];
-        for (name, scheme, normalize) in platforms {
-            let verifier = verifier(name, settings(name), scheme)?;
+        for platform in PLATFORMS {
+            let config = sources.get(platform.name).unwrap_or(&default);
             registry.register(Arc::new(JsonProvider {
-                name,
-                verifier,
-                normalize,
+                platform,
+                verifier: verifier(platform, config)?,
             }));
         }
         Ok(registry)
@@ -219,13 +215,10 @@ impl Registry {
 /// A source and the provider's type name, if it gave one.
 type SourceType = (String, Option<String>);
 
-/// The verifier `config` asks for: unsigned, unconfigured (no secret), or `scheme` with the
-/// secrets. Reads secret files.
-fn verifier(
-    name: &str,
-    config: &SourceConfig,
-    scheme: impl FnOnce(&SourceConfig, &[Secret]) -> Result<Verifier, String>,
-) -> Result<Verifier, ConfigError> {
+/// The verifier `config` asks for: unsigned, unconfigured (no secret), or the platform's scheme
+/// with the secrets. Reads secret files.
+fn verifier(platform: &Platform, config: &SourceConfig) -> Result<Verifier, ConfigError> {
+    let name = platform.name;
     if config.unsigned {
         tracing::warn!(
             source = name,
@@ -239,10 +232,13 @@ fn verifier(
             source: name.to_owned(),
         });
     }
-    scheme(config, &secrets).map_err(|message| ConfigError::Invalid {
-        key: "sources",
-        message: format!("{name}.{message}"),
-    })
+    platform
+        .scheme
+        .verifier(config, &secrets)
+        .map_err(|message| ConfigError::Invalid {
+            key: "sources",
+            message: format!("{name}.{message}"),
+        })
 }
 
 /// The body as JSON, or a 400 that says where it breaks.

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::{Inbound, ProviderError, Verification};
-use crate::config::{Secret, SignatureEncoding};
+use super::{Inbound, ProviderError, SignatureEncoding, SourceConfig, Verification};
+use crate::config::Secret;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -20,9 +20,73 @@ fn reject(reason: impl Into<String>) -> ProviderError {
     }
 }
 
+/// How a platform signs its deliveries (declared in its `Platform`); the source's settings fill
+/// in the secrets and may override the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// HMAC-SHA256 of the body's `payload` member, in its `signature` member (Receeve).
+    PayloadHmac,
+    /// HMAC-SHA256 of the raw body, in `default_header` unless `sources.<name>.header` names
+    /// another (Amili, Hubpay, B54).
+    BodyHmac { default_header: &'static str },
+    /// Svix, with timestamps at most `default_tolerance_seconds` from now unless
+    /// `sources.<name>.tolerance_seconds` says otherwise (Bemmbo).
+    Svix { default_tolerance_seconds: u64 },
+}
+
+impl Scheme {
+    /// The verifier checking deliveries with `secrets` as `config` asks. Fails, naming the key
+    /// under `sources.<name>.`, when a setting cannot work.
+    pub fn verifier(self, config: &SourceConfig, secrets: &[Secret]) -> Result<Verifier, String> {
+        let encoding = config.encoding.unwrap_or(SignatureEncoding::Hex);
+        Ok(match self {
+            Self::PayloadHmac => Verifier::PayloadHmac(PayloadHmac::new(encoding, secrets)),
+            Self::BodyHmac { default_header } => {
+                let header = config
+                    .header
+                    .as_deref()
+                    .unwrap_or(default_header)
+                    .to_ascii_lowercase();
+                axum::http::HeaderName::from_bytes(header.as_bytes())
+                    .map_err(|_| format!("header: '{header}' is not a header name"))?;
+                Verifier::BodyHmac(BodyHmac::new(header, encoding, secrets))
+            }
+            Self::Svix {
+                default_tolerance_seconds,
+            } => Verifier::Svix(Svix::new(
+                secrets,
+                config
+                    .tolerance_seconds
+                    .unwrap_or(default_tolerance_seconds),
+            )?),
+        })
+    }
+}
+
+/// Signing keys: used to check signatures, never printed (`Debug` shows `[redacted]`).
+pub struct SigningKeys(Vec<Vec<u8>>);
+
+impl SigningKeys {
+    /// The secrets' text as keys.
+    fn from_secrets(secrets: &[Secret]) -> Self {
+        Self(
+            secrets
+                .iter()
+                .map(|s| s.expose().as_bytes().to_vec())
+                .collect(),
+        )
+    }
+}
+
+impl std::fmt::Debug for SigningKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
 /// True when `signature` is the HMAC-SHA256 of `parts` (concatenated) under one of `keys`.
-fn matches_any(keys: &[Vec<u8>], parts: &[&[u8]], signature: &[u8]) -> bool {
-    keys.iter().any(|key| {
+fn matches_any(keys: &SigningKeys, parts: &[&[u8]], signature: &[u8]) -> bool {
+    keys.0.iter().any(|key| {
         let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
         for part in parts {
             mac.update(part);
@@ -55,7 +119,7 @@ fn decode(encoding: SignatureEncoding, text: &str) -> Option<Vec<u8>> {
 pub struct BodyHmac {
     pub header: String,
     pub encoding: SignatureEncoding,
-    pub keys: Vec<Vec<u8>>,
+    pub keys: SigningKeys,
 }
 
 impl BodyHmac {
@@ -63,10 +127,7 @@ impl BodyHmac {
         Self {
             header,
             encoding,
-            keys: secrets
-                .iter()
-                .map(|s| s.expose().as_bytes().to_vec())
-                .collect(),
+            keys: SigningKeys::from_secrets(secrets),
         }
     }
 
@@ -97,17 +158,14 @@ impl BodyHmac {
 #[derive(Debug)]
 pub struct PayloadHmac {
     pub encoding: SignatureEncoding,
-    pub keys: Vec<Vec<u8>>,
+    pub keys: SigningKeys,
 }
 
 impl PayloadHmac {
     pub fn new(encoding: SignatureEncoding, secrets: &[Secret]) -> Self {
         Self {
             encoding,
-            keys: secrets
-                .iter()
-                .map(|s| s.expose().as_bytes().to_vec())
-                .collect(),
+            keys: SigningKeys::from_secrets(secrets),
         }
     }
 
@@ -141,7 +199,7 @@ impl PayloadHmac {
 /// Standard Webhooks `webhook-*` header names are accepted too.
 #[derive(Debug)]
 pub struct Svix {
-    pub keys: Vec<Vec<u8>>,
+    pub keys: SigningKeys,
     pub tolerance: chrono::Duration,
 }
 
@@ -160,7 +218,7 @@ impl Svix {
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
-            keys,
+            keys: SigningKeys(keys),
             tolerance: chrono::Duration::seconds(tolerance_seconds as i64),
         })
     }
@@ -390,6 +448,96 @@ mod tests {
                 .verify(&headers(&[("x-signature", &hex::encode(&sig))]), body)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn schemes_take_their_defaults_unless_the_source_overrides_them() {
+        let hmac = Scheme::BodyHmac {
+            default_header: "X-Test-Signature",
+        };
+        let defaults = SourceConfig::default();
+        let Verifier::BodyHmac(body) = hmac.verifier(&defaults, &secrets(&["s"])).unwrap() else {
+            panic!("a body HMAC")
+        };
+        assert_eq!(
+            (body.header.as_str(), body.encoding),
+            ("x-test-signature", SignatureEncoding::Hex)
+        );
+        let custom = SourceConfig {
+            header: Some("X-Other".into()),
+            encoding: Some(SignatureEncoding::Base64),
+            tolerance_seconds: Some(60),
+            ..SourceConfig::default()
+        };
+        let Verifier::BodyHmac(body) = hmac.verifier(&custom, &secrets(&["s"])).unwrap() else {
+            panic!("a body HMAC")
+        };
+        assert_eq!(
+            (body.header.as_str(), body.encoding),
+            ("x-other", SignatureEncoding::Base64)
+        );
+        let bad = SourceConfig {
+            header: Some("bad header".into()),
+            ..SourceConfig::default()
+        };
+        assert_eq!(
+            hmac.verifier(&bad, &secrets(&["s"])).unwrap_err(),
+            "header: 'bad header' is not a header name"
+        );
+
+        let svix = Scheme::Svix {
+            default_tolerance_seconds: 300,
+        };
+        let tolerance =
+            |config: &SourceConfig| match svix.verifier(config, &secrets(&[SVIX_SECRET])) {
+                Ok(Verifier::Svix(svix)) => svix.tolerance.num_seconds(),
+                other => panic!("{other:?}"),
+            };
+        assert_eq!((tolerance(&defaults), tolerance(&custom)), (300, 60));
+
+        let Verifier::PayloadHmac(payload) = Scheme::PayloadHmac
+            .verifier(&custom, &secrets(&["s"]))
+            .unwrap()
+        else {
+            panic!("a payload HMAC")
+        };
+        assert_eq!(payload.encoding, SignatureEncoding::Base64);
+    }
+
+    #[test]
+    fn verifiers_print_their_keys_redacted() {
+        let hmac_secret = "hmac-secret-text";
+        let svix_key = b"svix-key-bytes";
+        let svix_secret = format!("whsec_{}", BASE64.encode(svix_key));
+        let body = BodyHmac::new(
+            "x-signature".into(),
+            SignatureEncoding::Hex,
+            &secrets(&[hmac_secret]),
+        );
+        let payload = PayloadHmac::new(SignatureEncoding::Hex, &secrets(&[hmac_secret]));
+        let svix = Svix::new(&secrets(&[&svix_secret]), 300).unwrap();
+        let printed = [
+            format!("{body:?}"),
+            format!("{payload:?}"),
+            format!("{svix:?}"),
+            format!("{:?}", Verifier::BodyHmac(body)),
+            format!("{:?}", Verifier::PayloadHmac(payload)),
+            format!("{:?}", Verifier::Svix(svix)),
+        ];
+        // The secrets as text, and the keys as a derived Debug would print their bytes.
+        let hidden = [
+            hmac_secret.to_owned(),
+            svix_secret.clone(),
+            format!("{:?}", hmac_secret.as_bytes()),
+            format!("{:?}", svix_key),
+        ];
+        for text in &printed {
+            assert!(text.contains("[redacted]"), "{text}");
+            for secret in &hidden {
+                assert!(!text.contains(secret.as_str()), "{text} shows {secret}");
+            }
+        }
+        assert!(printed[0].contains("x-signature"), "the rest still prints");
     }
 
     #[test]

@@ -11,7 +11,6 @@ use sha2::{Digest, Sha256};
 
 use super::config::{ActionConfig, RuleConfig, RuleListFile, RuleTestConfig};
 use super::trigger::Trigger;
-use crate::normalize::{EventType, catalogue};
 use crate::script::bindings::glob_matches;
 use crate::script::{Block, Condition, ScriptError};
 
@@ -110,15 +109,10 @@ pub fn is_template(s: &str) -> bool {
     s.contains("{{") || s.contains("{%")
 }
 
-/// The canonical types rules may trigger on: the catalogue's, `unknown`, and those `emit`ted.
-pub fn known_types(emitted: &BTreeSet<String>) -> BTreeSet<String> {
-    let mut known: BTreeSet<String> = catalogue::CATALOGUE
-        .iter()
-        .map(|e| e.kind.to_owned())
-        .collect();
-    known.insert(EventType::UNKNOWN.to_owned());
-    known.extend(emitted.iter().cloned());
-    known
+/// The canonical types rules may trigger on: the platforms' (`catalogue`, with `unknown`)
+/// and those `emit`ted by the rules themselves.
+pub fn known_types(catalogue: &BTreeSet<String>, emitted: &BTreeSet<String>) -> BTreeSet<String> {
+    catalogue.union(emitted).cloned().collect()
 }
 
 /// The closest of `candidates` to `word`, if close enough to be a likely typo.
@@ -197,12 +191,12 @@ fn key_span(text: &str, from: usize, key: &str) -> Option<Span> {
     None
 }
 
-/// Reads and compiles one file's rules. `emitted` are the event types `emit` actions produce
-/// anywhere in the folder (they are valid triggers).
+/// Reads and compiles one file's rules against the event types `known` to exist (the
+/// platforms' and those `emit` actions produce anywhere in the folder).
 pub fn compile_file(
     path: &Path,
     text: &str,
-    emitted: &BTreeSet<String>,
+    known: &BTreeSet<String>,
     templates: &mut TemplateSources,
 ) -> (Vec<Rule>, Vec<RuleError>) {
     let error = |line: usize, column: usize, rule: Option<&str>, message: String| RuleError {
@@ -250,7 +244,7 @@ pub fn compile_file(
     let mut rules = Vec::new();
     let mut errors = Vec::new();
     for (config, yaml) in configs.into_iter().zip(rules_yaml) {
-        match compile_rule(path, text, config, &yaml, emitted, templates) {
+        match compile_rule(path, text, config, &yaml, known, templates) {
             Ok(rule) => rules.push(rule),
             Err(mut e) => errors.append(&mut e),
         }
@@ -263,7 +257,7 @@ fn compile_rule(
     text: &str,
     config: RuleConfig,
     yaml: &serde_yaml::Value,
-    emitted: &BTreeSet<String>,
+    known: &BTreeSet<String>,
     templates: &mut TemplateSources,
 ) -> Result<Rule, Vec<RuleError>> {
     let start = rule_line(text, &config.id);
@@ -302,7 +296,6 @@ fn compile_rule(
             "a rule needs a trigger: `on:` (event types) or `source_types:`".into(),
         ));
     }
-    let known = known_types(emitted);
     for pattern in &config.on {
         if pattern.contains('*') {
             if !known.iter().any(|k| glob_matches(pattern, k)) {

@@ -12,7 +12,7 @@ pub mod live;
 pub mod testing;
 pub mod trigger;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 pub use compile::{Rule, RuleError};
@@ -103,19 +103,28 @@ impl RuleSet {
         }
     }
 
-    /// Compiles rule files given as `(path, text)`.
+    /// Compiles rule files given as `(path, text)`, against the platforms' event types.
     pub fn compile(texts: &BTreeMap<PathBuf, String>) -> Result<Self, Vec<RuleError>> {
+        Self::compile_against(texts, &crate::providers::known_event_types())
+    }
+
+    /// Compiles rule files given as `(path, text)`: `catalogue` are the event types the
+    /// platforms send (rules may also trigger on the types they emit).
+    pub fn compile_against(
+        texts: &BTreeMap<PathBuf, String>,
+        catalogue: &BTreeSet<String>,
+    ) -> Result<Self, Vec<RuleError>> {
         let configs: Vec<_> = texts
             .values()
             .flat_map(|t| compile::peek_configs(t))
             .collect();
-        let emitted = compile::emitted_types(&configs);
+        let known = compile::known_types(catalogue, &compile::emitted_types(&configs));
         let mut rules = Vec::new();
         let mut errors = Vec::new();
         let mut templates = Vec::new();
         for (path, text) in texts {
             let (mut compiled, mut problems) =
-                compile::compile_file(path, text, &emitted, &mut templates);
+                compile::compile_file(path, text, &known, &mut templates);
             rules.append(&mut compiled);
             errors.append(&mut problems);
         }

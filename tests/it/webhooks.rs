@@ -16,25 +16,39 @@ mod cases {
     use serde_json::{Value, json};
     use signalbox::config::{Config, Secret, SourceConfig};
     use signalbox::providers::signature::hmac_sha256;
+    use signalbox::providers::{PLATFORMS, Scheme};
 
     use crate::providers::fixtures;
     use crate::support::{TestApp, TestDb, test_config};
 
-    const BEMMBO_SECRET: &str = "whsec_c2lnbmFsYm94LXRlc3Qtc2VjcmV0";
+    const SVIX_SECRET: &str = "whsec_c2lnbmFsYm94LXRlc3Qtc2VjcmV0";
+
+    fn scheme(source: &str) -> Scheme {
+        signalbox::providers::platform(source)
+            .expect("a platform")
+            .scheme
+    }
+
+    /// The secret each platform signs with in these tests: `<name>-secret`, or a Svix one.
+    fn secret(source: &str) -> String {
+        match scheme(source) {
+            Scheme::Svix { .. } => SVIX_SECRET.to_owned(),
+            _ => format!("{source}-secret"),
+        }
+    }
 
     fn config(db: &TestDb) -> Config {
         let mut config = test_config(db);
-        let secret = |s: &str| SourceConfig {
-            secrets: vec![Secret::new(s.into())],
-            ..SourceConfig::default()
-        };
-        config.sources = BTreeMap::from([
-            ("receeve".into(), secret("receeve-secret")),
-            ("amili".into(), secret("amili-secret")),
-            ("hubpay".into(), secret("hubpay-secret")),
-            ("b54".into(), secret("b54-secret")),
-            ("bemmbo".into(), secret(BEMMBO_SECRET)),
-        ]);
+        config.sources = PLATFORMS
+            .iter()
+            .map(|p| {
+                let settings = SourceConfig {
+                    secrets: vec![Secret::new(secret(p.name))],
+                    ..SourceConfig::default()
+                };
+                (p.name.to_owned(), settings)
+            })
+            .collect::<BTreeMap<_, _>>();
         config
     }
 
@@ -62,8 +76,9 @@ mod cases {
         body: Vec<u8>,
         mut headers: Vec<(String, String)>,
     ) -> (Vec<u8>, Vec<(String, String)>) {
-        match source {
-            "receeve" => {
+        let secret = secret(source);
+        match scheme(source) {
+            Scheme::PayloadHmac => {
                 #[derive(serde::Deserialize)]
                 struct Raw<'a> {
                     #[serde(borrow)]
@@ -71,7 +86,7 @@ mod cases {
                 }
                 let raw: Raw = serde_json::from_slice(&body).unwrap();
                 let signature = hex::encode(hmac_sha256(
-                    b"receeve-secret",
+                    secret.as_bytes(),
                     &[raw.payload.get().as_bytes()],
                 ));
                 let body = format!(
@@ -81,10 +96,8 @@ mod cases {
                 .into_bytes();
                 (body, headers)
             }
-            "bemmbo" => {
-                let key = BASE64
-                    .decode(BEMMBO_SECRET.trim_start_matches("whsec_"))
-                    .unwrap();
+            Scheme::Svix { .. } => {
+                let key = BASE64.decode(secret.trim_start_matches("whsec_")).unwrap();
                 let id = headers
                     .iter()
                     .find(|(k, _)| k == "svix-id")
@@ -101,14 +114,9 @@ mod cases {
                 headers.push(("svix-signature".into(), format!("v1,{sig}")));
                 (body, headers)
             }
-            _ => {
-                let (header, secret) = match source {
-                    "amili" => ("x-webhook-signature", "amili-secret"),
-                    "hubpay" => ("x-hubpay-signature", "hubpay-secret"),
-                    _ => ("x-b54-signature", "b54-secret"),
-                };
+            Scheme::BodyHmac { default_header } => {
                 headers.push((
-                    header.into(),
+                    default_header.to_ascii_lowercase(),
                     hex::encode(hmac_sha256(secret.as_bytes(), &[&body])),
                 ));
                 (body, headers)
@@ -182,11 +190,11 @@ mod cases {
             assert_eq!(again["id"], receipt["id"]);
         }
         let (pending, processed) = app.wait_processed().await;
-        assert_eq!((pending, processed), (0, 5));
+        assert_eq!((pending, processed), (0, ONE_PER_PLATFORM.len() as _));
         let (_, deliveries) = app.get("/v1/deliveries?verification=verified").await;
         assert_eq!(
             deliveries["deliveries"].as_array().unwrap().len(),
-            10,
+            2 * ONE_PER_PLATFORM.len(),
             "every delivery is recorded, duplicates too"
         );
         app.stop().await;
@@ -219,7 +227,7 @@ mod cases {
         );
         let (_, rejected) = app.get("/v1/deliveries?verification=rejected").await;
         let rejected = rejected["deliveries"].as_array().unwrap().clone();
-        assert_eq!(rejected.len(), 10);
+        assert_eq!(rejected.len(), 2 * ONE_PER_PLATFORM.len());
         assert!(
             rejected.iter().all(|d| d["events"] == 0
                 && d["reason"]
