@@ -5,12 +5,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
 /// The `sources` settings belong to the providers; re-exported as part of the config.
+pub use crate::processor::ProcessingConfig;
 pub use crate::providers::{SignatureEncoding, SourceConfig};
+pub use crate::store::StoreConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -63,29 +64,6 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreConfig {
-    /// Connections in the pool. Default 8 (SQLite uses 1 writer and up to this many readers).
-    pub max_connections: u32,
-    /// How long a request waits for a database connection before it is answered 503, in
-    /// milliseconds. Default 5000.
-    pub acquire_timeout_ms: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ProcessingConfig {
-    /// Events taken per processing round. Default 256.
-    pub batch_size: u32,
-    /// How long an instance holds events it took before another instance may take them, in
-    /// seconds (matters after a crash on a shared PostgreSQL). Default 30.
-    pub lease_seconds: u64,
-    /// How often to look for pending events when nothing signals new ones, in milliseconds
-    /// (picks up events stored by other instances). Default 1000.
-    pub poll_interval_ms: u64,
-}
-
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -99,37 +77,6 @@ impl Default for Config {
             sources: BTreeMap::new(),
             actions: crate::actions::ActionsConfig::default(),
         }
-    }
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        Self {
-            max_connections: 8,
-            acquire_timeout_ms: 5000,
-        }
-    }
-}
-
-impl Default for ProcessingConfig {
-    fn default() -> Self {
-        Self {
-            batch_size: 256,
-            lease_seconds: 30,
-            poll_interval_ms: 1000,
-        }
-    }
-}
-
-impl StoreConfig {
-    pub fn acquire_timeout(&self) -> Duration {
-        Duration::from_millis(self.acquire_timeout_ms)
-    }
-}
-
-impl ProcessingConfig {
-    pub fn poll_interval(&self) -> Duration {
-        Duration::from_millis(self.poll_interval_ms)
     }
 }
 
@@ -149,6 +96,9 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
     #[error("{key}: {message}")]
     Setting { key: String, message: String },
+    /// Every problem found, one per line.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Several(Vec<ConfigError>),
 }
 
 /// Environment variables that override keys, with the key each sets.
@@ -233,38 +183,59 @@ impl Config {
 
     /// Checks values that parse but cannot work. Does no IO.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, message: &str| {
-            Err(ConfigError::Invalid {
-                key,
-                message: message.into(),
-            })
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, key: &'static str, message: &str| {
+            if !ok {
+                problems.push(ConfigError::Invalid {
+                    key,
+                    message: message.into(),
+                });
+            }
         };
         let url = self.database_url.as_str();
-        if !(url.starts_with("sqlite:")
-            || url.starts_with("postgres://")
-            || url.starts_with("postgresql://"))
-        {
-            return invalid("database_url", "must start with sqlite:// or postgres://");
+        check(
+            url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"),
+            "database_url",
+            "must start with sqlite:// or postgres://",
+        );
+        let positive = "must be greater than 0";
+        check(self.max_body_bytes > 0, "max_body_bytes", positive);
+        check(
+            self.store.max_connections > 0,
+            "store.max_connections",
+            positive,
+        );
+        check(
+            self.processing.batch_size > 0,
+            "processing.batch_size",
+            positive,
+        );
+        check(
+            self.processing.lease_seconds > 0,
+            "processing.lease_seconds",
+            positive,
+        );
+        check(
+            self.processing.poll_interval_ms > 0,
+            "processing.poll_interval_ms",
+            positive,
+        );
+        problems.extend(
+            self.actions
+                .problems()
+                .into_iter()
+                .map(|(key, message)| ConfigError::Setting { key, message }),
+        );
+        if let Err(e) = crate::providers::validate_sources(&self.sources) {
+            problems.push(e);
         }
-        if self.max_body_bytes == 0 {
-            return invalid("max_body_bytes", "must be greater than 0");
+        match problems.len() {
+            0 => Ok(()),
+            1 => Err(problems.remove(0)),
+            _ => Err(ConfigError::Several(problems)),
         }
-        if self.store.max_connections == 0 {
-            return invalid("store.max_connections", "must be greater than 0");
-        }
-        if self.processing.batch_size == 0 {
-            return invalid("processing.batch_size", "must be greater than 0");
-        }
-        if self.processing.lease_seconds == 0 {
-            return invalid("processing.lease_seconds", "must be greater than 0");
-        }
-        if self.processing.poll_interval_ms == 0 {
-            return invalid("processing.poll_interval_ms", "must be greater than 0");
-        }
-        if let Some((key, message)) = self.actions.problems().into_iter().next() {
-            return Err(ConfigError::Setting { key, message });
-        }
-        crate::providers::validate_sources(&self.sources)
     }
 }
 
@@ -420,6 +391,20 @@ mod tests {
         assert_eq!(
             config.validate().unwrap_err().to_string(),
             "database_url: must start with sqlite:// or postgres://"
+        );
+
+        let mut config = Config {
+            database_url: "mysql://x".into(),
+            max_body_bytes: 0,
+            ..Config::default()
+        };
+        config.actions.email.retry.max_attempts = 0;
+        assert_eq!(
+            config.validate().unwrap_err().to_string(),
+            "database_url: must start with sqlite:// or postgres://\n\
+             max_body_bytes: must be greater than 0\n\
+             actions.email.retry: max_attempts must be at least 1 and initial_delay at most max_delay",
+            "every problem at once, each naming its key"
         );
     }
 

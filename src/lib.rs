@@ -1,20 +1,41 @@
 //! Signalbox: a rule-based automation engine for debt-collection and receivables teams.
 //!
-//! Data flows one way:
+//! The pipeline, one way:
 //!
 //! ```text
-//! HTTP request ─▶ api::ingest ─▶ providers (verify, parse) ─▶ normalize::Event
-//!              ─▶ store::writer (group commit; 2xx only once committed)
-//!              ─▶ processor (leases pending events in order, marks them processed)
+//! HTTP request ─▶ api::ingest ─▶ providers (verify the signature, parse) ─▶ normalize::Event
+//!   ─▶ store::writer (group commit; 2xx only once committed)
+//!   ─▶ processor (leases pending events in order; evaluates them on a blocking thread)
+//!        └▶ rules (trigger, `when`, `script`, templates) ─▶ planned actions
+//!   ─▶ store (evaluations and outbox rows in the event's completion transaction)
+//!   ─▶ outbox::worker (leases due actions) ─▶ actions::<kind> executor ─▶ the target
+//!   ─▶ store (every attempt recorded; retries scheduled; dead after the last)
 //! ```
 //!
-//! - [`config`]: service configuration (defaults, file, `SIGNALBOX_*`, flags).
-//! - [`normalize`]: the canonical [`normalize::Event`] and canonical JSON input.
-//! - [`providers`]: the adapter registry, one adapter per platform.
-//! - [`store`]: SQLite or PostgreSQL through sqlx; deliveries, events, leases.
-//! - [`processor`]: the durable processing stage.
+//! Modules, from the bottom up (each imports only those above it in this list):
+//!
+//! - [`clock`]: the only source of the time of day (`SystemClock`, `ManualClock` for tests).
+//! - [`config`]: loading the config file, `${VAR}` interpolation, secrets; each subsystem's
+//!   settings live next to their owner and are gathered here.
+//! - [`store`]: SQLite or PostgreSQL through sqlx. Takes its own records (`NewDelivery`,
+//!   `NewEvaluation`, `NewAction`, `NewAttempt`) and closed status words; imports no stage.
+//! - [`normalize`]: the canonical [`normalize::Event`], canonical JSON input, field helpers.
+//! - [`providers`]: one file per platform (`Platform`: name, signature scheme, normalize
+//!   function, catalogue part) and the one list `PLATFORMS`.
+//! - [`script`]: the Rhai engine and its host functions; a `Session` carries what they read.
+//! - [`actions`]: one file per action kind (parameters, check, target, settings, stored form,
+//!   retry policy, executor) and the one list `action_kinds!`; `Outcome` of an attempt.
+//! - [`rules`]: the rule format, compiler, triggers (`rules::trigger`), evaluation, inline
+//!   tests and hot reload.
+//! - [`outbox`]: the dispatcher: leases, per-target limits, recording, retry scheduling.
+//! - [`processor`]: the durable processing stage between stored events and the outbox.
 //! - [`api`]: the axum router; [`error::ApiError`] is its only error response.
 //! - [`app`]: starts and stops all of it; `main` and the tests both use it.
+//! - [`cli`]: the `signalbox` subcommands.
+//!
+//! Where a new kind of something goes: a platform is `providers/<name>.rs` plus a line in
+//! `PLATFORMS`; an action kind is `actions/<kind>.rs` plus a line in `action_kinds!`; a trigger
+//! is a variant of `rules::trigger::Trigger`.
 
 pub mod actions;
 pub mod api;

@@ -13,11 +13,40 @@ use tokio::sync::{Notify, watch};
 
 use crate::actions::Payload;
 use crate::clock::SharedClock;
-use crate::config::ProcessingConfig;
 use crate::rules::live::LiveRules;
 use crate::rules::{Evaluation, Outcome};
 use crate::script::Facts;
 use crate::store::{NewAction, NewEvaluation, Store, StoreError, ThrottleGate, Verdict};
+
+/// The processing stage (`processing:` in the config file).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessingConfig {
+    /// Events taken per processing round. Default 256.
+    pub batch_size: u32,
+    /// How long an instance holds events it took before another instance may take them, in
+    /// seconds (matters after a crash on a shared PostgreSQL). Default 30.
+    pub lease_seconds: u64,
+    /// How often to look for pending events when nothing signals new ones, in milliseconds
+    /// (picks up events stored by other instances). Default 1000.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for ProcessingConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 256,
+            lease_seconds: 30,
+            poll_interval_ms: 1000,
+        }
+    }
+}
+
+impl ProcessingConfig {
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+}
 
 pub struct Processor {
     store: Store,

@@ -9,7 +9,7 @@ use crate::error::ApiError;
 use crate::store::EventFilter;
 use crate::store::StoredEvent;
 
-pub async fn get_one(
+pub(super) async fn get_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<StoredEvent>, ApiError> {
@@ -24,7 +24,7 @@ pub async fn get_one(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ListQuery {
+pub(super) struct ListQuery {
     #[serde(rename = "type")]
     kind: Option<String>,
     source: Option<String>,
@@ -34,7 +34,7 @@ pub struct ListQuery {
 }
 
 /// The newest events first, 50 by default, at most 1000.
-pub async fn list(
+pub(super) async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -52,12 +52,12 @@ pub async fn list(
 /// Refused deliveries are stored too: `?verification=rejected` shows why senders get 401.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DeliveriesQuery {
+pub(super) struct DeliveriesQuery {
     verification: Option<String>,
     limit: Option<u32>,
 }
 
-pub async fn deliveries(
+pub(super) async fn deliveries(
     State(state): State<AppState>,
     query: Result<Query<DeliveriesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -72,7 +72,7 @@ pub async fn deliveries(
     Ok(Json(serde_json::json!({ "deliveries": deliveries })))
 }
 
-pub async fn unknown_types(
+pub(super) async fn unknown_types(
     State(state): State<AppState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(
@@ -81,7 +81,7 @@ pub async fn unknown_types(
 }
 
 /// What the rules did with an event (fired, throttled or failed).
-pub async fn evaluations(
+pub(super) async fn evaluations(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {

@@ -7,13 +7,13 @@ use serde_json::{Value, json};
 
 use super::AppState;
 
-pub async fn healthz() -> Json<Value> {
+pub(super) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// Ready when the store answers and rules are loaded. A refused reload (the running rules
 /// stay) is shown, but does not make the engine unready.
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let store = match state.store.ping().await {
         Ok(()) => Ok(state.store.backend_name()),
         Err(e) => Err(e.to_string()),

@@ -19,7 +19,7 @@ use crate::store::{Ingest, NewDelivery, Stored};
 /// Headers never stored with a delivery: they carry credentials.
 const SECRET_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
 
-pub async fn post_events(
+pub(super) async fn post_events(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -27,7 +27,7 @@ pub async fn post_events(
     ingest(&state, &CanonicalProvider, "api", None, &headers, body).await
 }
 
-pub async fn post_webhook(
+pub(super) async fn post_webhook(
     State(state): State<AppState>,
     Path(source): Path<String>,
     headers: HeaderMap,
@@ -36,7 +36,7 @@ pub async fn post_webhook(
     webhook(&state, &source, None, &headers, body).await
 }
 
-pub async fn post_webhook_with_hint(
+pub(super) async fn post_webhook_with_hint(
     State(state): State<AppState>,
     Path((source, hint)): Path<(String, String)>,
     headers: HeaderMap,

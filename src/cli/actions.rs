@@ -5,7 +5,7 @@ use anyhow::{Context, bail};
 use super::{ActionsArgs, ActionsCommand};
 use crate::store::{ActionStatus, Store};
 
-pub fn run(args: ActionsArgs) -> anyhow::Result<()> {
+pub(super) fn run(args: ActionsArgs) -> anyhow::Result<()> {
     let config = args.config.load(&[])?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {

@@ -5,7 +5,7 @@ use crate::providers::catalogue;
 
 use super::EventsArgs;
 
-pub fn run(args: EventsArgs) -> anyhow::Result<()> {
+pub(super) fn run(args: EventsArgs) -> anyhow::Result<()> {
     let entries: Vec<_> = catalogue::entries()
         .filter(|e| args.source.as_deref().is_none_or(|s| s == e.source))
         .collect();

@@ -28,7 +28,7 @@ fn load(dir: &Path) -> anyhow::Result<RuleSet> {
     }
 }
 
-pub fn check(args: CheckArgs) -> anyhow::Result<()> {
+pub(super) fn check(args: CheckArgs) -> anyhow::Result<()> {
     let set = load(&args.dir)?;
     let tests: usize = set.rules().iter().map(|r| r.tests.len()).sum();
     println!(
@@ -40,7 +40,7 @@ pub fn check(args: CheckArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn test(args: TestArgs) -> anyhow::Result<()> {
+pub(super) fn test(args: TestArgs) -> anyhow::Result<()> {
     let set = load(&args.dir)?;
     let registry = Registry::from_config(&Default::default())?;
     let results = testing::run_all(&set, &registry);
@@ -67,7 +67,7 @@ pub fn test(args: TestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn try_event(args: TryArgs) -> anyhow::Result<()> {
+pub(super) fn try_event(args: TryArgs) -> anyhow::Result<()> {
     let set = load(&args.dir)?;
     let registry = Registry::from_config(&Default::default())?;
     let now = match &args.now {

@@ -4,7 +4,7 @@ use anyhow::Context;
 
 use super::{ServeArgs, init_logging};
 
-pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub(super) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.config.load(&[
         ("listen", args.listen.as_deref()),
         ("log_format", args.log_format.as_deref()),

@@ -527,7 +527,7 @@ mod tests {
         // The secrets as text, and the keys as a derived Debug would print their bytes.
         let hidden = [
             hmac_secret.to_owned(),
-            svix_secret.clone(),
+            svix_secret,
             format!("{:?}", hmac_secret.as_bytes()),
             format!("{:?}", svix_key),
         ];

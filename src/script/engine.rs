@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use rhai::Engine;
 
 /// Operations one condition or script may run before it is stopped.
-pub const MAX_OPERATIONS: u64 = 100_000;
+pub(super) const MAX_OPERATIONS: u64 = 100_000;
 
 static ENGINE: LazyLock<Engine> = LazyLock::new(build);
 

@@ -10,7 +10,7 @@ use crate::normalize::Event;
 
 /// `event.data`: converted to Rhai values the first time a script reads it.
 #[derive(Clone)]
-pub struct LazyData(Arc<(serde_json::Value, OnceLock<Dynamic>)>);
+pub(super) struct LazyData(Arc<(serde_json::Value, OnceLock<Dynamic>)>);
 
 impl LazyData {
     fn get(&self) -> &Dynamic {
@@ -38,7 +38,7 @@ fn convert(value: &impl serde::Serialize) -> Dynamic {
 }
 
 /// The event as one shared, read-only Rhai map.
-pub fn to_dynamic(e: &Event) -> Dynamic {
+pub(super) fn to_dynamic(e: &Event) -> Dynamic {
     let time = |t: chrono::DateTime<chrono::Utc>| {
         text(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
     };
@@ -65,7 +65,7 @@ pub fn to_dynamic(e: &Event) -> Dynamic {
     Dynamic::from_map(map).into_shared()
 }
 
-pub fn register(engine: &mut Engine) {
+pub(super) fn register(engine: &mut Engine) {
     engine.register_type_with_name::<LazyData>("Data");
     // `event.data.x` and `event.data["x"]`: property access falls back to the indexer.
     engine.register_indexer_get(|data: &mut LazyData, name: &str| data.field(name));

@@ -21,8 +21,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::config::StoreConfig;
 use crate::normalize::{Event, EventId};
+use std::time::Duration;
 
 pub use evaluations::{EvaluationRecord, NewEvaluation, ThrottleGate, Verdict};
 pub use events::{DeliverySummary, EventFilter, EventState, StoredEvent, UnknownType};
@@ -44,6 +44,32 @@ pub(crate) use on_pool;
 pub(crate) enum Backend {
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
+}
+
+/// The database pool (`store:` in the config file).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Connections in the pool. Default 8 (SQLite uses 1 writer and up to this many readers).
+    pub max_connections: u32,
+    /// How long a request waits for a database connection before it is answered 503, in
+    /// milliseconds. Default 5000.
+    pub acquire_timeout_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout_ms: 5000,
+        }
+    }
+}
+
+impl StoreConfig {
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.acquire_timeout_ms)
+    }
 }
 
 /// The engine's store. Cheap to clone (it is a pool handle).

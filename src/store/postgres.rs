@@ -4,8 +4,8 @@ use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+use super::StoreConfig;
 use super::StoreError;
-use crate::config::StoreConfig;
 
 pub(super) async fn connect(url: &str, config: &StoreConfig) -> Result<sqlx::PgPool, StoreError> {
     let open_error = |source| StoreError::Open {

@@ -4,8 +4,8 @@ use std::str::FromStr;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use super::StoreConfig;
 use super::StoreError;
-use crate::config::StoreConfig;
 
 pub(super) async fn connect(
     url: &str,

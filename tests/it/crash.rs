@@ -81,11 +81,11 @@ impl Drop for Engine {
 }
 
 mod cases {
-    pub use super::delivery_cases::kill_9_while_delivering_then_restart_delivers_every_action;
+    pub(super) use super::delivery_cases::kill_9_while_delivering_then_restart_delivers_every_action;
 
     use super::*;
 
-    pub async fn kill_9_loses_no_acknowledged_event(db: TestDb) {
+    pub(super) async fn kill_9_loses_no_acknowledged_event(db: TestDb) {
         let dir = tempfile::tempdir().unwrap();
         let mut engine = Engine::start(&db, dir.path()).await;
         let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
@@ -178,7 +178,7 @@ mod delivery_cases {
 
     /// Every planned webhook reaches a target that dedupes by Idempotency-Key, even though the
     /// engine was killed with SIGKILL while delivering.
-    pub async fn kill_9_while_delivering_then_restart_delivers_every_action(db: TestDb) {
+    pub(super) async fn kill_9_while_delivering_then_restart_delivers_every_action(db: TestDb) {
         let receiver = Receiver::start().await;
         // Slow answers keep deliveries in flight when the kill comes.
         receiver.answer(

@@ -61,7 +61,7 @@ mod cases {
         actions.into_iter().next().unwrap()
     }
 
-    pub async fn webhook_is_signed_and_retried_after_500_until_delivered(db: TestDb) {
+    pub(super) async fn webhook_is_signed_and_retried_after_500_until_delivered(db: TestDb) {
         let receiver = Receiver::start().await;
         receiver.answer(&[Answer::status(500)]);
         let (app, _dir) = app(&db, &webhook_rule(&receiver.url, ""), |c| {
@@ -108,7 +108,7 @@ mod cases {
         app.stop().await;
     }
 
-    pub async fn retry_after_of_a_429_is_honored(db: TestDb) {
+    pub(super) async fn retry_after_of_a_429_is_honored(db: TestDb) {
         let receiver = Receiver::start().await;
         receiver.answer(&[Answer {
             status: 429,
@@ -148,7 +148,7 @@ mod cases {
         app.stop().await;
     }
 
-    pub async fn stalled_and_refused_targets_are_retried_then_dead_lettered_and_retry_puts_them_back(
+    pub(super) async fn stalled_and_refused_targets_are_retried_then_dead_lettered_and_retry_puts_them_back(
         db: TestDb,
     ) {
         let receiver = Receiver::start().await;
@@ -200,7 +200,7 @@ mod cases {
         app.stop().await;
     }
 
-    pub async fn client_errors_fail_at_once(db: TestDb) {
+    pub(super) async fn client_errors_fail_at_once(db: TestDb) {
         let receiver = Receiver::start().await;
         receiver.answer(&[Answer::status(422)]);
         let (app, _dir) = app(&db, &webhook_rule(&receiver.url, ""), |_| {}).await;
@@ -213,7 +213,7 @@ mod cases {
         app.stop().await;
     }
 
-    pub async fn email_reaches_a_real_smtp_server(db: TestDb) {
+    pub(super) async fn email_reaches_a_real_smtp_server(db: TestDb) {
         let smtp = SmtpServer::start();
         let rules = "version: 1\nid: mail\non: [claim.created]\nactions:\n  - type: email\n    to: [agent@example.com]\n    cc: lead@example.com\n    subject: \"Claim {{ event.subject.claim }} created\"\n    text: \"Please look at claim {{ event.subject.claim }}.\"\n    html: \"<p>Claim <b>{{ event.subject.claim }}</b></p>\"\n";
         let (app, _dir) = app(&db, rules, |c| {
@@ -252,7 +252,7 @@ mod cases {
         app.stop().await;
     }
 
-    pub async fn strategy_pause_is_sent_once_and_resume_after(db: TestDb) {
+    pub(super) async fn strategy_pause_is_sent_once_and_resume_after(db: TestDb) {
         let platform = Receiver::start().await;
         let rules = "version: 1\nrules:\n  - id: pause_on_sms_failure\n    on: [sms.delivery_failed]\n    actions: [{type: pause_strategy, reason: sms failed}]\n  - id: resume_on_promise\n    on: [promise_to_pay.created]\n    actions: [{type: resume_strategy, reason: promise made}]\n";
         let (app, _dir) = app(&db, rules, |c| {
@@ -347,7 +347,7 @@ mod cases {
         app.stop().await;
     }
 
-    pub async fn emit_chains_rules_and_stops_at_the_depth_limit(db: TestDb) {
+    pub(super) async fn emit_chains_rules_and_stops_at_the_depth_limit(db: TestDb) {
         let receiver = Receiver::start().await;
         let rules = format!(
             "version: 1\nrules:\n  - id: escalate\n    on: [claim.created]\n    actions: [{{type: emit, event_type: claim.escalated, subject: {{claim: '{{{{ event.subject.claim }}}}'}}}}]\n  - id: tell_crm\n    on: [claim.escalated]\n    actions: [{{type: webhook, url: '{}/escalated/{{{{ event.subject.claim }}}}'}}]\n  - id: loop\n    on: [claim.looped]\n    actions: [{{type: emit, event_type: claim.looped}}]\n",

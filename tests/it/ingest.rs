@@ -20,7 +20,7 @@ mod cases {
 
     use crate::support::{TestApp, TestDb, event_json, test_config};
 
-    pub async fn canonical_event_is_stored_processed_and_read_back(db: TestDb) {
+    pub(super) async fn canonical_event_is_stored_processed_and_read_back(db: TestDb) {
         let app = TestApp::spawn(test_config(&db)).await;
         let (status, receipt) = app.post("/v1/events", event_json("m-1")).await;
         assert_eq!(status, 201, "{receipt}");
@@ -62,7 +62,7 @@ mod cases {
         app.stop().await;
     }
 
-    pub async fn redelivery_is_acknowledged_as_duplicate(db: TestDb) {
+    pub(super) async fn redelivery_is_acknowledged_as_duplicate(db: TestDb) {
         let app = TestApp::spawn(test_config(&db)).await;
         let (_, first) = app.post("/v1/events", event_json("m-2")).await;
         let (status, second) = app.post("/v1/events", event_json("m-2")).await;
@@ -82,7 +82,7 @@ mod cases {
         app.stop().await;
     }
 
-    pub async fn batches_as_array_and_ndjson(db: TestDb) {
+    pub(super) async fn batches_as_array_and_ndjson(db: TestDb) {
         let app = TestApp::spawn(test_config(&db)).await;
         let array = format!("[{},{}]", event_json("b-1"), event_json("b-2"));
         let (status, receipt) = app.post("/v1/events", array).await;
@@ -109,7 +109,7 @@ mod cases {
         app.stop().await;
     }
 
-    pub async fn bad_input_is_refused_with_a_reason_and_stores_no_event(db: TestDb) {
+    pub(super) async fn bad_input_is_refused_with_a_reason_and_stores_no_event(db: TestDb) {
         let app = TestApp::spawn(test_config(&db)).await;
         let cases: &[(&str, u16, &str, &str)] = &[
             (
@@ -156,7 +156,7 @@ mod cases {
         app.stop().await;
     }
 
-    pub async fn oversized_body_is_413(db: TestDb) {
+    pub(super) async fn oversized_body_is_413(db: TestDb) {
         let mut config = test_config(&db);
         config.max_body_bytes = 1024;
         let app = TestApp::spawn(config).await;
@@ -173,7 +173,7 @@ mod cases {
         app.stop().await;
     }
 
-    pub async fn unknown_source_is_404(db: TestDb) {
+    pub(super) async fn unknown_source_is_404(db: TestDb) {
         let app = TestApp::spawn(test_config(&db)).await;
         let (status, answer) = app.post("/webhooks/nobody", "{}").await;
         assert_eq!(status, 404);
@@ -189,7 +189,7 @@ mod cases {
         app.stop().await;
     }
 
-    pub async fn canonical_webhook_adapter_stores_events(db: TestDb) {
+    pub(super) async fn canonical_webhook_adapter_stores_events(db: TestDb) {
         let app = TestApp::spawn(test_config(&db)).await;
         let (status, receipt) = app.post("/webhooks/canonical", event_json("w-1")).await;
         assert_eq!(status, 201, "{receipt}");
@@ -204,7 +204,7 @@ mod cases {
         app.stop().await;
     }
 
-    pub async fn concurrent_posts_are_stored_exactly_once(db: TestDb) {
+    pub(super) async fn concurrent_posts_are_stored_exactly_once(db: TestDb) {
         let app = TestApp::spawn(test_config(&db)).await;
         let post_all =
             || join_all((0..200).map(|i| app.post("/v1/events", event_json(&format!("c-{i}")))));
@@ -236,7 +236,7 @@ mod cases {
         app.stop().await;
     }
 
-    pub async fn store_down_is_503_and_not_ready(db: TestDb) {
+    pub(super) async fn store_down_is_503_and_not_ready(db: TestDb) {
         let app = TestApp::spawn(test_config(&db)).await;
         assert_eq!(app.get("/readyz").await.0, 200);
         app.store.close().await;
@@ -253,7 +253,7 @@ mod cases {
         );
     }
 
-    pub async fn hostile_bodies_never_cause_a_server_error(db: TestDb) {
+    pub(super) async fn hostile_bodies_never_cause_a_server_error(db: TestDb) {
         let app = TestApp::spawn(test_config(&db)).await;
         let mut bodies: Vec<Vec<u8>> = vec![
             "[".repeat(10_000).into_bytes(),

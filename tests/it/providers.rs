@@ -10,7 +10,7 @@ use signalbox::normalize::Event;
 use signalbox::normalize::catalogue::Entry;
 use signalbox::providers::{Inbound, PLATFORMS, Registry, catalogue};
 
-pub struct Fixture {
+pub(crate) struct Fixture {
     pub source: String,
     pub case: String,
     pub body: Vec<u8>,
@@ -22,7 +22,7 @@ fn fixtures_dir() -> PathBuf {
 }
 
 /// Every `tests/fixtures/providers/<source>/<case>.json`, with `<case>.headers.json` if present.
-pub fn fixtures() -> Vec<Fixture> {
+pub(crate) fn fixtures() -> Vec<Fixture> {
     let mut out = Vec::new();
     for source in std::fs::read_dir(fixtures_dir()).unwrap() {
         let source = source.unwrap().path();
@@ -75,7 +75,7 @@ fn inbound(fixture: &Fixture) -> Inbound<'_> {
     }
 }
 
-pub fn normalize(registry: &Registry, fixture: &Fixture) -> Event {
+pub(crate) fn normalize(registry: &Registry, fixture: &Fixture) -> Event {
     let provider = registry
         .get(&fixture.source)
         .unwrap_or_else(|| panic!("no adapter for {}", fixture.source));

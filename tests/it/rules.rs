@@ -105,7 +105,7 @@ fn try_explains_a_match_and_a_non_match() {
     );
 }
 
-pub fn write_rules(dir: &Path, files: &[(&str, &str)]) {
+pub(crate) fn write_rules(dir: &Path, files: &[(&str, &str)]) {
     std::fs::create_dir_all(dir).unwrap();
     for (name, text) in files {
         // Write then rename, as editors do, so the watcher never reads half a file.
@@ -171,7 +171,7 @@ rules:
             .clone()
     }
 
-    pub async fn evaluations_are_recorded_with_the_event(db: TestDb) {
+    pub(super) async fn evaluations_are_recorded_with_the_event(db: TestDb) {
         let dir = tempfile::tempdir().unwrap();
         let app = app(&db, dir.path()).await;
         let id = post(&app, json!({"type": "claim.created", "source_event_id": "c-1", "subject": {"claim": "C-1"}, "amount": {"value": "2500.00", "currency": "EUR"}})).await;
@@ -208,7 +208,7 @@ rules:
         app.stop().await;
     }
 
-    pub async fn throttle_fires_once_per_key_per_window(db: TestDb) {
+    pub(super) async fn throttle_fires_once_per_key_per_window(db: TestDb) {
         let dir = tempfile::tempdir().unwrap();
         let app = app(&db, dir.path()).await;
         let sms = |id: &str, claim: &str| json!({"type": "sms.delivery_failed", "source_event_id": id, "subject": {"claim": claim}});
@@ -227,7 +227,7 @@ rules:
         app.stop().await;
     }
 
-    pub async fn a_broken_edit_leaves_the_running_rules_and_says_why(db: TestDb) {
+    pub(super) async fn a_broken_edit_leaves_the_running_rules_and_says_why(db: TestDb) {
         let dir = tempfile::tempdir().unwrap();
         let app = app(&db, dir.path()).await;
         let wait_for = |want: fn(&Value) -> bool| {

@@ -72,7 +72,7 @@ mod cases {
         ids
     }
 
-    pub async fn duplicates_in_one_batch_are_stored_once(db: TestDb) {
+    pub(super) async fn duplicates_in_one_batch_are_stored_once(db: TestDb) {
         let store = open(&db).await;
         let first = event("same");
         let results = store
@@ -89,7 +89,7 @@ mod cases {
         store.close().await;
     }
 
-    pub async fn claims_are_exclusive_until_the_lease_expires(db: TestDb) {
+    pub(super) async fn claims_are_exclusive_until_the_lease_expires(db: TestDb) {
         let store = open(&db).await;
         let ids = seed(&store, 10).await;
         let now = Utc::now();
@@ -154,7 +154,7 @@ mod cases {
         store.close().await;
     }
 
-    pub async fn concurrent_claimers_never_take_the_same_event(db: TestDb) {
+    pub(super) async fn concurrent_claimers_never_take_the_same_event(db: TestDb) {
         let store = open(&db).await;
         let ids: BTreeSet<EventId> = seed(&store, 300).await.into_iter().collect();
         let worker = |owner: &'static str| {

@@ -9,9 +9,9 @@ use signalbox::app::App;
 use signalbox::config::Config;
 use signalbox::store::Store;
 
-pub const POSTGRES_ENV: &str = "TEST_POSTGRES_URL";
+pub(crate) const POSTGRES_ENV: &str = "TEST_POSTGRES_URL";
 
-pub fn init() {
+pub(crate) fn init() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
         signalbox::install_crypto_provider();
@@ -28,7 +28,7 @@ fn tracing_subscriber_init() -> Result<(), ()> {
 }
 
 /// A database for one test, removed when dropped.
-pub struct TestDb {
+pub(crate) struct TestDb {
     pub url: String,
     cleanup: Option<Box<dyn FnOnce() + Send>>,
     _dir: Option<tempfile::TempDir>,
@@ -43,7 +43,7 @@ impl Drop for TestDb {
 }
 
 /// A fresh SQLite file in a temp folder.
-pub async fn sqlite_db() -> Option<TestDb> {
+pub(crate) async fn sqlite_db() -> Option<TestDb> {
     init();
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("signalbox.db").display());
@@ -56,7 +56,7 @@ pub async fn sqlite_db() -> Option<TestDb> {
 
 /// A fresh schema in the PostgreSQL at `TEST_POSTGRES_URL`, or `None` (and a loud notice) when
 /// the variable is unset. CI always sets it.
-pub async fn postgres_db() -> Option<TestDb> {
+pub(crate) async fn postgres_db() -> Option<TestDb> {
     init();
     let Ok(base) = std::env::var(POSTGRES_ENV) else {
         eprintln!(
@@ -122,7 +122,7 @@ macro_rules! on_both_backends {
     };
 }
 
-pub fn test_config(db: &TestDb) -> Config {
+pub(crate) fn test_config(db: &TestDb) -> Config {
     let mut config = Config {
         database_url: db.url.clone(),
         rules_dir: std::path::PathBuf::from("rules"),
@@ -145,7 +145,7 @@ pub fn test_config(db: &TestDb) -> Config {
 }
 
 /// A running engine on a loopback port, with a client for it.
-pub struct TestApp {
+pub(crate) struct TestApp {
     pub app: Option<App>,
     pub base: String,
     pub client: reqwest::Client,
@@ -153,12 +153,15 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    pub async fn spawn(config: Config) -> Self {
+    pub(crate) async fn spawn(config: Config) -> Self {
         Self::spawn_with_clock(config, signalbox::clock::SystemClock::shared()).await
     }
 
     /// An engine whose every stage reads the time from `clock`.
-    pub async fn spawn_with_clock(config: Config, clock: signalbox::clock::SharedClock) -> Self {
+    pub(crate) async fn spawn_with_clock(
+        config: Config,
+        clock: signalbox::clock::SharedClock,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
@@ -178,7 +181,7 @@ impl TestApp {
         }
     }
 
-    pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
         let response = self
             .client
             .post(format!("{}{path}", self.base))
@@ -194,7 +197,7 @@ impl TestApp {
         )
     }
 
-    pub async fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         let response = self
             .client
             .get(format!("{}{path}", self.base))
@@ -206,11 +209,11 @@ impl TestApp {
     }
 
     /// Waits until no event is pending (the processor has taken everything), at most 30 s.
-    pub async fn wait_processed(&self) -> (i64, i64) {
+    pub(crate) async fn wait_processed(&self) -> (i64, i64) {
         wait_processed(&self.store).await
     }
 
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.app
             .take()
             .expect("running")
@@ -220,7 +223,7 @@ impl TestApp {
     }
 }
 
-pub async fn wait_processed(store: &Store) -> (i64, i64) {
+pub(crate) async fn wait_processed(store: &Store) -> (i64, i64) {
     for _ in 0..600 {
         let counts = store.count_events().await.expect("count events");
         if counts.0 == 0 {
@@ -235,7 +238,7 @@ pub async fn wait_processed(store: &Store) -> (i64, i64) {
 }
 
 /// A canonical event body with a given dedupe id.
-pub fn event_json(source_event_id: &str) -> String {
+pub(crate) fn event_json(source_event_id: &str) -> String {
     serde_json::json!({
         "type": "promise_to_pay.expired",
         "source": "receeve",
@@ -251,14 +254,14 @@ pub fn event_json(source_event_id: &str) -> String {
 /// A loopback HTTP server standing in for a webhook target or a platform API: it records every
 /// request and answers from a script the test sets (status, Retry-After, delay), then 200.
 #[derive(Clone, Default)]
-pub struct Receiver {
+pub(crate) struct Receiver {
     pub requests: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
     script: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Answer>>>,
     pub url: String,
 }
 
 #[derive(Debug, Clone)]
-pub struct Received {
+pub(crate) struct Received {
     pub method: String,
     pub path: String,
     pub headers: std::collections::BTreeMap<String, String>,
@@ -266,14 +269,14 @@ pub struct Received {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct Answer {
+pub(crate) struct Answer {
     pub status: u16,
     pub retry_after: Option<u64>,
     pub delay: Duration,
 }
 
 impl Answer {
-    pub fn status(status: u16) -> Self {
+    pub(crate) fn status(status: u16) -> Self {
         Self {
             status,
             retry_after: None,
@@ -283,7 +286,7 @@ impl Answer {
 }
 
 impl Receiver {
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut receiver = Receiver {
             url: format!("http://{}", listener.local_addr().unwrap()),
@@ -328,16 +331,16 @@ impl Receiver {
         receiver
     }
 
-    pub fn answer(&self, answers: &[Answer]) {
+    pub(crate) fn answer(&self, answers: &[Answer]) {
         self.script.lock().unwrap().extend(answers.iter().copied());
     }
 
-    pub fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         self.requests.lock().unwrap().clone()
     }
 
     /// Waits until `n` requests arrived (at most 30 s).
-    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
+    pub(crate) async fn wait_for(&self, n: usize) -> Vec<Received> {
         for _ in 0..600 {
             if self.requests.lock().unwrap().len() >= n {
                 return self.received();
@@ -353,7 +356,7 @@ impl Receiver {
 
 /// Waits until `total` actions were planned and none is pending (each delivered or dead), at
 /// most 30 s; returns `(pending, delivered, dead)`.
-pub async fn wait_actions_settled(store: &Store, total: i64) -> (i64, i64, i64) {
+pub(crate) async fn wait_actions_settled(store: &Store, total: i64) -> (i64, i64, i64) {
     for _ in 0..600 {
         let counts = store.count_actions().await.expect("count actions");
         if counts.0 == 0 && counts.1 + counts.2 == total {
@@ -369,13 +372,13 @@ pub async fn wait_actions_settled(store: &Store, total: i64) -> (i64, i64, i64) 
 
 /// A real SMTP server (mailin-embedded) on a loopback port, keeping what it receives.
 #[derive(Clone, Default)]
-pub struct SmtpServer {
+pub(crate) struct SmtpServer {
     pub port: u16,
     pub mails: std::sync::Arc<std::sync::Mutex<Vec<Mail>>>,
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct Mail {
+pub(crate) struct Mail {
     pub from: String,
     pub to: Vec<String>,
     pub data: String,
@@ -418,7 +421,7 @@ impl mailin_embedded::Handler for SmtpHandler {
 }
 
 impl SmtpServer {
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = SmtpServer {
@@ -440,7 +443,7 @@ impl SmtpServer {
         server
     }
 
-    pub async fn wait_for(&self, n: usize) -> Vec<Mail> {
+    pub(crate) async fn wait_for(&self, n: usize) -> Vec<Mail> {
         for _ in 0..600 {
             if self.mails.lock().unwrap().len() >= n {
                 return self.mails.lock().unwrap().clone();

@@ -161,7 +161,7 @@ mod cases {
         ("b54", "invoice.declined", "invoice.declined"),
     ];
 
-    pub async fn signed_delivery_of_each_platform_is_stored_once_as_its_canonical_event(
+    pub(super) async fn signed_delivery_of_each_platform_is_stored_once_as_its_canonical_event(
         db: TestDb,
     ) {
         let app = TestApp::spawn(config(&db)).await;
@@ -200,7 +200,7 @@ mod cases {
         app.stop().await;
     }
 
-    pub async fn bad_signatures_are_401_recorded_and_not_processed(db: TestDb) {
+    pub(super) async fn bad_signatures_are_401_recorded_and_not_processed(db: TestDb) {
         let app = TestApp::spawn(config(&db)).await;
         for (source, case, _) in ONE_PER_PLATFORM {
             let (mut body, headers) = signed(source, case);
@@ -239,7 +239,9 @@ mod cases {
         app.stop().await;
     }
 
-    pub async fn a_platform_without_a_secret_is_refused_with_how_to_configure_it(db: TestDb) {
+    pub(super) async fn a_platform_without_a_secret_is_refused_with_how_to_configure_it(
+        db: TestDb,
+    ) {
         let mut config = config(&db);
         config.sources.remove("hubpay");
         config.sources.insert(
@@ -272,7 +274,7 @@ mod cases {
         app.stop().await;
     }
 
-    pub async fn unknown_and_future_types_are_stored_not_rejected(db: TestDb) {
+    pub(super) async fn unknown_and_future_types_are_stored_not_rejected(db: TestDb) {
         let mut config = config(&db);
         config.sources.insert(
             "amili".into(),
@@ -330,7 +332,7 @@ mod cases {
         app.stop().await;
     }
 
-    pub async fn bemmbo_per_type_endpoints_name_the_type(db: TestDb) {
+    pub(super) async fn bemmbo_per_type_endpoints_name_the_type(db: TestDb) {
         let mut config = config(&db);
         config.sources.insert(
             "bemmbo".into(),
