@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use crate::actions::ActionConfig;
+use crate::actions::one_or_many;
 
 /// A file with several rules: `version: 1` and `rules: [...]`.
 #[derive(Debug, Deserialize)]
@@ -54,19 +55,6 @@ pub struct RuleConfig {
 
 fn enabled_by_default() -> bool {
     true
-}
-
-fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-    Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(s) => vec![s],
-        OneOrMany::Many(v) => v,
-    })
 }
 
 /// Fire at most once per `key` per `window`.
