@@ -6,6 +6,8 @@ crate::on_both_backends!(cases:
     duplicates_in_one_batch_are_stored_once,
     claims_are_exclusive_until_the_lease_expires,
     concurrent_claimers_never_take_the_same_event,
+    throttled_evaluations_plan_nothing_and_attempts_move_actions_on,
+    strategy_states_answer_which_claims_are_paused,
 );
 
 /// Every migration exists for both dialects under the same number and name.
@@ -189,6 +191,199 @@ mod cases {
             all.into_iter().collect::<BTreeSet<_>>(),
             ids,
             "every event taken"
+        );
+        store.close().await;
+    }
+
+    fn fired(rule: &str, key: Option<&str>) -> signalbox::store::NewEvaluation {
+        use signalbox::store::{NewAction, NewEvaluation, ThrottleGate, Verdict};
+        let action = serde_json::json!({"type": "emit", "event_type": "claim.escalated"});
+        NewEvaluation {
+            rule_id: rule.into(),
+            rule_version: "v1".into(),
+            verdict: Verdict::Fired {
+                actions: serde_json::json!([action]),
+                planned: vec![NewAction {
+                    kind: "emit",
+                    target: "emit".into(),
+                    payload: serde_json::json!({"version": "1", "action": action}),
+                }],
+                throttle: key.map(|key| ThrottleGate {
+                    key: key.into(),
+                    window: std::time::Duration::from_secs(3600),
+                }),
+            },
+            logs: serde_json::json!([]),
+            duration_us: 1,
+        }
+    }
+
+    pub(super) async fn throttled_evaluations_plan_nothing_and_attempts_move_actions_on(
+        db: TestDb,
+    ) {
+        use signalbox::store::{
+            ActionStatus, AttemptOutcome, EvaluationOutcome, NewAttempt, NextStep,
+        };
+        let store = open(&db).await;
+        let ids = seed(&store, 2).await;
+        let now = Utc::now();
+        store
+            .claim_pending("a", 10, now, now + Duration::seconds(60))
+            .await
+            .unwrap();
+        let processed = vec![
+            (ids[0].clone(), vec![fired("notify", Some("C-1"))]),
+            (ids[1].clone(), vec![fired("notify", Some("C-1"))]),
+        ];
+        assert_eq!(store.complete("a", &processed, now).await.unwrap(), 2);
+        let outcomes = |records: Vec<signalbox::store::EvaluationRecord>| {
+            records.iter().map(|r| r.outcome).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            outcomes(store.evaluations_for_event(ids[0].as_str()).await.unwrap()),
+            [EvaluationOutcome::Fired]
+        );
+        assert_eq!(
+            outcomes(store.evaluations_for_event(ids[1].as_str()).await.unwrap()),
+            [EvaluationOutcome::Throttled],
+            "the same key within the window is throttled"
+        );
+        let actions = store.list_actions(None, None, 10).await.unwrap();
+        assert_eq!(actions.len(), 1, "a throttled evaluation plans nothing");
+        assert_eq!(actions[0].status, ActionStatus::Pending);
+
+        // Leased, attempted (retry later), then out of attempts: dead; `retry` puts it back.
+        let now_ms = now.timestamp_millis();
+        let leased = store
+            .claim_due_actions("d", 10, now_ms, now_ms + 60_000, &["emit"])
+            .await
+            .unwrap();
+        assert_eq!(leased.len(), 1);
+        assert!(
+            store
+                .claim_due_actions("e", 10, now_ms, now_ms + 60_000, &["emit"])
+                .await
+                .unwrap()
+                .is_empty(),
+            "a leased action is not taken twice"
+        );
+        let attempt = |next, outcome| NewAttempt {
+            action_id: &leased[0].id,
+            attempt: 1,
+            started_at: now,
+            duration_ms: 3,
+            outcome,
+            status_code: None,
+            reply: None,
+            error: Some("store busy"),
+            next,
+        };
+        assert_eq!(
+            store
+                .record_attempts(
+                    "e",
+                    &[attempt(
+                        NextStep::RetryAt(now_ms + 1000),
+                        AttemptOutcome::Retry
+                    )],
+                    now
+                )
+                .await
+                .unwrap(),
+            [false],
+            "only the lease holder records"
+        );
+        assert_eq!(
+            store
+                .record_attempts(
+                    "d",
+                    &[attempt(
+                        NextStep::RetryAt(now_ms + 1000),
+                        AttemptOutcome::Retry
+                    )],
+                    now
+                )
+                .await
+                .unwrap(),
+            [true]
+        );
+        assert!(
+            store
+                .claim_due_actions("d", 10, now_ms + 999, now_ms + 60_000, &["emit"])
+                .await
+                .unwrap()
+                .is_empty(),
+            "not due before its next attempt"
+        );
+        let retaken = store
+            .claim_due_actions("d", 10, now_ms + 1000, now_ms + 60_000, &["emit"])
+            .await
+            .unwrap();
+        assert_eq!((retaken.len(), retaken[0].attempts), (1, 1));
+        let mut dead = attempt(NextStep::Dead, AttemptOutcome::Failed);
+        dead.attempt = 2;
+        store.record_attempts("d", &[dead], now).await.unwrap();
+        let attempts = store.attempts(&leased[0].id).await.unwrap();
+        assert_eq!(
+            attempts.iter().map(|a| a.outcome).collect::<Vec<_>>(),
+            [AttemptOutcome::Retry, AttemptOutcome::Failed]
+        );
+        assert_eq!(
+            store
+                .list_actions(Some(ActionStatus::Dead), None, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            store
+                .retry_actions(None, Some("notify"), now)
+                .await
+                .unwrap(),
+            1
+        );
+        let back = store.list_actions(None, None, 10).await.unwrap();
+        assert_eq!(
+            (back[0].status, back[0].attempts),
+            (ActionStatus::Pending, 0)
+        );
+        store.close().await;
+    }
+
+    pub(super) async fn strategy_states_answer_which_claims_are_paused(db: TestDb) {
+        let store = open(&db).await;
+        let now = Utc::now();
+        store
+            .set_strategy_state(
+                "receeve",
+                "C-1",
+                true,
+                "pause_rule",
+                Some("sms failed"),
+                now,
+            )
+            .await
+            .unwrap();
+        store
+            .set_strategy_state("amili", "C-2", true, "pause_rule", None, now)
+            .await
+            .unwrap();
+        store
+            .set_strategy_state("amili", "C-2", false, "resume_rule", None, now)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.strategy_paused_by("receeve", "C-1").await.unwrap(),
+            Some("pause_rule".to_owned())
+        );
+        assert_eq!(
+            store.strategy_paused_by("amili", "C-2").await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store.paused_claims(&["C-1", "C-2", "C-3"]).await.unwrap(),
+            [("receeve".to_owned(), "C-1".to_owned())]
         );
         store.close().await;
     }
