@@ -46,14 +46,6 @@ pub struct Evaluation {
     pub duration: Duration,
 }
 
-impl Evaluation {
-    /// Whether it belongs in the evaluation records (fired or failed; throttling is decided
-    /// when stored).
-    pub fn is_recorded(&self) -> bool {
-        matches!(self.outcome, Outcome::Fired { .. } | Outcome::Failed { .. })
-    }
-}
-
 /// Whether `rule` runs for `event`: enabled, and its trigger takes it.
 fn triggers(rule: &Rule, event: &Event) -> bool {
     rule.enabled && rule.trigger.check(event).is_ok()

@@ -177,10 +177,12 @@ impl Block {
         let ast = engine()
             .compile_with_scope(&compile_scope(), source)
             .map_err(|e| ScriptError::from_position(e.0.to_string(), e.1))?;
-        let entry = engine()
-            .compile(format!("fn {ENTRY}() {{}}"))
-            .expect("the entry function compiles");
-        Ok(Self(ast.merge(&entry)))
+        static ENTRY_FN: std::sync::LazyLock<AST> = std::sync::LazyLock::new(|| {
+            engine()
+                .compile(format!("fn {ENTRY}() {{}}"))
+                .expect("the entry function compiles")
+        });
+        Ok(Self(ast.merge(&ENTRY_FN)))
     }
 
     pub fn run(
