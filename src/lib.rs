@@ -15,8 +15,8 @@
 //! Modules, from the bottom up (each imports only those above it in this list):
 //!
 //! - [`clock`]: the only source of the time of day (`SystemClock`, `ManualClock` for tests).
-//! - [`config`]: loading the config file, `${VAR}` interpolation, secrets; each subsystem's
-//!   settings live next to their owner and are gathered here.
+//! - [`config`]: loading the config file, `${VAR}` interpolation, secrets, the duration
+//!   convention; each subsystem's settings live next to their owner and are gathered here.
 //! - [`store`]: SQLite or PostgreSQL through sqlx. Takes its own records (`NewDelivery`,
 //!   `NewEvaluation`, `NewAction`, `NewAttempt`) and closed status words; imports no stage.
 //! - [`normalize`]: the canonical [`normalize::Event`], canonical JSON input, field helpers.

@@ -20,31 +20,66 @@ use crate::store::{NewAction, NewEvaluation, Store, StoreError, ThrottleGate, Ve
 
 /// The processing stage (`processing:` in the config file).
 #[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(try_from = "ProcessingFile")]
 pub struct ProcessingConfig {
     /// Events taken per processing round. Default 256.
     pub batch_size: u32,
-    /// How long an instance holds events it took before another instance may take them, in
-    /// seconds (matters after a crash on a shared PostgreSQL). Default 30.
-    pub lease_seconds: u64,
-    /// How often to look for pending events when nothing signals new ones, in milliseconds
-    /// (picks up events stored by other instances). Default 1000.
-    pub poll_interval_ms: u64,
+    /// How long an instance holds events it took before another instance may take them
+    /// (matters after a crash on a shared PostgreSQL). Default 30s.
+    pub lease: Duration,
+    /// How often to look for pending events when nothing signals new ones (picks up events
+    /// stored by other instances). Default 1s.
+    pub poll_interval: Duration,
 }
 
 impl Default for ProcessingConfig {
     fn default() -> Self {
         Self {
             batch_size: 256,
-            lease_seconds: 30,
-            poll_interval_ms: 1000,
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
         }
     }
 }
 
-impl ProcessingConfig {
-    pub fn poll_interval(&self) -> Duration {
-        Duration::from_millis(self.poll_interval_ms)
+/// `processing:` as written, with the numeric keys `lease` and `poll_interval` replace.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProcessingFile {
+    batch_size: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    lease: Option<Duration>,
+    lease_seconds: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    poll_interval: Option<Duration>,
+    poll_interval_ms: Option<u64>,
+}
+
+impl TryFrom<ProcessingFile> for ProcessingConfig {
+    type Error = String;
+
+    fn try_from(file: ProcessingFile) -> Result<Self, String> {
+        use crate::config::duration::{Unit, either};
+        let default = Self::default();
+        Ok(Self {
+            batch_size: file.batch_size.unwrap_or(default.batch_size),
+            lease: either(
+                "lease",
+                file.lease,
+                "lease_seconds",
+                file.lease_seconds,
+                Unit::Seconds,
+            )?
+            .unwrap_or(default.lease),
+            poll_interval: either(
+                "poll_interval",
+                file.poll_interval,
+                "poll_interval_ms",
+                file.poll_interval_ms,
+                Unit::Millis,
+            )?
+            .unwrap_or(default.poll_interval),
+        })
     }
 }
 
@@ -112,7 +147,7 @@ impl Processor {
             }
             tokio::select! {
                 _ = self.stored.notified() => {}
-                _ = tokio::time::sleep(self.config.poll_interval()) => {}
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
                 _ = shutdown.changed() => {}
             }
         }
@@ -124,7 +159,7 @@ impl Processor {
     /// Takes one batch of pending events and processes it. Returns how many were taken.
     pub async fn round(&self) -> Result<usize, StoreError> {
         let now = self.clock.now();
-        let lease = chrono::Duration::seconds(self.config.lease_seconds as i64);
+        let lease = chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::MAX);
         let events = self
             .store
             .claim_pending(&self.owner, self.config.batch_size, now, now + lease)

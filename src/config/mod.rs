@@ -8,6 +8,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod duration;
+mod interpolate;
+mod secret;
+
+use interpolate::interpolate;
+pub use interpolate::interpolate_str;
+pub use secret::Secret;
+
 /// The `sources` settings belong to the providers; re-exported as part of the config.
 pub use crate::processor::ProcessingConfig;
 pub use crate::providers::{SignatureEncoding, SourceConfig};
@@ -34,27 +42,6 @@ pub struct Config {
     /// Per-platform webhook settings, keyed by source (`receeve`, `amili`, `bemmbo`, `hubpay`,
     /// `b54`). A platform with no secret and not marked `unsigned` has its deliveries refused.
     pub sources: BTreeMap<String, SourceConfig>,
-}
-
-/// A secret value: never printed (`Debug` shows `[redacted]`).
-#[derive(Clone, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Self {
-        Self(value)
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -213,13 +200,13 @@ impl Config {
             positive,
         );
         check(
-            self.processing.lease_seconds > 0,
-            "processing.lease_seconds",
+            !self.processing.lease.is_zero(),
+            "processing.lease",
             positive,
         );
         check(
-            self.processing.poll_interval_ms > 0,
-            "processing.poll_interval_ms",
+            !self.processing.poll_interval.is_zero(),
+            "processing.poll_interval",
             positive,
         );
         problems.extend(
@@ -237,66 +224,6 @@ impl Config {
             _ => Err(ConfigError::Several(problems)),
         }
     }
-}
-
-/// Replaces `${VAR}` and `${VAR:-default}` in every string of a YAML tree.
-fn interpolate(
-    value: &mut serde_yaml::Value,
-    vars: &HashMap<String, String>,
-    path: &mut Vec<String>,
-) -> Result<(), String> {
-    match value {
-        serde_yaml::Value::String(s) => {
-            *s = interpolate_str(s, vars).map_err(|e| format!("{}: {e}", path.join(".")))?;
-        }
-        serde_yaml::Value::Sequence(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                path.push(i.to_string());
-                interpolate(item, vars, path)?;
-                path.pop();
-            }
-        }
-        serde_yaml::Value::Mapping(map) => {
-            for (key, item) in map.iter_mut() {
-                path.push(key.as_str().unwrap_or("?").to_owned());
-                interpolate(item, vars, path)?;
-                path.pop();
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-/// `${VAR}` takes `vars[VAR]` (an error if unset), `${VAR:-default}` falls back to `default`.
-/// Values containing a newline are refused: they would smuggle lines into headers.
-pub fn interpolate_str(s: &str, vars: &HashMap<String, String>) -> Result<String, String> {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| format!("unclosed '${{' in '{s}'"))?;
-        let inner = &after[..end];
-        let (name, default) = match inner.split_once(":-") {
-            Some((name, default)) => (name, Some(default)),
-            None => (inner, None),
-        };
-        let value = match (vars.get(name), default) {
-            (Some(v), _) => v.as_str(),
-            (None, Some(d)) => d,
-            (None, None) => return Err(format!("environment variable {name} is not set")),
-        };
-        if value.contains(['\n', '\r']) {
-            return Err(format!("environment variable {name} contains a newline"));
-        }
-        out.push_str(value);
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -340,8 +267,43 @@ mod tests {
         assert_eq!(config.database_url, "postgres://app:s3cret@db/signalbox");
         assert_eq!(config.processing.batch_size, 10);
         assert_eq!(
-            config.processing.lease_seconds, 30,
+            config.processing.lease,
+            std::time::Duration::from_secs(30),
             "unset keys keep their defaults"
+        );
+    }
+
+    #[test]
+    fn durations_are_humantime_and_the_old_numeric_keys_still_load() {
+        use std::time::Duration;
+        let new = write(
+            "processing:\n  lease: 45s\n  poll_interval: 250ms\nstore:\n  acquire_timeout: 2s\n",
+        );
+        let old = write(
+            "processing:\n  lease_seconds: 45\n  poll_interval_ms: 250\nstore:\n  acquire_timeout_ms: 2000\n",
+        );
+        for file in [&new, &old] {
+            let config = Config::load(Some(file.path()), &vars(&[])).unwrap();
+            assert_eq!(
+                (
+                    config.processing.lease,
+                    config.processing.poll_interval,
+                    config.store.acquire_timeout
+                ),
+                (
+                    Duration::from_secs(45),
+                    Duration::from_millis(250),
+                    Duration::from_secs(2)
+                )
+            );
+        }
+        let both = write("processing:\n  lease: 45s\n  lease_seconds: 45\n");
+        let err = Config::load(Some(both.path()), &vars(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("lease and lease_seconds set the same thing"),
+            "{err}"
         );
     }
 
@@ -437,17 +399,5 @@ mod tests {
             err.starts_with("sources: unknown source 'acme'; known sources: receeve"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn interpolation_has_defaults_and_refuses_newlines() {
-        let v = vars(&[("A", "1"), ("NL", "x\ny")]);
-        assert_eq!(interpolate_str("${A}-${B:-two}", &v).unwrap(), "1-two");
-        assert!(
-            interpolate_str("${NL}", &v)
-                .unwrap_err()
-                .contains("newline")
-        );
-        assert!(interpolate_str("${A", &v).unwrap_err().contains("unclosed"));
     }
 }

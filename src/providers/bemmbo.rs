@@ -12,7 +12,7 @@ use crate::normalize::fields::{Normalized, decimal, first_text, time, whole_unit
 pub static PLATFORM: Platform = Platform {
     name: "bemmbo",
     scheme: Scheme::Svix {
-        default_tolerance_seconds: 300,
+        default_tolerance: std::time::Duration::from_secs(300),
     },
     normalize,
     catalogue: CATALOGUE,

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -28,7 +29,10 @@ pub struct SourceConfig {
     pub header: Option<String>,
     /// How the signature is written: `hex` (default) or `base64` (HMAC platforms and receeve).
     pub encoding: Option<SignatureEncoding>,
-    /// How far a Svix timestamp may be from now, in seconds (bemmbo). Default 300.
+    /// How far a Svix timestamp may be from now, either way (bemmbo). Default 5m.
+    #[serde(default, with = "humantime_serde")]
+    pub tolerance: Option<Duration>,
+    /// The old spelling of `tolerance`, in seconds.
     pub tolerance_seconds: Option<u64>,
 }
 
@@ -49,6 +53,18 @@ impl SignatureEncoding {
 }
 
 impl SourceConfig {
+    /// The timestamp tolerance set by `tolerance` or `tolerance_seconds`, if either is.
+    pub fn tolerance(&self) -> Result<Option<Duration>, String> {
+        use crate::config::duration::{Unit, either};
+        either(
+            "tolerance",
+            self.tolerance,
+            "tolerance_seconds",
+            self.tolerance_seconds,
+            Unit::Seconds,
+        )
+    }
+
     /// The secrets given inline and in files. Reads the files.
     pub fn load_secrets(&self, source: &str) -> Result<Vec<Secret>, ConfigError> {
         let mut secrets: Vec<Secret> = self
@@ -93,6 +109,9 @@ pub fn validate_sources(sources: &BTreeMap<String, SourceConfig>) -> Result<(), 
             return invalid(format!(
                 "{source}: set either secrets or unsigned: true, not both"
             ));
+        }
+        if let Err(e) = settings.tolerance() {
+            return invalid(format!("{source}: {e}"));
         }
     }
     Ok(())

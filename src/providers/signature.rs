@@ -2,6 +2,8 @@
 //! constant-time (`Mac::verify_slice`), and every scheme takes several secrets so a key can be
 //! rotated without dropping deliveries.
 
+use std::time::Duration;
+
 use axum::http::HeaderMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -30,8 +32,8 @@ pub enum Scheme {
     /// another (Amili, Hubpay, B54).
     BodyHmac { default_header: &'static str },
     /// Svix, with timestamps at most `default_tolerance_seconds` from now unless
-    /// `sources.<name>.tolerance_seconds` says otherwise (Bemmbo).
-    Svix { default_tolerance_seconds: u64 },
+    /// `sources.<name>.tolerance` says otherwise (Bemmbo).
+    Svix { default_tolerance: Duration },
 }
 
 impl Scheme {
@@ -51,13 +53,9 @@ impl Scheme {
                     .map_err(|_| format!("header: '{header}' is not a header name"))?;
                 Verifier::BodyHmac(BodyHmac::new(header, encoding, secrets))
             }
-            Self::Svix {
-                default_tolerance_seconds,
-            } => Verifier::Svix(Svix::new(
+            Self::Svix { default_tolerance } => Verifier::Svix(Svix::new(
                 secrets,
-                config
-                    .tolerance_seconds
-                    .unwrap_or(default_tolerance_seconds),
+                config.tolerance()?.unwrap_or(default_tolerance),
             )?),
         })
     }
@@ -205,7 +203,7 @@ pub struct Svix {
 
 impl Svix {
     /// Fails when a secret is not `whsec_` followed by base64.
-    pub fn new(secrets: &[Secret], tolerance_seconds: u64) -> Result<Self, String> {
+    pub fn new(secrets: &[Secret], tolerance: Duration) -> Result<Self, String> {
         let keys = secrets
             .iter()
             .enumerate()
@@ -219,7 +217,8 @@ impl Svix {
             .collect::<Result<_, _>>()?;
         Ok(Self {
             keys: SigningKeys(keys),
-            tolerance: chrono::Duration::seconds(tolerance_seconds as i64),
+            tolerance: chrono::Duration::from_std(tolerance)
+                .map_err(|_| "tolerance is too long")?,
         })
     }
 
@@ -330,7 +329,7 @@ mod tests {
 
     #[test]
     fn svix_accepts_the_reference_example() {
-        let svix = Svix::new(&secrets(&[SVIX_SECRET]), 300).unwrap();
+        let svix = Svix::new(&secrets(&[SVIX_SECRET]), Duration::from_secs(300)).unwrap();
         let h = headers(&[
             ("svix-id", SVIX_ID),
             ("svix-timestamp", SVIX_TS),
@@ -355,7 +354,7 @@ mod tests {
 
     #[test]
     fn svix_rejects_tampering_wrong_secret_staleness_and_missing_headers() {
-        let svix = Svix::new(&secrets(&[SVIX_SECRET]), 300).unwrap();
+        let svix = Svix::new(&secrets(&[SVIX_SECRET]), Duration::from_secs(300)).unwrap();
         let good = headers(&[
             ("svix-id", SVIX_ID),
             ("svix-timestamp", SVIX_TS),
@@ -366,7 +365,11 @@ mod tests {
             err(svix.verify(&good, br#"{"test": 2432232315}"#, svix_now()))
                 .contains("no svix signature matches")
         );
-        let other = Svix::new(&secrets(&["whsec_c2VjcmV0LW90aGVy"]), 300).unwrap();
+        let other = Svix::new(
+            &secrets(&["whsec_c2VjcmV0LW90aGVy"]),
+            Duration::from_secs(300),
+        )
+        .unwrap();
         assert!(
             err(other.verify(&good, SVIX_BODY, svix_now())).contains("no svix signature matches")
         );
@@ -388,7 +391,11 @@ mod tests {
 
     #[test]
     fn svix_rotation_accepts_old_and_new_secret() {
-        let svix = Svix::new(&secrets(&["whsec_bmV3LXNlY3JldA==", SVIX_SECRET]), 300).unwrap();
+        let svix = Svix::new(
+            &secrets(&["whsec_bmV3LXNlY3JldA==", SVIX_SECRET]),
+            Duration::from_secs(300),
+        )
+        .unwrap();
         let h = headers(&[
             ("svix-id", SVIX_ID),
             ("svix-timestamp", SVIX_TS),
@@ -396,7 +403,7 @@ mod tests {
         ]);
         svix.verify(&h, SVIX_BODY, svix_now()).unwrap();
         assert!(
-            Svix::new(&secrets(&["whsec_not base64!"]), 300)
+            Svix::new(&secrets(&["whsec_not base64!"]), Duration::from_secs(300))
                 .unwrap_err()
                 .contains("secrets.0")
         );
@@ -466,7 +473,7 @@ mod tests {
         let custom = SourceConfig {
             header: Some("X-Other".into()),
             encoding: Some(SignatureEncoding::Base64),
-            tolerance_seconds: Some(60),
+            tolerance: Some(Duration::from_secs(60)),
             ..SourceConfig::default()
         };
         let Verifier::BodyHmac(body) = hmac.verifier(&custom, &secrets(&["s"])).unwrap() else {
@@ -486,14 +493,25 @@ mod tests {
         );
 
         let svix = Scheme::Svix {
-            default_tolerance_seconds: 300,
+            default_tolerance: Duration::from_secs(300),
         };
         let tolerance =
             |config: &SourceConfig| match svix.verifier(config, &secrets(&[SVIX_SECRET])) {
                 Ok(Verifier::Svix(svix)) => svix.tolerance.num_seconds(),
                 other => panic!("{other:?}"),
             };
-        assert_eq!((tolerance(&defaults), tolerance(&custom)), (300, 60));
+        let old_spelling = SourceConfig {
+            tolerance_seconds: Some(90),
+            ..SourceConfig::default()
+        };
+        assert_eq!(
+            (
+                tolerance(&defaults),
+                tolerance(&custom),
+                tolerance(&old_spelling)
+            ),
+            (300, 60, 90)
+        );
 
         let Verifier::PayloadHmac(payload) = Scheme::PayloadHmac
             .verifier(&custom, &secrets(&["s"]))
@@ -515,7 +533,7 @@ mod tests {
             &secrets(&[hmac_secret]),
         );
         let payload = PayloadHmac::new(SignatureEncoding::Hex, &secrets(&[hmac_secret]));
-        let svix = Svix::new(&secrets(&[&svix_secret]), 300).unwrap();
+        let svix = Svix::new(&secrets(&[&svix_secret]), Duration::from_secs(300)).unwrap();
         let printed = [
             format!("{body:?}"),
             format!("{payload:?}"),

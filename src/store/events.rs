@@ -1,4 +1,5 @@
-//! Deliveries and events: inserting with dedupe, leasing pending events, reading back.
+//! Events: inserting each delivery with its events (with dedupe), leasing pending events,
+//! reading back.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -216,38 +217,6 @@ impl Store {
 }
 
 impl Store {
-    /// The newest deliveries first, optionally only those with one verification outcome.
-    pub async fn list_deliveries(
-        &self,
-        verification: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<DeliverySummary>, StoreError> {
-        on_pool!(self, pool => {
-            let rows = sqlx::query(
-                "SELECT d.id, d.source, d.received_at, d.verification, d.reason,
-                        (SELECT COUNT(*) FROM events e WHERE e.delivery_id = d.id) AS events
-                 FROM deliveries d WHERE ($1 IS NULL OR d.verification = $1)
-                 ORDER BY d.id DESC LIMIT $2",
-            )
-            .bind(verification)
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(DeliverySummary {
-                        id: row.try_get("id")?,
-                        source: row.try_get("source")?,
-                        received_at: row.try_get("received_at")?,
-                        verification: row.try_get("verification")?,
-                        reason: row.try_get("reason")?,
-                        events: row.try_get("events")?,
-                    })
-                })
-                .collect()
-        })
-    }
-
     /// Provider types the catalogue did not know, with how many arrived and when last.
     pub async fn unknown_types(&self) -> Result<Vec<UnknownType>, StoreError> {
         on_pool!(self, pool => {
@@ -269,20 +238,6 @@ impl Store {
                 .collect()
         })
     }
-}
-
-/// A stored request, without its body.
-#[derive(Debug, Clone, Serialize)]
-pub struct DeliverySummary {
-    pub id: String,
-    pub source: String,
-    pub received_at: DateTime<Utc>,
-    /// `verified`, `unsigned` or `rejected`.
-    pub verification: String,
-    /// Why it was refused, if it was.
-    pub reason: Option<String>,
-    /// Events stored from it (0 for refused deliveries).
-    pub events: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -6,6 +6,7 @@
 //! reads for the API. Callers see methods; dialect SQL stays in `sqlite.rs` and `postgres.rs`.
 //! Query code is written once and expanded for each backend by `on_pool!`.
 
+mod deliveries;
 mod evaluations;
 mod events;
 mod outbox;
@@ -18,14 +19,12 @@ pub mod writer;
 use std::fmt;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-use serde_json::Value;
-
 use crate::normalize::{Event, EventId};
 use std::time::Duration;
 
+pub use deliveries::{DeliverySummary, NewDelivery};
 pub use evaluations::{EvaluationRecord, NewEvaluation, ThrottleGate, Verdict};
-pub use events::{DeliverySummary, EventFilter, EventState, StoredEvent, UnknownType};
+pub use events::{EventFilter, EventState, StoredEvent, UnknownType};
 pub use outbox::{ActionRow, ActionSummary, AttemptRecord, NewAction, NewAttempt, NextStep};
 pub use status::{ActionStatus, AttemptOutcome, EvaluationOutcome};
 
@@ -48,27 +47,51 @@ pub(crate) enum Backend {
 
 /// The database pool (`store:` in the config file).
 #[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(try_from = "StoreFile")]
 pub struct StoreConfig {
     /// Connections in the pool. Default 8 (SQLite uses 1 writer and up to this many readers).
     pub max_connections: u32,
-    /// How long a request waits for a database connection before it is answered 503, in
-    /// milliseconds. Default 5000.
-    pub acquire_timeout_ms: u64,
+    /// How long a request waits for a database connection before it is answered 503.
+    /// Default 5s.
+    pub acquire_timeout: Duration,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             max_connections: 8,
-            acquire_timeout_ms: 5000,
+            acquire_timeout: Duration::from_secs(5),
         }
     }
 }
 
-impl StoreConfig {
-    pub fn acquire_timeout(&self) -> Duration {
-        Duration::from_millis(self.acquire_timeout_ms)
+/// `store:` as written, with the numeric key `acquire_timeout` replaces.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreFile {
+    max_connections: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    acquire_timeout: Option<Duration>,
+    acquire_timeout_ms: Option<u64>,
+}
+
+impl TryFrom<StoreFile> for StoreConfig {
+    type Error = String;
+
+    fn try_from(file: StoreFile) -> Result<Self, String> {
+        use crate::config::duration::{Unit, either};
+        let default = Self::default();
+        Ok(Self {
+            max_connections: file.max_connections.unwrap_or(default.max_connections),
+            acquire_timeout: either(
+                "acquire_timeout",
+                file.acquire_timeout,
+                "acquire_timeout_ms",
+                file.acquire_timeout_ms,
+                Unit::Millis,
+            )?
+            .unwrap_or(default.acquire_timeout),
+        })
     }
 }
 
@@ -138,25 +161,6 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
                 || code.starts_with("57P")
         }
         _ => false,
-    }
-}
-
-/// A request as it reached an ingestion endpoint, kept for audit and replay.
-#[derive(Debug, Clone)]
-pub struct NewDelivery {
-    pub id: String,
-    pub source: String,
-    pub received_at: DateTime<Utc>,
-    /// The headers that matter (content type, signatures, provider ids), as a JSON object.
-    pub headers: Value,
-    pub body: bytes::Bytes,
-    pub verification: &'static str,
-    pub reason: Option<String>,
-}
-
-impl NewDelivery {
-    pub fn new_id() -> String {
-        format!("dlv_{}", uuid::Uuid::now_v7().simple())
     }
 }
 

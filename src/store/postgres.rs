@@ -15,7 +15,7 @@ pub(super) async fn connect(url: &str, config: &StoreConfig) -> Result<sqlx::PgP
     let options = PgConnectOptions::from_str(url).map_err(open_error)?;
     PgPoolOptions::new()
         .max_connections(config.max_connections)
-        .acquire_timeout(config.acquire_timeout())
+        .acquire_timeout(config.acquire_timeout)
         .connect_with(options)
         .await
         .map_err(open_error)

@@ -22,11 +22,11 @@ pub(super) async fn connect(
         // With WAL, NORMAL loses no committed transaction on a process crash (only on power loss
         // before the next checkpoint), and saves an fsync per commit.
         .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(config.acquire_timeout())
+        .busy_timeout(config.acquire_timeout)
         .foreign_keys(true);
     SqlitePoolOptions::new()
         .max_connections(config.max_connections)
-        .acquire_timeout(config.acquire_timeout())
+        .acquire_timeout(config.acquire_timeout)
         .connect_with(options)
         .await
         .map_err(open_error)

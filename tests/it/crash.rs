@@ -29,7 +29,7 @@ impl Engine {
         Self::start_with(
             db,
             dir,
-            "processing:\n  lease_seconds: 1\n  poll_interval_ms: 100\n",
+            "processing:\n  lease: 1s\n  poll_interval: 100ms\n",
         )
         .await
     }
@@ -199,7 +199,7 @@ mod delivery_cases {
                 ),
             )],
         );
-        let config = "processing:\n  lease_seconds: 1\n  poll_interval_ms: 100\nactions:\n  lease: 1s\n  poll_interval: 100ms\n  workers: 8\n  webhook:\n    allowed_hosts: [127.0.0.1]\n    retry: { initial_delay: 100ms, max_delay: 1s, max_attempts: 20 }\n";
+        let config = "processing:\n  lease: 1s\n  poll_interval: 100ms\nactions:\n  lease: 1s\n  poll_interval: 100ms\n  workers: 8\n  webhook:\n    allowed_hosts: [127.0.0.1]\n    retry: { initial_delay: 100ms, max_delay: 1s, max_attempts: 20 }\n";
         let mut engine = Engine::start_with(&db, dir.path(), config).await;
         let client = reqwest::Client::new();
         for i in 0..200 {

@@ -7,6 +7,7 @@ crate::on_both_backends!(cases:
     claims_are_exclusive_until_the_lease_expires,
     concurrent_claimers_never_take_the_same_event,
     throttled_evaluations_plan_nothing_and_attempts_move_actions_on,
+    an_action_is_retaken_once_its_lease_expires,
     strategy_states_answer_which_claims_are_paused,
 );
 
@@ -348,6 +349,79 @@ mod cases {
             (back[0].status, back[0].attempts),
             (ActionStatus::Pending, 0)
         );
+        store.close().await;
+    }
+
+    pub(super) async fn an_action_is_retaken_once_its_lease_expires(db: TestDb) {
+        use signalbox::store::{AttemptOutcome, NewAttempt, NextStep};
+        let store = open(&db).await;
+        let ids = seed(&store, 1).await;
+        let now = Utc::now();
+        store
+            .claim_pending("a", 10, now, now + Duration::seconds(60))
+            .await
+            .unwrap();
+        let processed = vec![(ids[0].clone(), vec![fired("notify", None)])];
+        store.complete("a", &processed, now).await.unwrap();
+
+        // Instance d takes the action for 60 s, then dies without recording an attempt.
+        let now_ms = now.timestamp_millis();
+        let lease_ms = 60_000;
+        let taken = store
+            .claim_due_actions("d", 10, now_ms, now_ms + lease_ms, &["emit"])
+            .await
+            .unwrap();
+        assert_eq!(taken.len(), 1);
+        assert!(
+            store
+                .claim_due_actions(
+                    "e",
+                    10,
+                    now_ms + lease_ms - 1,
+                    now_ms + 2 * lease_ms,
+                    &["emit"]
+                )
+                .await
+                .unwrap()
+                .is_empty(),
+            "held while the lease lasts"
+        );
+        let retaken = store
+            .claim_due_actions(
+                "e",
+                10,
+                now_ms + lease_ms + 1,
+                now_ms + 2 * lease_ms,
+                &["emit"],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            retaken.iter().map(|a| &a.id).collect::<Vec<_>>(),
+            [&taken[0].id],
+            "e retakes it once d's lease has expired"
+        );
+        let done = |attempt| NewAttempt {
+            action_id: &taken[0].id,
+            attempt,
+            started_at: now,
+            duration_ms: 3,
+            outcome: AttemptOutcome::Delivered,
+            status_code: Some(200),
+            reply: None,
+            error: None,
+            next: NextStep::Delivered,
+        };
+        assert_eq!(
+            store.record_attempts("d", &[done(1)], now).await.unwrap(),
+            [false],
+            "the old holder's late result is not recorded"
+        );
+        assert_eq!(
+            store.record_attempts("e", &[done(1)], now).await.unwrap(),
+            [true]
+        );
+        assert_eq!(store.attempts(&taken[0].id).await.unwrap().len(), 1);
         store.close().await;
     }
 

@@ -128,7 +128,7 @@ pub(crate) fn test_config(db: &TestDb) -> Config {
         rules_dir: std::path::PathBuf::from("rules"),
         ..Config::default()
     };
-    config.processing.poll_interval_ms = 50;
+    config.processing.poll_interval = std::time::Duration::from_millis(50);
     // Fast retries, and loopback targets allowed, for tests.
     config.actions.poll_interval = Duration::from_millis(50);
     config.actions.webhook.allowed_hosts = vec!["127.0.0.1".into()];
