@@ -3,6 +3,7 @@
 
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,28 @@ use super::compile::Rule;
 use super::config::ActionConfig;
 use crate::normalize::Event;
 use crate::script::{self, BlockOutcome, Facts, Session};
+
+/// Rendered text, refused past [`super::TEMPLATE_OUTPUT_BYTES`].
+#[derive(Default)]
+struct Bounded {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > super::TEMPLATE_OUTPUT_BYTES {
+            self.overflowed = true;
+            return Err(std::io::Error::other("rendered text too long"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// What one rule did with one event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -139,7 +162,21 @@ impl RuleSet {
 
     fn evaluate_rule(&self, rule: &Rule, view: &EventView<'_>) -> Evaluation {
         let started = Instant::now();
-        let outcome = self.decide(rule, view);
+        // A panic here is a bug in Signalbox (a host function, a filter), not the author's: it
+        // fails this rule's evaluation alone, and the other rules and events go on.
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| self.decide(rule, view)))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(rule_id = %rule.id, event_id = %view.event.id, panic = %what, "rule evaluation panicked");
+                Outcome::Failed {
+                    error: format!("internal error while evaluating this rule (a bug in Signalbox; please report it): {what}"),
+                    line: None,
+                }
+            });
         let logs = view.session.take_logs();
         Evaluation {
             rule_id: rule.id.clone(),
@@ -214,9 +251,21 @@ impl RuleSet {
                 .templates
                 .get_template(name)
                 .map_err(|e| e.to_string())?;
-            template
-                .render(&context)
-                .map_err(|e| e.detail().map_or_else(|| e.to_string(), str::to_owned))
+            let mut out = Bounded::default();
+            match template.render_captured_to(context.clone(), &mut out) {
+                Ok(_) => {
+                    String::from_utf8(out.bytes).map_err(|_| "rendered text is not UTF-8".into())
+                }
+                Err(_) if out.overflowed => Err(format!(
+                    "the rendered text passed {} KiB (a loop writing without end?)",
+                    super::TEMPLATE_OUTPUT_BYTES / 1024
+                )),
+                Err(e) if e.kind() == minijinja::ErrorKind::OutOfFuel => Err(format!(
+                    "stopped: the template ran more than {} instructions (a loop without end?)",
+                    super::TEMPLATE_FUEL
+                )),
+                Err(e) => Err(e.detail().map_or_else(|| e.to_string(), str::to_owned)),
+            }
         };
         let mut actions = Vec::with_capacity(rule.actions.len());
         for (index, action) in rule.actions.iter().enumerate() {

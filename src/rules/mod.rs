@@ -194,11 +194,19 @@ impl RuleSet {
     }
 }
 
+/// Instructions one template render may run (a `for` over a few hundred items takes a few
+/// thousand): a runaway nested loop stops with "fuel exhausted".
+pub const TEMPLATE_FUEL: u64 = 50_000;
+
+/// Most bytes one rendered template may produce (an email body, a webhook body).
+pub const TEMPLATE_OUTPUT_BYTES: usize = 256 * 1024;
+
 /// The template environment: `{{ ... }}` with strict undefined values (a misspelt field is an
 /// error, not an empty string), HTML escaping only in `html` bodies.
 fn environment() -> minijinja::Environment<'static> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.set_fuel(Some(TEMPLATE_FUEL));
     env.set_auto_escape_callback(|name| {
         if name.ends_with("/html") {
             minijinja::AutoEscape::Html

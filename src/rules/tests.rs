@@ -177,6 +177,44 @@ fn a_failing_rule_fails_alone() {
     assert!(matches!(evaluations[2].outcome, Outcome::Fired { .. }));
 }
 
+/// Hostile rules and events, each failing its own evaluation with a reason while the rule
+/// beside it fires: a runaway template loop, a template writing without end, the documented
+/// large-claim condition on an amount at the decimal maximum.
+#[test]
+fn hostile_templates_and_amounts_fail_their_rule_alone() {
+    let rules = set(&[(
+        "rules/r.yaml",
+        "version: 1\nrules:\n  - id: nested_loops\n    on: [claim.created]\n    actions: [{type: email, to: a@example.com, subject: s, text: '{% for a in range(10000) %}{% for b in range(10000) %}{% endfor %}{% endfor %}'}]\n  - id: endless_output\n    on: [claim.created]\n    actions: [{type: email, to: a@example.com, subject: s, text: '{% for a in range(10000) %}{{ event.source_event_id ~ \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\" }}{% endfor %}'}]\n  - id: large_claim\n    on: [claim.created]\n    when: event.amount != () && minor_units(event.amount) >= 10000\n    actions: [{type: emit, event_type: claim.flagged}]\n  - id: fine\n    on: [claim.created]\n    actions: [{type: emit, event_type: claim.flagged}]\n",
+    )])
+    .unwrap();
+    let huge = event(
+        "claim.created",
+        json!({"amount": {"value": "79228162514264337593543950335", "currency": "EUR"}}),
+    );
+    let evaluations = rules.evaluate(&huge, now());
+    let error = |i: usize| match &evaluations[i].outcome {
+        Outcome::Failed { error, .. } => error.clone(),
+        other => panic!("{}: {other:?}", evaluations[i].rule_id),
+    };
+    assert!(
+        error(0)
+            .starts_with("actions[0].text: stopped: the template ran more than 50000 instructions"),
+        "{}",
+        error(0)
+    );
+    assert!(
+        error(1).starts_with("actions[0].text: the rendered text passed 256 KiB"),
+        "{}",
+        error(1)
+    );
+    assert!(
+        error(2).contains("79228162514264337593543950335 is too large"),
+        "{}",
+        error(2)
+    );
+    assert!(matches!(evaluations[3].outcome, Outcome::Fired { .. }));
+}
+
 #[test]
 fn scripts_can_skip() {
     let rules = set(&[("r.yaml", "version: 1\nid: s\non: [claim.created]\nscript: |\n  if event.subject.claim == \"C-1\" { skip(\"test claim\"); }\nactions: [{type: emit, event_type: claim.flagged}]\n")]).unwrap();

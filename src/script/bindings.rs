@@ -48,6 +48,36 @@ fn time(text: &str) -> Fallible<DateTime<Utc>> {
     parse_time(text).map_or_else(|| fail(format!("'{text}' is not a time (RFC 3339 such as 2026-11-20T08:00:00Z, or a date 2026-11-20)")), Ok)
 }
 
+/// `t` moved by `by` (`n` `unit`), or an error when that leaves the calendar.
+fn shift(t: DateTime<Utc>, by: Option<Duration>, n: i64, unit: &str) -> Fallible<String> {
+    by.and_then(|by| t.checked_add_signed(by)).map_or_else(
+        || {
+            fail(format!(
+                "{n} {unit} from {} is beyond the calendar",
+                render(t)
+            ))
+        },
+        |t| Ok(render(t)),
+    )
+}
+
+/// `t` written with a strftime `format` (`%Y-%m-%d %H:%M`), or an error naming a bad format
+/// (chrono's `to_string` would panic on it).
+fn format_time<Tz: chrono::TimeZone>(t: &DateTime<Tz>, format: &str) -> Fallible<String>
+where
+    Tz::Offset: std::fmt::Display,
+{
+    use std::fmt::Write;
+    let items = chrono::format::StrftimeItems::new(format);
+    let mut out = String::new();
+    match write!(out, "{}", t.format_with_items(items)) {
+        Ok(()) => Ok(out),
+        Err(_) => fail(format!(
+            "'{format}' is not a time format (strftime, e.g. %Y-%m-%d %H:%M)"
+        )),
+    }
+}
+
 fn render(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
@@ -97,14 +127,18 @@ fn currency_of(value: &Dynamic) -> Option<String> {
 
 fn minor_units(value: &Dynamic, currency: Option<&str>) -> Fallible<i64> {
     let amount = decimal(value)?;
-    let scaled = amount * Decimal::from(10_i64.pow(minor_unit_digits(currency)));
+    let too_large = || fail(format!("{amount} is too large"));
+    let Some(scaled) = amount.checked_mul(Decimal::from(10_i64.pow(minor_unit_digits(currency))))
+    else {
+        return too_large();
+    };
     if !scaled.fract().is_zero() {
         return fail(format!(
             "{amount} has more decimals than {} allows",
             currency.unwrap_or("the currency")
         ));
     }
-    i64::try_from(scaled).map_or_else(|_| fail(format!("{amount} is too large")), Ok)
+    i64::try_from(scaled).map_or_else(|_| too_large(), Ok)
 }
 
 fn format_money(value: &Dynamic, currency: Option<&str>) -> Fallible<String> {
@@ -176,24 +210,19 @@ pub fn register(engine: &mut Engine) {
         Ok::<_, Box<EvalAltResult>>((time(b)? - time(a)?).num_hours())
     });
     engine.register_fn("add_days", |t: &str, n: i64| {
-        Ok::<_, Box<EvalAltResult>>(render(time(t)? + Duration::days(n)))
+        shift(time(t)?, Duration::try_days(n), n, "days")
     });
     engine.register_fn("add_hours", |t: &str, n: i64| {
-        Ok::<_, Box<EvalAltResult>>(render(time(t)? + Duration::hours(n)))
+        shift(time(t)?, Duration::try_hours(n), n, "hours")
     });
     engine.register_fn("is_before", |a: &str, b: &str| {
         Ok::<_, Box<EvalAltResult>>(time(a)? < time(b)?)
     });
     engine.register_fn("format_time", |t: &str, format: &str| {
-        Ok::<_, Box<EvalAltResult>>(time(t)?.format(format).to_string())
+        format_time(&time(t)?, format)
     });
     engine.register_fn("format_time", |t: &str, format: &str, zone: &str| {
-        Ok::<_, Box<EvalAltResult>>(
-            time(t)?
-                .with_timezone(&tz(zone)?)
-                .format(format)
-                .to_string(),
-        )
+        format_time(&time(t)?.with_timezone(&tz(zone)?), format)
     });
     engine.register_fn("weekday", |t: &str, zone: &str| {
         Ok::<_, Box<EvalAltResult>>(time(t)?.with_timezone(&tz(zone)?).format("%a").to_string())

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use rhai::{AST, CallFnOptions, Dynamic, EvalAltResult, Scope};
 use serde_json::Value;
 
-pub use engine::engine;
+pub use engine::{TIME_BUDGET, engine};
 
 /// A script problem, with its position inside the script (1-based) when known.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -68,8 +68,10 @@ pub struct Session {
     logs: Mutex<Vec<String>>,
 }
 
-/// Log lines kept per rule evaluation: a line per operation could grow without bound.
+/// Log lines kept per rule evaluation (a line per operation could grow without bound), and
+/// characters kept per line.
 const MAX_LOG_LINES: usize = 100;
+const MAX_LOG_CHARS: usize = 1000;
 
 impl Session {
     pub fn new(now: DateTime<Utc>, facts: Arc<Facts>) -> Arc<Self> {
@@ -82,7 +84,7 @@ impl Session {
 
     /// The lines logged since the last call.
     pub fn take_logs(&self) -> Vec<String> {
-        std::mem::take(&mut *self.logs.lock().expect("log lock is never poisoned"))
+        std::mem::take(&mut *self.logs.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     pub(crate) fn now(&self) -> DateTime<Utc> {
@@ -94,9 +96,12 @@ impl Session {
     }
 
     pub(crate) fn log(&self, line: String) {
-        let mut logs = self.logs.lock().expect("log lock is never poisoned");
+        let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
         if logs.len() < MAX_LOG_LINES {
-            logs.push(line);
+            logs.push(match line.char_indices().nth(MAX_LOG_CHARS) {
+                Some((at, _)) => format!("{}…", &line[..at]),
+                None => line,
+            });
         }
     }
 
@@ -156,14 +161,21 @@ impl Condition {
         let options = CallFnOptions::new()
             .eval_ast(false)
             .with_tag(session.clone());
-        let value: Dynamic = engine()
-            .call_fn_with_options(options, &mut Scope::new(), &self.0, ENTRY, (event.clone(),))
-            .map_err(|e| {
-                // The function's first line is the wrapper's: the author's line 1 is line 2.
-                let mut error = runtime_error(e);
-                error.line = error.line.map(|l| l.saturating_sub(1).max(1));
-                error
-            })?;
+        let value: Dynamic = engine::with_budget(|engine| {
+            engine.call_fn_with_options(
+                options,
+                &mut Scope::new(),
+                &self.0,
+                ENTRY,
+                (event.clone(),),
+            )
+        })
+        .map_err(|e| {
+            // The function's first line is the wrapper's: the author's line 1 is line 2.
+            let mut error = runtime_error(e);
+            error.line = error.line.map(|l| l.saturating_sub(1).max(1));
+            error
+        })?;
         value.as_bool().map_err(|kind| ScriptError {
             message: format!("when must be true or false, but gave {kind}"),
             line: None,
@@ -197,8 +209,9 @@ impl Block {
             .eval_ast(true)
             .rewind_scope(false)
             .with_tag(session.clone());
-        let ran: Result<Dynamic, _> =
-            engine().call_fn_with_options(options, &mut scope, &self.0, ENTRY, ());
+        let ran: Result<Dynamic, _> = engine::with_budget(|engine| {
+            engine.call_fn_with_options(options, &mut scope, &self.0, ENTRY, ())
+        });
         if let Err(e) = ran {
             return match bindings::skip_reason(&e) {
                 Some(reason) => Ok(BlockOutcome::Skip(reason)),
@@ -240,6 +253,22 @@ fn runtime_error(e: Box<EvalAltResult>) -> ScriptError {
         EvalAltResult::ErrorTooManyOperations(_) => {
             "stopped: the script ran too many operations (an endless loop?)".to_owned()
         }
+        EvalAltResult::ErrorTerminated(ref token, _)
+            if token
+                .clone()
+                .into_string()
+                .is_ok_and(|t| t == engine::OUT_OF_TIME) =>
+        {
+            format!(
+                "stopped: the script ran longer than its time budget of {} ms",
+                TIME_BUDGET.as_millis()
+            )
+        }
+        EvalAltResult::ErrorDataTooLarge(ref what, _) => format!(
+            "stopped: {what} grew beyond its limit (strings {} KiB, arrays and maps {} items)",
+            engine::MAX_STRING / 1024,
+            engine::MAX_ITEMS
+        ),
         EvalAltResult::ErrorRuntime(ref value, _) => format!("script error: {value}"),
         other => other.to_string(),
     };

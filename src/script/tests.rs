@@ -80,6 +80,103 @@ fn helper_errors_say_what_is_wrong() {
     );
 }
 
+/// Every host function, given the extremes an event or a script can hold, answers or fails
+/// with a reason; none panics (a panic in one used to stop all processing).
+#[test]
+fn host_functions_never_panic_on_extreme_input() {
+    let huge = "79228162514264337593543950335";
+    let cases: &[(&str, &str)] = &[
+        (&format!(r#"minor_units("{huge}", "EUR")"#), "is too large"),
+        (
+            &format!(r#"minor_units(#{{value: "{huge}", currency: "KWD"}})"#),
+            "is too large",
+        ),
+        (&format!(r#"minor_units("-{huge}", "EUR")"#), "is too large"),
+        (r#"minor_units("1e400", "EUR")"#, "is not an amount"),
+        (r#"minor_units(1.0e300, "EUR")"#, "is not an amount"),
+        (r#"minor_units((), "EUR")"#, "no amount"),
+        (
+            r#"add_days(now(), 9223372036854775807)"#,
+            "beyond the calendar",
+        ),
+        (
+            r#"add_days(now(), -9223372036854775808)"#,
+            "beyond the calendar",
+        ),
+        (
+            r#"add_days("9999-12-31", 1000000000)"#,
+            "beyond the calendar",
+        ),
+        (
+            r#"add_hours(now(), 9223372036854775807)"#,
+            "beyond the calendar",
+        ),
+        (
+            r#"add_hours(now(), -9223372036854775807)"#,
+            "beyond the calendar",
+        ),
+        (r#"format_time(now(), "%Q")"#, "is not a time format"),
+        (r#"format_time(now(), "%")"#, "is not a time format"),
+        (
+            r#"format_time(now(), "%-", "Europe/Berlin")"#,
+            "is not a time format",
+        ),
+        (r#"parse_time("99999-01-01T00:00:00Z")"#, "is not a time"),
+        (r#"days_between("", "")"#, "is not a time"),
+        (r#"weekday(now(), "")"#, "is not a time zone"),
+        (r#"hour_of_day("x", "UTC")"#, "is not a time"),
+    ];
+    for (call, reason) in cases {
+        let err = eval(&format!("{call} == ()")).expect_err(call);
+        assert!(err.message.contains(reason), "{call}: {err}");
+    }
+    // The extremes that are valid answer.
+    assert!(
+        eval(&format!(
+            r#"format_money("{huge}", "EUR") == "79,228,162,514,264,337,593,543,950,335 EUR""#
+        ))
+        .unwrap()
+    );
+    assert!(
+        eval(r#"format_money("-0.0000000000000000000000000001", "EUR") == "0.00 EUR""#).unwrap()
+    );
+    assert!(eval(r#"days_between("0001-01-01", "9999-12-31") == 3652058"#).unwrap());
+    assert!(eval(r#"hours_between("9999-12-31", "0001-01-01") < 0"#).unwrap());
+    assert!(eval(r#"add_days("2026-01-01", -738000) == "0005-06-05T00:00:00Z""#).unwrap());
+    assert!(
+        eval(r#"format_time("9999-12-31T23:59:59Z", "%Y %j %A") == "9999 365 Friday""#).unwrap()
+    );
+    assert!(eval(r#"matches("", "") && matches("aa", "a*a") && !matches("a", "a*a")"#).unwrap());
+    assert!(eval(r#"matches("ééé", "é*é") && !matches("é", "*éé*")"#).unwrap());
+    assert!(eval(r#"is_blank("   ") && !is_paused(()) && !is_paused(42, "receeve")"#).unwrap());
+}
+
+/// A script whose every operation is slow (long strings) stops on the time budget well within
+/// its operation limit; one that hoards memory stops on the size limits.
+#[test]
+fn slow_and_hoarding_scripts_are_stopped() {
+    let (outcome, _) = run(
+        "let s = \"x\";\ns.pad(60000, \"y\");\nlet n = 0;\nwhile n < 15000 { let t = s.to_upper(); n += 1; }",
+    );
+    let err = outcome.unwrap_err();
+    assert!(
+        err.message
+            .contains("longer than its time budget of 100 ms"),
+        "{err}"
+    );
+    let (outcome, _) = run(
+        "let m = #{};\nlet n = 0;\nwhile n < 20000 { let v = \"x\"; v.pad(60000, \"y\"); m[`k${n}`] = v; n += 1; }",
+    );
+    let err = outcome.unwrap_err();
+    // Rhai does not size a map on `m[k] = v`: the time budget (or the item limit) stops it.
+    assert!(err.message.starts_with("stopped: "), "{err}");
+    let (outcome, _) = run(
+        "let a = [];\nlet n = 0;\nwhile n < 20000 { let v = \"x\"; v.pad(60000, \"y\"); a.push(v); n += 1; }",
+    );
+    let err = outcome.unwrap_err();
+    assert!(err.message.contains("grew beyond its limit"), "{err}");
+}
+
 #[test]
 fn misspelt_variables_fail_at_compile_time_with_a_position() {
     let err = Condition::compile("evnt.source == \"receeve\"").unwrap_err();
