@@ -12,11 +12,15 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use crate::actions::Payload;
+use crate::actions::retry::{RetryConfig, next_delay};
 use crate::clock::SharedClock;
+use crate::normalize::EventId;
 use crate::rules::live::LiveRules;
 use crate::rules::{Evaluation, Outcome};
 use crate::script::Facts;
-use crate::store::{NewAction, NewEvaluation, Store, StoreError, ThrottleGate, Verdict};
+use crate::store::{
+    ClaimedEvent, EventFailure, NewAction, NewEvaluation, Store, StoreError, ThrottleGate, Verdict,
+};
 
 /// The processing stage (`processing:` in the config file).
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -30,6 +34,9 @@ pub struct ProcessingConfig {
     /// How often to look for pending events when nothing signals new ones (picks up events
     /// stored by other instances). Default 1s.
     pub poll_interval: Duration,
+    /// How often an event whose processing fails is tried again before it is parked as
+    /// `failed`, and how long between tries. Default 5 attempts, 1s doubling to 5m.
+    pub retry: RetryConfig,
 }
 
 impl Default for ProcessingConfig {
@@ -38,6 +45,12 @@ impl Default for ProcessingConfig {
             batch_size: 256,
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
+            retry: RetryConfig {
+                max_attempts: 5,
+                initial_delay: Duration::from_secs(1),
+                max_delay: Duration::from_secs(300),
+                ..RetryConfig::default()
+            },
         }
     }
 }
@@ -53,6 +66,7 @@ struct ProcessingFile {
     #[serde(default, with = "humantime_serde")]
     poll_interval: Option<Duration>,
     poll_interval_ms: Option<u64>,
+    retry: Option<RetryConfig>,
 }
 
 impl TryFrom<ProcessingFile> for ProcessingConfig {
@@ -79,6 +93,7 @@ impl TryFrom<ProcessingFile> for ProcessingConfig {
                 Unit::Millis,
             )?
             .unwrap_or(default.poll_interval),
+            retry: file.retry.unwrap_or(default.retry),
         })
     }
 }
@@ -157,51 +172,69 @@ impl Processor {
     }
 
     /// Takes one batch of pending events and processes it. Returns how many were taken.
+    ///
+    /// An event whose processing fails (its records cannot be stored, say) fails alone: the
+    /// batch is completed without it, and it is tried again later, then parked as `failed`.
     pub async fn round(&self) -> Result<usize, StoreError> {
         let now = self.clock.now();
         let lease = chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::MAX);
-        let events = self
+        let claimed = self
             .store
-            .claim_pending(&self.owner, self.config.batch_size, now, now + lease)
+            .claim_pending(
+                &self.owner,
+                self.config.batch_size,
+                now,
+                now + lease,
+                self.config.retry.max_attempts,
+            )
             .await?;
-        if events.is_empty() {
+        if claimed.is_empty() {
             return Ok(0);
         }
-        // One rule set for the whole round: a reload never splits an event's evaluation.
-        let rules = self.rules.current();
-        // What `is_paused(claim)` answers in scripts: the strategy states of this batch's claims.
-        let claims: Vec<&str> = events
+        let taken = claimed.len();
+        let attempts: std::collections::HashMap<EventId, u32> = claimed
             .iter()
-            .filter_map(|e| e.subject.claim.as_deref())
+            .map(|c| (c.event.id.clone(), c.attempt))
             .collect();
-        let facts = Arc::new(Facts::with_paused(self.store.paused_claims(&claims).await?));
-        // Scripts run on a blocking thread: a slow one never stalls the async workers that
-        // answer HTTP.
-        let clock = self.clock.clone();
-        let evaluated = tokio::task::spawn_blocking(move || {
-            let processed: Vec<_> = events
-                .iter()
-                .map(|event| {
-                    let evaluations = rules.evaluate_with(event, clock.now(), &facts);
-                    for e in &evaluations {
-                        if let Outcome::Failed { error, line } = &e.outcome {
-                            tracing::warn!(event_id = %event.id, rule_id = %e.rule_id, line = ?line, error = %error, "rule failed");
-                        }
-                    }
-                    (event.id.clone(), evaluations.iter().filter_map(record).collect::<Vec<_>>())
-                })
-                .collect();
-            (events.len(), processed)
-        })
-        .await;
-        let (taken, processed) = match evaluated {
-            Ok(done) => done,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        };
-        let done = self
+        let evaluated = self.evaluate(claimed).await?;
+        let mut failures: Vec<(EventId, String)> = Vec::new();
+        let mut processed = Vec::with_capacity(evaluated.len());
+        for (id, result) in evaluated {
+            match result {
+                Ok(records) => processed.push((id, records)),
+                Err(error) => failures.push((id, error)),
+            }
+        }
+        let done = match self
             .store
             .complete(&self.owner, &processed, self.clock.now())
-            .await?;
+            .await
+        {
+            Ok(done) => done,
+            Err(e) if e.is_unavailable() => return Err(e),
+            // Something in one event's records cannot be stored: complete them one by one,
+            // so that it fails alone and the others go on.
+            Err(e) => {
+                tracing::warn!(error = %e, events = processed.len(), "completing a batch failed, completing one by one");
+                let mut done = 0;
+                for one in processed.chunks(1) {
+                    match self
+                        .store
+                        .complete(&self.owner, one, self.clock.now())
+                        .await
+                    {
+                        Ok(n) => done += n,
+                        Err(e) if e.is_unavailable() => return Err(e),
+                        Err(e) => failures.push((
+                            one[0].0.clone(),
+                            format!("cannot store its evaluations: {e}"),
+                        )),
+                    }
+                }
+                done
+            }
+        };
+        self.record_failures(&failures, &attempts).await?;
         let fired = processed
             .iter()
             .flat_map(|(_, e)| e)
@@ -209,14 +242,90 @@ impl Processor {
         if fired {
             self.planned.notify_one();
         }
-        if done < processed.len() as u64 {
+        let expected = (processed.len() - failures.len().min(processed.len())) as u64;
+        if done < expected {
             tracing::warn!(
-                taken = processed.len(),
+                taken,
                 completed = done,
                 "lost the lease on some events; another instance has them"
             );
         }
         Ok(taken)
+    }
+
+    /// Evaluates a batch on a blocking thread (a slow script never stalls the async workers
+    /// that answer HTTP). Each event's result is its records, or why they could not be made.
+    async fn evaluate(
+        &self,
+        claimed: Vec<ClaimedEvent>,
+    ) -> Result<Vec<(EventId, Result<Vec<NewEvaluation>, String>)>, StoreError> {
+        // One rule set for the whole round: a reload never splits an event's evaluation.
+        let rules = self.rules.current();
+        // What `is_paused(claim)` answers in scripts: the strategy states of this batch's claims.
+        let claims: Vec<&str> = claimed
+            .iter()
+            .filter_map(|c| c.event.subject.claim.as_deref())
+            .collect();
+        let facts = Arc::new(Facts::with_paused(self.store.paused_claims(&claims).await?));
+        let clock = self.clock.clone();
+        let ids: Vec<EventId> = claimed.iter().map(|c| c.event.id.clone()).collect();
+        let evaluated = tokio::task::spawn_blocking(move || {
+            claimed
+                .iter()
+                .map(|c| {
+                    let event = &c.event;
+                    let one = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let evaluations = rules.evaluate_with(event, clock.now(), &facts);
+                        for e in &evaluations {
+                            if let Outcome::Failed { error, line } = &e.outcome {
+                                tracing::warn!(event_id = %event.id, rule_id = %e.rule_id, line = ?line, error = %error, "rule failed");
+                            }
+                        }
+                        evaluations.iter().filter_map(record).collect::<Vec<_>>()
+                    }));
+                    (event.id.clone(), one.map_err(|_| "internal error while processing it (a bug in Signalbox; please report it)".to_owned()))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        Ok(evaluated.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "evaluating a batch failed");
+            ids.into_iter()
+                .map(|id| (id, Err("internal error while processing it".to_owned())))
+                .collect()
+        }))
+    }
+
+    /// Gives failed events back to be tried later, or parks those out of attempts.
+    async fn record_failures(
+        &self,
+        failures: &[(EventId, String)],
+        attempts: &std::collections::HashMap<EventId, u32>,
+    ) -> Result<(), StoreError> {
+        if failures.is_empty() {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let records: Vec<EventFailure<'_>> = failures
+            .iter()
+            .map(|(id, error)| {
+                let attempt = attempts.get(id).copied().unwrap_or(u32::MAX);
+                let retry_at = next_delay(&self.config.retry, attempt, None, fastrand::f64())
+                    .and_then(|delay| chrono::Duration::from_std(delay).ok())
+                    .map(|delay| now + delay);
+                match retry_at {
+                    Some(at) => tracing::warn!(event_id = %id, attempt, retry_at = %at, %error, "processing an event failed; trying again later"),
+                    None => tracing::error!(event_id = %id, attempt, %error, "processing an event failed on every attempt; parked as failed"),
+                }
+                EventFailure {
+                    id,
+                    error,
+                    retry_at,
+                }
+            })
+            .collect();
+        self.store.fail_events(&self.owner, &records).await?;
+        Ok(())
     }
 }
 
@@ -242,7 +351,8 @@ fn record(evaluation: &Evaluation) -> Option<NewEvaluation> {
             }),
         },
         Outcome::Failed { error, line } => Verdict::Failed {
-            error: error.clone(),
+            // An error may quote the author's text; NUL cannot be stored in PostgreSQL text.
+            error: error.replace('\0', "\u{FFFD}"),
             line: line.map(|l| l as i64),
         },
         Outcome::Skipped { .. } | Outcome::NotMatched { .. } => return None,

@@ -131,6 +131,9 @@ async fn emit(executors: &Executors, action: &Delivery, emit: &EmitV1) -> Outcom
         payload: serde_json::json!({ "emitted_by": { "action": action.id, "rule": action.rule_id, "event": action.event_id }, "params": params }),
         chain_depth: depth,
     };
+    if let Err(reason) = event.storable() {
+        return failed(format!("the emitted event cannot be stored: {reason}"));
+    }
     let delivery = NewDelivery {
         id: NewDelivery::new_id(),
         source: "signalbox".into(),

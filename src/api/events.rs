@@ -28,6 +28,8 @@ pub(super) struct ListQuery {
     #[serde(rename = "type")]
     kind: Option<String>,
     source: Option<String>,
+    /// `pending`, `processed` or `failed`.
+    state: Option<String>,
     /// An event id: list events older than it (the last id of the previous page).
     before: Option<String>,
     limit: Option<u32>,
@@ -39,9 +41,19 @@ pub(super) async fn list(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = query?;
+    let wanted = q
+        .state
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|message: String| ApiError::BadRequest {
+            code: "invalid_query",
+            message: format!("state: {message}"),
+        })?;
     let filter = EventFilter {
         kind: q.kind,
         source: q.source,
+        state: wanted,
         before: q.before,
         limit: q.limit.unwrap_or(50).clamp(1, 1000),
     };

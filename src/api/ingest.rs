@@ -106,7 +106,12 @@ async fn ingest(
         Err(e) => return Err(refuse(state, delivery, e).await),
     };
     delivery.verification = verification.as_str();
-    let events = match provider.parse(&inbound) {
+    let events = match provider.parse(&inbound).and_then(|events| {
+        match events.iter().try_for_each(Event::storable) {
+            Ok(()) => Ok(events),
+            Err(reason) => Err(ProviderError::Invalid { reason }),
+        }
+    }) {
         Ok(events) => events,
         Err(e) => return Err(refuse(state, delivery, e).await),
     };

@@ -1,11 +1,90 @@
-//! `signalbox events`: the event catalogue, for rule authors.
+//! `signalbox events`: the event catalogue, for rule authors; stored events by state, and
+//! putting failed ones back, for operators.
+
+use anyhow::{Context, bail};
 
 use crate::normalize::catalogue::Entry;
 use crate::providers::catalogue;
+use crate::store::{EventFilter, EventState, Store};
 
-use super::EventsArgs;
+use super::{EventsArgs, EventsCommand};
 
 pub(super) fn run(args: EventsArgs) -> anyhow::Result<()> {
+    if args.state.is_some() || args.command.is_some() {
+        return stored(args);
+    }
+    print_catalogue(args)
+}
+
+/// Stored events in one state, or `retry`.
+fn stored(args: EventsArgs) -> anyhow::Result<()> {
+    let config = args.config.load(&[])?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let store = Store::open(&config.database_url, &config.store).await?;
+        let result = match args.command {
+            Some(EventsCommand::Retry { ids, all }) => retry(&store, &ids, all).await,
+            None => list(&store, &args).await,
+        };
+        store.close().await;
+        result
+    })
+}
+
+async fn list(store: &Store, args: &EventsArgs) -> anyhow::Result<()> {
+    let filter = EventFilter {
+        kind: None,
+        source: args.source.clone(),
+        state: args.state,
+        before: None,
+        limit: args.limit.clamp(1, 1000),
+    };
+    let events = store.list_events(&filter).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&events)?);
+        return Ok(());
+    }
+    println!(
+        "{:<36}  {:<9}  {:<28}  {:<8}  {:<8}  ERROR",
+        "EVENT", "STATE", "TYPE", "SOURCE", "ATTEMPTS"
+    );
+    for e in &events {
+        let (attempts, error) = e
+            .failure
+            .as_ref()
+            .map(|f| (f.attempts.to_string(), f.error.as_str()))
+            .unwrap_or_default();
+        println!(
+            "{:<36}  {:<9}  {:<28}  {:<8}  {:<8}  {}",
+            e.event.id.as_str(),
+            e.state,
+            e.event.kind.as_str(),
+            e.event.source,
+            attempts,
+            error
+        );
+    }
+    println!("\n{} shown", events.len());
+    if args.state == Some(EventState::Failed) && !events.is_empty() {
+        println!("put them back with: signalbox events retry ID... (or --all)");
+    }
+    Ok(())
+}
+
+async fn retry(store: &Store, ids: &[String], all: bool) -> anyhow::Result<()> {
+    if ids.is_empty() && !all {
+        bail!("give the ids of failed events, or --all to retry every failed event");
+    }
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let n = store.retry_events(&ids).await?;
+    println!("{n} failed event(s) put back to be processed");
+    if n < ids.len() as u64 {
+        println!("(the others are not failed events)");
+    }
+    Ok(())
+}
+
+fn print_catalogue(args: EventsArgs) -> anyhow::Result<()> {
     let entries: Vec<_> = catalogue::entries()
         .filter(|e| args.source.as_deref().is_none_or(|s| s == e.source))
         .collect();

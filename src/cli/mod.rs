@@ -29,7 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the engine: receive webhooks, store and process events.
     Serve(ServeArgs),
-    /// List the event catalogue: each platform's event types and the canonical type rules use.
+    /// List the event catalogue (each platform's event types and the canonical type rules
+    /// use); with --state, list stored events; `events retry` puts failed events back.
     Events(EventsArgs),
     /// Validate every rule file; print each problem as file:line:col: message.
     Check(CheckArgs),
@@ -108,6 +109,28 @@ pub struct EventsArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+    /// List stored events in this state (pending, processed, failed) instead of the catalogue
+    #[arg(long)]
+    pub state: Option<crate::store::EventState>,
+    /// How many stored events to list, newest first
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(subcommand)]
+    pub command: Option<EventsCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Put failed events back to be processed now, from their first attempt
+    Retry {
+        /// The event ids (evt_...)
+        ids: Vec<String>,
+        /// Every failed event
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
 }
 
 /// Where the configuration comes from; flags override the file and `SIGNALBOX_*` variables.

@@ -238,6 +238,91 @@ pub struct Event {
     pub chain_depth: u32,
 }
 
+/// Longest id or reference an event may carry, in bytes: ids and references are dedupe keys
+/// and index entries, and PostgreSQL refuses index rows beyond about 2.7 KB.
+pub const MAX_ID_BYTES: usize = 512;
+
+impl Event {
+    /// Why this event cannot be stored alike on both backends, if it cannot: an id or a
+    /// reference longer than [`MAX_ID_BYTES`], or a NUL character anywhere (PostgreSQL text
+    /// and JSON cannot hold one). Checked at the edge, so the sender gets a 400 naming it.
+    pub fn storable(&self) -> Result<(), String> {
+        let long = |name: &str, value: &str| {
+            if value.len() > MAX_ID_BYTES {
+                Err(format!(
+                    "{name} is {} bytes long; at most {MAX_ID_BYTES} are accepted",
+                    value.len()
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        long("source_event_id", &self.source_event_id)?;
+        long("type", self.kind.as_str())?;
+        if let Some(source_type) = &self.source_type {
+            long("source_type", source_type)?;
+        }
+        let subject = serde_json::to_value(&self.subject).unwrap_or_default();
+        for (name, value) in subject.as_object().into_iter().flatten() {
+            long(
+                &format!("subject.{name}"),
+                value.as_str().unwrap_or_default(),
+            )?;
+        }
+        let texts = [
+            (
+                "source_event_id",
+                Value::String(self.source_event_id.clone()),
+            ),
+            (
+                "source_type",
+                Value::String(self.source_type.clone().unwrap_or_default()),
+            ),
+            ("subject", subject),
+            (
+                "amount.currency",
+                Value::String(
+                    self.amount
+                        .as_ref()
+                        .and_then(|a| a.currency.clone())
+                        .unwrap_or_default(),
+                ),
+            ),
+        ];
+        for (name, value) in texts
+            .iter()
+            .map(|(n, v)| (*n, v))
+            .chain([("data", &self.data), ("payload", &self.payload)])
+        {
+            if let Some(at) = nul_at(value, name) {
+                return Err(format!(
+                    "{at} contains a NUL character (\\u0000), which cannot be stored"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where in `value` (a path from `path`) a string or key holds a NUL character.
+fn nul_at(value: &Value, path: &str) -> Option<String> {
+    match value {
+        Value::String(s) => s.contains('\0').then(|| path.to_owned()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_at(v, &format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(format!("{path} (a key)"))
+            } else {
+                nul_at(v, &format!("{path}.{k}"))
+            }
+        }),
+        _ => None,
+    }
+}
+
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }

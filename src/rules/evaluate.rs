@@ -253,6 +253,9 @@ impl RuleSet {
                 .map_err(|e| e.to_string())?;
             let mut out = Bounded::default();
             match template.render_captured_to(context.clone(), &mut out) {
+                Ok(_) if out.bytes.contains(&0) => Err(
+                    "the rendered text contains a NUL character (\\u0000), which cannot be sent or stored".into(),
+                ),
                 Ok(_) => {
                     String::from_utf8(out.bytes).map_err(|_| "rendered text is not UTF-8".into())
                 }

@@ -98,6 +98,12 @@ impl Session {
     pub(crate) fn log(&self, line: String) {
         let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
         if logs.len() < MAX_LOG_LINES {
+            // NUL cannot be stored in PostgreSQL text: a log line never poisons its event.
+            let line = if line.contains('\0') {
+                line.replace('\0', "\u{FFFD}")
+            } else {
+                line
+            };
             logs.push(match line.char_indices().nth(MAX_LOG_CHARS) {
                 Some((at, _)) => format!("{}…", &line[..at]),
                 None => line,

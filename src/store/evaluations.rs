@@ -64,6 +64,22 @@ pub enum Verdict {
     },
 }
 
+/// Longest throttle key stored as written; longer ones (or ones holding NUL) are stored as
+/// their SHA-256, alike on both backends (PostgreSQL refuses index rows beyond ~2.7 KB).
+const MAX_KEY_BYTES: usize = 256;
+
+fn stored_key(key: &str) -> std::borrow::Cow<'_, str> {
+    if key.len() <= MAX_KEY_BYTES && !key.contains('\0') {
+        return key.into();
+    }
+    use sha2::Digest;
+    format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(key.as_bytes()))
+    )
+    .into()
+}
+
 /// At most one firing per `(rule, key)` per `window`, across every instance on the store.
 #[derive(Debug, Clone)]
 pub struct ThrottleGate {
@@ -104,7 +120,7 @@ impl Store {
                             let fires = match throttle {
                                 Some(gate) => {
                                     let cutoff = now_ms - i64::try_from(gate.window.as_millis()).unwrap_or(i64::MAX);
-                                    sqlx::query(THROTTLE).bind(&evaluation.rule_id).bind(&gate.key).bind(now_ms).bind(cutoff).fetch_optional(&mut *tx).await?.is_some()
+                                    sqlx::query(THROTTLE).bind(&evaluation.rule_id).bind(stored_key(&gate.key).as_ref()).bind(now_ms).bind(cutoff).fetch_optional(&mut *tx).await?.is_some()
                                 }
                                 None => true,
                             };

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use sqlx::types::Json;
 use sqlx::{QueryBuilder, Row};
 
-use super::{Backend, Ingest, Store, StoreError, Stored, on_pool, postgres, sqlite};
+use super::{Backend, EventState, Ingest, Store, StoreError, Stored, on_pool, postgres, sqlite};
 use crate::normalize::{Amount, Event, EventId, EventType, Subject};
 
 const INSERT_DELIVERIES: &str =
@@ -23,13 +23,9 @@ const INSERT_EVENTS: &str =
 /// parameters (and PostgreSQL's 65535).
 const ROWS_PER_STATEMENT: usize = 1000;
 
-/// Where an event is in processing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventState {
-    Pending,
-    Processed,
-}
+/// Keys per duplicate lookup: each is an `OR` term, and SQLite refuses expressions deeper
+/// than 1000 ("Expression tree is too large").
+const KEYS_PER_LOOKUP: usize = 200;
 
 /// An event as stored, with its processing state.
 #[derive(Debug, Clone, Serialize)]
@@ -41,6 +37,35 @@ pub struct StoredEvent {
     pub processed_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery_id: Option<String>,
+    /// Why its processing failed, while it is failing (retried later, or parked as failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<ProcessingFailure>,
+}
+
+/// The last failure of an event's processing.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessingFailure {
+    /// Processing attempts so far.
+    pub attempts: u32,
+    pub error: String,
+    /// When it is tried again (absent once it is parked as failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
+/// A leased event and which processing attempt this is (1 the first time).
+#[derive(Debug, Clone)]
+pub struct ClaimedEvent {
+    pub event: Event,
+    pub attempt: u32,
+}
+
+/// An event whose processing failed: tried again at `retry_at`, or parked as failed if `None`.
+#[derive(Debug, Clone)]
+pub struct EventFailure<'a> {
+    pub id: &'a EventId,
+    pub error: &'a str,
+    pub retry_at: Option<DateTime<Utc>>,
 }
 
 impl Store {
@@ -96,7 +121,7 @@ impl Store {
             }
             let duplicates: Vec<&Event> = events.iter().map(|(e, _)| *e).filter(|e| !inserted.contains(e.id.as_str())).collect();
             let mut existing = HashMap::with_capacity(duplicates.len());
-            for chunk in duplicates.chunks(ROWS_PER_STATEMENT) {
+            for chunk in duplicates.chunks(KEYS_PER_LOOKUP) {
                 let mut select = QueryBuilder::new("SELECT id, source, source_event_id FROM events WHERE ");
                 let mut keys = select.separated(" OR ");
                 for e in chunk {
@@ -133,21 +158,38 @@ impl Store {
             .collect()
     }
 
-    /// Leases up to `limit` of the oldest pending events to `owner` until `lease_until`,
-    /// skipping events another live instance holds. Returned in id (= arrival) order.
+    /// Leases up to `limit` of the oldest pending events that are due to `owner` until
+    /// `lease_until`, skipping events another live instance holds. Returned in id (= arrival)
+    /// order. Each lease counts as an attempt: an event leased `max_attempts` times without
+    /// finishing (it stopped the engine each time) is parked as failed first.
     pub async fn claim_pending(
         &self,
         owner: &str,
         limit: u32,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
-    ) -> Result<Vec<Event>, StoreError> {
+        max_attempts: u32,
+    ) -> Result<Vec<ClaimedEvent>, StoreError> {
         let sql = match self.backend {
             Backend::Sqlite(_) => sqlite::CLAIM_PENDING,
             Backend::Postgres(_) => postgres::CLAIM_PENDING,
         };
         let _turn = self.write_turn().await;
         let mut events = on_pool!(self, pool => {
+            let parked = sqlx::query(
+                "UPDATE events SET state = 'failed', lease_owner = NULL, lease_until_ms = NULL,
+                    next_attempt_ms = NULL,
+                    last_error = COALESCE(last_error, 'processing never finished: the engine stopped while processing it')
+                 WHERE state = 'pending' AND attempts >= $1 AND (lease_until_ms IS NULL OR lease_until_ms < $2)",
+            )
+            .bind(i64::from(max_attempts))
+            .bind(now.timestamp_millis())
+            .execute(pool)
+            .await?
+            .rows_affected();
+            if parked > 0 {
+                tracing::error!(events = parked, "parked events as failed: their processing never finished");
+            }
             let rows = sqlx::query(sql)
                 .bind(owner)
                 .bind(lease_until.timestamp_millis())
@@ -155,10 +197,63 @@ impl Store {
                 .bind(i64::from(limit))
                 .fetch_all(pool)
                 .await?;
-            rows.iter().map(|row| decode_event(row).map(|s| s.event)).collect::<Result<Vec<_>, _>>()
+            rows.iter().map(|row| {
+                let attempt: i64 = row.try_get("attempts")?;
+                decode_event(row).map(|s| ClaimedEvent { event: s.event, attempt: u32::try_from(attempt).unwrap_or(u32::MAX) })
+            }).collect::<Result<Vec<_>, StoreError>>()
         })?;
-        events.sort_by(|a, b| a.id.cmp(&b.id));
+        events.sort_by(|a, b| a.event.id.cmp(&b.event.id));
         Ok(events)
+    }
+
+    /// Records failed processing for events `owner` still leases: each is given back to be
+    /// tried at its `retry_at`, or parked as failed. Returns how many were recorded.
+    pub async fn fail_events(
+        &self,
+        owner: &str,
+        failures: &[EventFailure<'_>],
+    ) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let mut recorded = 0;
+            for failure in failures {
+                let state = if failure.retry_at.is_some() { EventState::Pending } else { EventState::Failed };
+                recorded += sqlx::query(
+                    "UPDATE events SET state = $1, next_attempt_ms = $2, last_error = $3,
+                        lease_owner = NULL, lease_until_ms = NULL
+                     WHERE id = $4 AND state = 'pending' AND lease_owner = $5",
+                )
+                .bind(state.as_str())
+                .bind(failure.retry_at.map(|t| t.timestamp_millis()))
+                .bind(failure.error)
+                .bind(failure.id.as_str())
+                .bind(owner)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
+            tx.commit().await?;
+            Ok(recorded)
+        })
+    }
+
+    /// Puts failed events back to be processed at once, from their first attempt: the listed
+    /// ones, or every failed event when `ids` is empty. Returns how many.
+    pub async fn retry_events(&self, ids: &[&str]) -> Result<u64, StoreError> {
+        let ids = serde_json::to_string(ids).expect("strings serialize");
+        let each = match self.backend {
+            Backend::Sqlite(_) => "SELECT value FROM json_each($1)",
+            Backend::Postgres(_) => "SELECT jsonb_array_elements_text($1::jsonb)",
+        };
+        let sql = format!(
+            "UPDATE events SET state = 'pending', attempts = 0, next_attempt_ms = NULL, last_error = NULL
+             WHERE state = 'failed' AND ($1 = '[]' OR id IN ({each}))"
+        );
+        let _turn = self.write_turn().await;
+        on_pool!(self, pool => {
+            Ok(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&ids).execute(pool).await?.rows_affected())
+        })
     }
 
     /// Gives back the leases `owner` holds (on shutdown), or all leases when `owner` is `None`
@@ -189,12 +284,14 @@ impl Store {
             let rows = sqlx::query(
                 "SELECT * FROM events
                  WHERE ($1 IS NULL OR type = $1) AND ($2 IS NULL OR source = $2) AND ($3 IS NULL OR id < $3)
+                   AND ($5 IS NULL OR state = $5)
                  ORDER BY id DESC LIMIT $4",
             )
             .bind(&filter.kind)
             .bind(&filter.source)
             .bind(&filter.before)
             .bind(i64::from(filter.limit))
+            .bind(filter.state.map(EventState::as_str))
             .fetch_all(pool)
             .await?;
             rows.iter().map(decode_event).collect()
@@ -253,6 +350,7 @@ pub struct UnknownType {
 pub struct EventFilter {
     pub kind: Option<String>,
     pub source: Option<String>,
+    pub state: Option<EventState>,
     pub before: Option<String>,
     pub limit: u32,
 }
@@ -269,6 +367,7 @@ where
     Json<Value>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     Json<Subject>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     let id: String = row.try_get("id")?;
     let corrupt = |what: String| StoreError::Corrupt(format!("event {id}: {what}"));
@@ -284,10 +383,17 @@ where
         None => None,
     };
     let state: String = row.try_get("state")?;
-    let state = match state.as_str() {
-        "pending" => EventState::Pending,
-        "processed" => EventState::Processed,
-        other => return Err(corrupt(format!("unknown state '{other}'"))),
+    let state = state.parse::<EventState>().map_err(corrupt)?;
+    let failure = match row.try_get::<Option<String>, _>("last_error")? {
+        Some(error) => Some(ProcessingFailure {
+            attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+            error,
+            retry_at: row
+                .try_get::<Option<i64>, _>("next_attempt_ms")?
+                .filter(|_| state == EventState::Pending)
+                .and_then(DateTime::from_timestamp_millis),
+        }),
+        None => None,
     };
     let event = Event {
         kind: EventType::parse(&kind).map_err(corrupt)?,
@@ -308,5 +414,6 @@ where
         state,
         processed_at: row.try_get("processed_at")?,
         delivery_id: row.try_get("delivery_id")?,
+        failure,
     })
 }

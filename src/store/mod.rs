@@ -24,9 +24,11 @@ use std::time::Duration;
 
 pub use deliveries::{DeliverySummary, NewDelivery};
 pub use evaluations::{EvaluationRecord, NewEvaluation, ThrottleGate, Verdict};
-pub use events::{EventFilter, EventState, StoredEvent, UnknownType};
+pub use events::{
+    ClaimedEvent, EventFailure, EventFilter, ProcessingFailure, StoredEvent, UnknownType,
+};
 pub use outbox::{ActionRow, ActionSummary, AttemptRecord, NewAction, NewAttempt, NextStep};
-pub use status::{ActionStatus, AttemptOutcome, EvaluationOutcome};
+pub use status::{ActionStatus, AttemptOutcome, EvaluationOutcome, EventState};
 
 /// Runs `$body` with `$pool` bound to the backend's pool; the body is compiled once per backend.
 macro_rules! on_pool {
@@ -126,6 +128,14 @@ pub enum StoreError {
     Query(#[source] sqlx::Error),
     #[error("stored row is unreadable: {0}")]
     Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether the database is away or busy (trying again later helps), rather than refusing
+    /// what it was given.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -24,10 +24,11 @@ pub(super) async fn connect(url: &str, config: &StoreConfig) -> Result<sqlx::PgP
 /// Takes the oldest pending events not leased by a live instance; rows another instance is
 /// taking at the same moment are skipped rather than waited for.
 pub(super) const CLAIM_PENDING: &str = "
-    UPDATE events SET lease_owner = $1, lease_until_ms = $2
+    UPDATE events SET lease_owner = $1, lease_until_ms = $2, attempts = attempts + 1
     WHERE id IN (
         SELECT id FROM events
         WHERE state = 'pending' AND (lease_until_ms IS NULL OR lease_until_ms < $3)
+          AND (next_attempt_ms IS NULL OR next_attempt_ms <= $3)
         ORDER BY id LIMIT $4
         FOR UPDATE SKIP LOCKED
     )
@@ -35,7 +36,8 @@ pub(super) const CLAIM_PENDING: &str = "
 
 /// Marks the listed events (a JSON array of ids) processed, if `owner` still leases them.
 pub(super) const COMPLETE: &str = "
-    UPDATE events SET state = 'processed', processed_at = $1, lease_owner = NULL, lease_until_ms = NULL
+    UPDATE events SET state = 'processed', processed_at = $1, lease_owner = NULL, lease_until_ms = NULL,
+        next_attempt_ms = NULL, last_error = NULL
     WHERE state = 'pending' AND lease_owner = $2 AND id IN (SELECT jsonb_array_elements_text($3::jsonb))
     RETURNING id";
 

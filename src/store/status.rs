@@ -46,6 +46,17 @@ macro_rules! stored_words {
 }
 
 stored_words! {
+    /// Where an event is in processing.
+    EventState {
+        Pending => "pending",
+        Processed => "processed",
+        /// Its processing failed on every attempt: parked with the reason, never blocking
+        /// the events behind it; `signalbox events retry` puts it back.
+        Failed => "failed",
+    }
+}
+
+stored_words! {
     /// Where an action is in the outbox.
     ActionStatus {
         /// Waiting for its time (first attempt or a retry).
@@ -85,6 +96,9 @@ mod tests {
 
     #[test]
     fn words_read_back_as_they_are_written() {
+        for state in EventState::ALL {
+            assert_eq!(state.as_str().parse::<EventState>(), Ok(*state));
+        }
         for status in ActionStatus::ALL {
             assert_eq!(status.as_str().parse::<ActionStatus>(), Ok(*status));
         }

@@ -3,6 +3,7 @@
 mod crash;
 mod delivery;
 mod examples;
+mod hostile;
 mod ingest;
 mod payloads;
 mod providers;

@@ -8,6 +8,8 @@ crate::on_both_backends!(cases:
     concurrent_claimers_never_take_the_same_event,
     throttled_evaluations_plan_nothing_and_attempts_move_actions_on,
     an_action_is_retaken_once_its_lease_expires,
+    failing_events_are_retried_then_parked_until_put_back,
+    an_event_that_never_finishes_is_parked,
     strategy_states_answer_which_claims_are_paused,
 );
 
@@ -34,6 +36,9 @@ mod cases {
     use signalbox::store::{Ingest, NewDelivery, Store, Stored};
 
     use crate::support::{TestDb, event_json};
+
+    /// Processing attempts before an event is parked.
+    const ATTEMPTS: u32 = 5;
 
     async fn open(db: &TestDb) -> Store {
         Store::open(&db.url, &StoreConfig::default())
@@ -98,14 +103,20 @@ mod cases {
         let now = Utc::now();
         let lease = now + Duration::seconds(30);
 
-        let a = store.claim_pending("a", 6, now, lease).await.unwrap();
-        let a_ids: Vec<EventId> = a.iter().map(|e| e.id.clone()).collect();
+        let a = store
+            .claim_pending("a", 6, now, lease, ATTEMPTS)
+            .await
+            .unwrap();
+        let a_ids: Vec<EventId> = a.iter().map(|e| e.event.id.clone()).collect();
         assert_eq!(a_ids, ids[..6], "the oldest events first, in order");
-        let b = store.claim_pending("b", 100, now, lease).await.unwrap();
+        let b = store
+            .claim_pending("b", 100, now, lease, ATTEMPTS)
+            .await
+            .unwrap();
         assert_eq!(b.len(), 4, "b gets only what a does not hold");
         assert!(
             store
-                .claim_pending("b", 100, now, lease)
+                .claim_pending("b", 100, now, lease, ATTEMPTS)
                 .await
                 .unwrap()
                 .is_empty()
@@ -119,7 +130,7 @@ mod cases {
             0,
             "b cannot complete a's events"
         );
-        let b_ids: Vec<EventId> = b.iter().map(|e| e.id.clone()).collect();
+        let b_ids: Vec<EventId> = b.iter().map(|e| e.event.id.clone()).collect();
         assert_eq!(
             store
                 .complete("b", &unevaluated(&b_ids), now)
@@ -131,11 +142,14 @@ mod cases {
         // a died: once its lease has expired, b takes its events.
         let later = lease + Duration::seconds(1);
         let retaken = store
-            .claim_pending("b", 100, later, later + Duration::seconds(30))
+            .claim_pending("b", 100, later, later + Duration::seconds(30), ATTEMPTS)
             .await
             .unwrap();
         assert_eq!(
-            retaken.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+            retaken
+                .iter()
+                .map(|e| e.event.id.clone())
+                .collect::<Vec<_>>(),
             a_ids
         );
         assert_eq!(
@@ -167,13 +181,13 @@ mod cases {
                 loop {
                     let now = Utc::now();
                     let batch = store
-                        .claim_pending(owner, 7, now, now + Duration::seconds(60))
+                        .claim_pending(owner, 7, now, now + Duration::seconds(60), ATTEMPTS)
                         .await
                         .unwrap();
                     if batch.is_empty() {
                         return taken;
                     }
-                    let batch_ids: Vec<EventId> = batch.into_iter().map(|e| e.id).collect();
+                    let batch_ids: Vec<EventId> = batch.into_iter().map(|e| e.event.id).collect();
                     assert_eq!(
                         store
                             .complete(owner, &unevaluated(&batch_ids), now)
@@ -229,7 +243,7 @@ mod cases {
         let ids = seed(&store, 2).await;
         let now = Utc::now();
         store
-            .claim_pending("a", 10, now, now + Duration::seconds(60))
+            .claim_pending("a", 10, now, now + Duration::seconds(60), ATTEMPTS)
             .await
             .unwrap();
         let processed = vec![
@@ -358,7 +372,7 @@ mod cases {
         let ids = seed(&store, 1).await;
         let now = Utc::now();
         store
-            .claim_pending("a", 10, now, now + Duration::seconds(60))
+            .claim_pending("a", 10, now, now + Duration::seconds(60), ATTEMPTS)
             .await
             .unwrap();
         let processed = vec![(ids[0].clone(), vec![fired("notify", None)])];
@@ -422,6 +436,157 @@ mod cases {
             [true]
         );
         assert_eq!(store.attempts(&taken[0].id).await.unwrap().len(), 1);
+        store.close().await;
+    }
+
+    pub(super) async fn failing_events_are_retried_then_parked_until_put_back(db: TestDb) {
+        use signalbox::store::{EventFailure, EventFilter, EventState};
+        let store = open(&db).await;
+        let ids = seed(&store, 2).await;
+        let now = Utc::now();
+        let lease = |t| t + Duration::seconds(30);
+        let first = store
+            .claim_pending("a", 10, now, lease(now), 2)
+            .await
+            .unwrap();
+        assert_eq!(first.iter().map(|c| c.attempt).collect::<Vec<_>>(), [1, 1]);
+        store
+            .complete("a", &unevaluated(&ids[1..]), now)
+            .await
+            .unwrap();
+        let retry_at = now + Duration::seconds(5);
+        let failure = |retry_at| EventFailure {
+            id: &ids[0],
+            error: "cannot store its evaluations",
+            retry_at,
+        };
+        assert_eq!(
+            store
+                .fail_events("b", &[failure(Some(retry_at))])
+                .await
+                .unwrap(),
+            0,
+            "only the lease holder records a failure"
+        );
+        assert_eq!(
+            store
+                .fail_events("a", &[failure(Some(retry_at))])
+                .await
+                .unwrap(),
+            1
+        );
+        let early = retry_at - Duration::milliseconds(1);
+        assert!(
+            store
+                .claim_pending("a", 10, early, lease(early), 2)
+                .await
+                .unwrap()
+                .is_empty(),
+            "not taken before its retry time"
+        );
+        let again = store
+            .claim_pending("a", 10, retry_at, lease(retry_at), 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            again
+                .iter()
+                .map(|c| (c.event.id.clone(), c.attempt))
+                .collect::<Vec<_>>(),
+            [(ids[0].clone(), 2)]
+        );
+        store.fail_events("a", &[failure(None)]).await.unwrap();
+        let failed_filter = EventFilter {
+            kind: None,
+            source: None,
+            state: Some(EventState::Failed),
+            before: None,
+            limit: 10,
+        };
+        let failed = store.list_events(&failed_filter).await.unwrap();
+        assert_eq!(failed.len(), 1);
+        let failure_of = failed[0].failure.as_ref().expect("the reason is kept");
+        assert_eq!(
+            (
+                failed[0].event.id.clone(),
+                failure_of.attempts,
+                failure_of.error.as_str(),
+                failure_of.retry_at
+            ),
+            (ids[0].clone(), 2, "cannot store its evaluations", None)
+        );
+        let later = retry_at + Duration::hours(1);
+        assert!(
+            store
+                .claim_pending("a", 10, later, lease(later), 2)
+                .await
+                .unwrap()
+                .is_empty(),
+            "a parked event is not taken"
+        );
+        assert_eq!(store.retry_events(&[]).await.unwrap(), 1);
+        let back = store
+            .claim_pending("a", 10, later, lease(later), 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            back.iter()
+                .map(|c| (c.event.id.clone(), c.attempt))
+                .collect::<Vec<_>>(),
+            [(ids[0].clone(), 1)],
+            "retried from its first attempt"
+        );
+        store.close().await;
+    }
+
+    /// An event that stops the engine every time it is processed (so no failure is ever
+    /// recorded) is parked once it has been taken `max_attempts` times.
+    pub(super) async fn an_event_that_never_finishes_is_parked(db: TestDb) {
+        use signalbox::store::{EventFilter, EventState};
+        let store = open(&db).await;
+        let ids = seed(&store, 1).await;
+        let mut now = Utc::now();
+        for attempt in 1..=2 {
+            let taken = store
+                .claim_pending("a", 10, now, now + Duration::seconds(30), 2)
+                .await
+                .unwrap();
+            assert_eq!(
+                taken.iter().map(|c| c.attempt).collect::<Vec<_>>(),
+                [attempt]
+            );
+            // The instance dies; its lease runs out.
+            now += Duration::seconds(31);
+        }
+        assert!(
+            store
+                .claim_pending("b", 10, now, now + Duration::seconds(30), 2)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let failed = store
+            .list_events(&EventFilter {
+                kind: None,
+                source: None,
+                state: Some(EventState::Failed),
+                before: None,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].event.id, ids[0]);
+        assert!(
+            failed[0]
+                .failure
+                .as_ref()
+                .unwrap()
+                .error
+                .contains("the engine stopped while processing it"),
+            "{:?}",
+            failed[0].failure
+        );
         store.close().await;
     }
 

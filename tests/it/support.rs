@@ -141,6 +141,8 @@ pub(crate) fn test_config(db: &TestDb) -> Config {
         retry.max_delay = Duration::from_secs(2);
         retry.max_attempts = 3;
     }
+    config.processing.retry.initial_delay = Duration::from_millis(50);
+    config.processing.retry.max_delay = Duration::from_secs(1);
     config
 }
 
