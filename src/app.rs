@@ -13,6 +13,7 @@ use crate::actions::Executors;
 use crate::api::{AppState, router};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
+use crate::health::Health;
 use crate::outbox::worker::Dispatcher;
 use crate::processor::Processor;
 use crate::providers::Registry;
@@ -75,8 +76,9 @@ pub async fn start_with_store(
         tracing::info!(dir = %config.rules_dir.display(), rules = status.rules, files = status.files, "rules loaded");
     }
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let health = Arc::new(Health::default());
     let stored = Arc::new(Notify::new());
-    let (writer, writer_task) = Writer::spawn(store.clone(), stored.clone());
+    let (writer, writer_task) = Writer::spawn(store.clone(), stored.clone(), health.clone());
     let planned = Arc::new(Notify::new());
     let executors = Executors::new(
         store.clone(),
@@ -99,9 +101,26 @@ pub async fn start_with_store(
         stored,
         planned,
         clock.clone(),
+        health.clone(),
     );
-    let processor = tokio::spawn(processor.run(shutdown_rx.clone()));
-    let dispatcher = tokio::spawn(dispatcher.run(shutdown_rx.clone()));
+    let processor = {
+        let shutdown = shutdown_rx.clone();
+        supervise(
+            "processor",
+            health.clone(),
+            shutdown_rx.clone(),
+            move || processor.clone().run(shutdown.clone()),
+        )
+    };
+    let dispatcher = {
+        let shutdown = shutdown_rx.clone();
+        supervise(
+            "dispatcher",
+            health.clone(),
+            shutdown_rx.clone(),
+            move || dispatcher.clone().run(shutdown.clone()),
+        )
+    };
     let watcher = rules.clone().watch(shutdown_rx.clone());
 
     let state = AppState {
@@ -111,6 +130,8 @@ pub async fn start_with_store(
         rules: rules.clone(),
         max_body_bytes: config.max_body_bytes,
         clock,
+        health,
+        max_lag: config.processing.max_lag,
     };
     let mut server_shutdown = shutdown_rx;
     let server = tokio::spawn(async move {
@@ -152,6 +173,38 @@ impl App {
     }
 }
 
+/// Runs the loop `make` builds until it returns (at shutdown). A loop that panics is logged,
+/// counted in `health` (so `/readyz` shows it), and started again after a pause that grows
+/// while it keeps dying.
+fn supervise<F, Fut>(
+    name: &'static str,
+    health: Arc<Health>,
+    mut shutdown: watch::Receiver<bool>,
+    make: F,
+) -> JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut pause = std::time::Duration::from_millis(100);
+        loop {
+            health.loop_started(name);
+            let Err(e) = tokio::spawn(make()).await else {
+                health.loop_ended(name);
+                return;
+            };
+            health.loop_died(name);
+            tracing::error!(task = name, error = %e, retry_in_ms = pause.as_millis() as u64, "background loop died; starting it again");
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            pause = (pause * 2).min(std::time::Duration::from_secs(10));
+        }
+    })
+}
+
 /// Runs until `shutdown` completes, then stops gracefully.
 pub async fn run(
     config: &Config,
@@ -162,4 +215,32 @@ pub async fn run(
     shutdown.await;
     tracing::info!("shutting down");
     app.stop().await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    /// A loop that panics is started again, and its death is counted; one that returns ends.
+    #[tokio::test(start_paused = true)]
+    async fn a_loop_that_dies_is_restarted_and_counted() {
+        let health = Arc::new(Health::default());
+        let (_stop, shutdown) = watch::channel(false);
+        let runs = Arc::new(AtomicU32::new(0));
+        let counted = runs.clone();
+        let task = supervise("test", health.clone(), shutdown, move || {
+            let run = counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if run < 2 {
+                    panic!("run {run} dies");
+                }
+            }
+        });
+        task.await.unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        let state = health.loops()["test"];
+        assert_eq!((state.running, state.restarts), (false, 2));
+    }
 }

@@ -15,6 +15,7 @@
 //! Modules, from the bottom up (each imports only those above it in this list):
 //!
 //! - [`clock`]: the only source of the time of day (`SystemClock`, `ManualClock` for tests).
+//! - [`health`]: what the stages report for `/readyz` (heartbeats, write failures, loops).
 //! - [`config`]: loading the config file, `${VAR}` interpolation, secrets, the duration
 //!   convention; each subsystem's settings live next to their owner and are gathered here.
 //! - [`store`]: SQLite or PostgreSQL through sqlx. Takes its own records (`NewDelivery`,
@@ -44,6 +45,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod normalize;
 pub mod outbox;
 pub mod processor;

@@ -14,6 +14,7 @@ use tokio::sync::{Notify, watch};
 use crate::actions::Payload;
 use crate::actions::retry::{RetryConfig, next_delay};
 use crate::clock::SharedClock;
+use crate::health::Health;
 use crate::normalize::EventId;
 use crate::rules::live::LiveRules;
 use crate::rules::{Evaluation, Outcome};
@@ -37,6 +38,9 @@ pub struct ProcessingConfig {
     /// How often an event whose processing fails is tried again before it is parked as
     /// `failed`, and how long between tries. Default 5 attempts, 1s doubling to 5m.
     pub retry: RetryConfig,
+    /// How long an event may wait for processing before `/readyz` says processing is
+    /// stalled. Default 1m.
+    pub max_lag: Duration,
 }
 
 impl Default for ProcessingConfig {
@@ -51,6 +55,7 @@ impl Default for ProcessingConfig {
                 max_delay: Duration::from_secs(300),
                 ..RetryConfig::default()
             },
+            max_lag: Duration::from_secs(60),
         }
     }
 }
@@ -67,6 +72,8 @@ struct ProcessingFile {
     poll_interval: Option<Duration>,
     poll_interval_ms: Option<u64>,
     retry: Option<RetryConfig>,
+    #[serde(default, with = "humantime_serde")]
+    max_lag: Option<Duration>,
 }
 
 impl TryFrom<ProcessingFile> for ProcessingConfig {
@@ -94,6 +101,7 @@ impl TryFrom<ProcessingFile> for ProcessingConfig {
             )?
             .unwrap_or(default.poll_interval),
             retry: file.retry.unwrap_or(default.retry),
+            max_lag: file.max_lag.unwrap_or(default.max_lag),
         })
     }
 }
@@ -108,6 +116,7 @@ pub struct Processor {
     /// Notified when evaluations planned actions, to wake the dispatcher.
     planned: Arc<Notify>,
     clock: SharedClock,
+    health: Arc<Health>,
 }
 
 impl Processor {
@@ -118,9 +127,10 @@ impl Processor {
         stored: Arc<Notify>,
         planned: Arc<Notify>,
         clock: SharedClock,
-    ) -> Self {
+        health: Arc<Health>,
+    ) -> Arc<Self> {
         let owner = format!("ins_{}", uuid::Uuid::now_v7().simple());
-        Self {
+        Arc::new(Self {
             store,
             rules,
             config,
@@ -128,12 +138,13 @@ impl Processor {
             stored,
             planned,
             clock,
-        }
+            health,
+        })
     }
 
     /// Processes until `shutdown` turns true, finishing the round in hand, then gives back its
     /// leases so another instance (or the next start) takes those events at once.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         if !self.store.is_shared() {
             // One instance owns a SQLite file: leases left in it belong to a process that died.
             match self.store.release_leases(None).await {
@@ -144,7 +155,11 @@ impl Processor {
         }
         let mut backoff = Duration::from_millis(100);
         while !*shutdown.borrow() {
-            match self.round().await {
+            let round = self.round().await;
+            if let Err(e) = &round {
+                self.health.wrote(Err(e.to_string()));
+            }
+            match round {
                 Ok(n) if n > 0 => {
                     backoff = Duration::from_millis(100);
                     continue;
@@ -210,7 +225,10 @@ impl Processor {
             .complete(&self.owner, &processed, self.clock.now())
             .await
         {
-            Ok(done) => done,
+            Ok(done) => {
+                self.health.wrote(Ok(()));
+                done
+            }
             Err(e) if e.is_unavailable() => return Err(e),
             // Something in one event's records cannot be stored: complete them one by one,
             // so that it fails alone and the others go on.

@@ -1,4 +1,5 @@
-//! `GET /healthz` (the process answers) and `GET /readyz` (it can do its work).
+//! `GET /healthz` (the process answers), `GET /readyz` (it can do its work), and
+//! `GET /v1/rules/status` (the rule set in force and the last refused reload, in detail).
 
 use axum::Json;
 use axum::extract::State;
@@ -11,19 +12,62 @@ pub(super) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when the store answers and rules are loaded. A refused reload (the running rules
-/// stay) is shown, but does not make the engine unready.
+/// Ready when the store answers and takes writes, processing keeps up (no event has waited
+/// longer than `processing.max_lag`), every background loop runs, and rules are in force.
+/// The body names each check, with no paths or rule errors (it may be public).
 pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let now = state.clock.now();
     let store = match state.store.ping().await {
-        Ok(()) => Ok(state.store.backend_name()),
-        Err(e) => Err(e.to_string()),
+        Err(_) => Err("unreachable"),
+        // A write failed since the last success: only a write tells whether it would now.
+        Ok(()) if state.health.write_failure().is_some() => match state.store.probe_write().await {
+            Ok(()) => {
+                state.health.wrote(Ok(()));
+                Ok(())
+            }
+            Err(_) => Err("cannot write"),
+        },
+        Ok(()) => Ok(()),
     };
+    let loops = state.health.loops();
+    let processor_running = loops.get("processor").is_some_and(|l| l.running);
+    let lag = match store {
+        Ok(()) => state
+            .store
+            .oldest_due_pending(now)
+            .await
+            .ok()
+            .flatten()
+            .map(|oldest| (now - oldest).to_std().unwrap_or_default()),
+        Err(_) => None,
+    };
+    let processing = if !processor_running {
+        Err("the processor is not running".to_owned())
+    } else {
+        match lag {
+            Some(lag) if lag > state.max_lag => Err(format!(
+                "stalled: the oldest pending event has waited {} s (processing.max_lag is {} s)",
+                lag.as_secs(),
+                state.max_lag.as_secs()
+            )),
+            _ => Ok(()),
+        }
+    };
+    let loops_ok = loops.values().all(|l| l.running);
     let rules = state.rules.status();
-    let ready = store.is_ok();
+    let ready = store.is_ok() && processing.is_ok() && loops_ok;
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
-        "store": match &store { Ok(backend) => json!({ "ok": true, "backend": backend }), Err(e) => json!({ "ok": false, "error": e }) },
-        "rules": rules,
+        "store": match store {
+            Ok(()) => json!({ "ok": true, "backend": state.store.backend_name() }),
+            Err(problem) => json!({ "ok": false, "backend": state.store.backend_name(), "problem": problem }),
+        },
+        "processing": match &processing {
+            Ok(()) => json!({ "ok": true, "lag_seconds": lag.map_or(0, |l| l.as_secs()) }),
+            Err(problem) => json!({ "ok": false, "problem": problem }),
+        },
+        "loops": loops,
+        "rules": { "ok": true, "rules": rules.rules, "reload_refused": rules.rejected_reload.is_some() },
     });
     (
         if ready {
@@ -33,4 +77,10 @@ pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<V
         },
         Json(body),
     )
+}
+
+/// The rule set in force: folder, counts, when it loaded, and the problems of the last
+/// refused reload (with their files and lines).
+pub(super) async fn rules_status(State(state): State<AppState>) -> Json<Value> {
+    Json(json!(state.rules.status()))
 }

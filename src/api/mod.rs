@@ -26,6 +26,9 @@ pub struct AppState {
     pub rules: Arc<crate::rules::live::LiveRules>,
     pub max_body_bytes: usize,
     pub clock: crate::clock::SharedClock,
+    pub health: Arc<crate::health::Health>,
+    /// How long an event may wait before `/readyz` says processing is stalled.
+    pub max_lag: std::time::Duration,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -40,6 +43,7 @@ pub fn router(state: AppState) -> Router {
             "/webhooks/{source}/{hint}",
             post(ingest::post_webhook_with_hint),
         )
+        .route("/v1/rules/status", get(health::rules_status))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)

@@ -298,6 +298,25 @@ impl Store {
         })
     }
 
+    /// When the oldest event that is due for processing arrived, if any is waiting: how far
+    /// processing lags behind.
+    pub async fn oldest_due_pending(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        on_pool!(self, pool => {
+            let row = sqlx::query(
+                "SELECT received_at FROM events
+                 WHERE state = 'pending' AND (next_attempt_ms IS NULL OR next_attempt_ms <= $1)
+                 ORDER BY id LIMIT 1",
+            )
+            .bind(now.timestamp_millis())
+            .fetch_optional(pool)
+            .await?;
+            row.map(|r| r.try_get("received_at")).transpose().map_err(StoreError::from)
+        })
+    }
+
     /// How many events are in each processing state: `(pending, processed)`.
     pub async fn count_events(&self) -> Result<(i64, i64), StoreError> {
         on_pool!(self, pool => {

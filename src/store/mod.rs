@@ -56,6 +56,9 @@ pub struct StoreConfig {
     /// How long a request waits for a database connection before it is answered 503.
     /// Default 5s.
     pub acquire_timeout: Duration,
+    /// SQLite only: the most bytes the database file may grow to; past it, writes are refused
+    /// (ingestion answers 503) until space is freed, instead of filling the disk. Default none.
+    pub sqlite_max_bytes: Option<u64>,
 }
 
 impl Default for StoreConfig {
@@ -63,6 +66,7 @@ impl Default for StoreConfig {
         Self {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(5),
+            sqlite_max_bytes: None,
         }
     }
 }
@@ -75,6 +79,7 @@ struct StoreFile {
     #[serde(default, with = "humantime_serde")]
     acquire_timeout: Option<Duration>,
     acquire_timeout_ms: Option<u64>,
+    sqlite_max_bytes: Option<u64>,
 }
 
 impl TryFrom<StoreFile> for StoreConfig {
@@ -93,6 +98,7 @@ impl TryFrom<StoreFile> for StoreConfig {
                 Unit::Millis,
             )?
             .unwrap_or(default.acquire_timeout),
+            sqlite_max_bytes: file.sqlite_max_bytes,
         })
     }
 }
@@ -213,6 +219,20 @@ impl Store {
             Backend::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
         }
         Ok(())
+    }
+
+    /// Writes (and removes, in the same committed transaction) a row of 64 KiB, more than most
+    /// deliveries: succeeds only if the store takes writes of that size.
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        let filler = vec![0_u8; 64 * 1024];
+        let _turn = self.write_turn().await;
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("INSERT INTO write_probe (filler) VALUES ($1)").bind(&filler).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM write_probe").execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     pub fn backend_name(&self) -> &'static str {

@@ -15,7 +15,7 @@ pub(super) async fn connect(
         url: url.to_owned(),
         source,
     };
-    let options = SqliteConnectOptions::from_str(url)
+    let mut options = SqliteConnectOptions::from_str(url)
         .map_err(open_error)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -24,6 +24,10 @@ pub(super) async fn connect(
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(config.acquire_timeout)
         .foreign_keys(true);
+    if let Some(bytes) = config.sqlite_max_bytes {
+        // Pages of the default size (4096 bytes); the limit holds for every connection.
+        options = options.pragma("max_page_count", (bytes / 4096).max(1).to_string());
+    }
     SqlitePoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(config.acquire_timeout)

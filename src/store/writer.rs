@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::{Ingest, Store, StoreError, Stored};
+use crate::health::Health;
 
 /// Most deliveries stored in one transaction.
 const MAX_BATCH: usize = 512;
@@ -25,11 +26,36 @@ impl Writer {
     /// Starts the writer task. `stored` is notified after each commit that stored a new event.
     /// The task ends once every `Writer` handle is dropped and the queue is drained.
     /// On PostgreSQL several writer tasks share the queue, so their commits overlap.
-    pub fn spawn(store: Store, stored: Arc<Notify>) -> (Self, tokio::task::JoinHandle<()>) {
+    /// A writer task that panics is started again (the requests of its batch are answered
+    /// 503: their senders retry); `health` counts it and learns whether writes succeed.
+    pub fn spawn(
+        store: Store,
+        stored: Arc<Notify>,
+        health: Arc<Health>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let tasks: Vec<_> = (0..store.parallel_writers())
-            .map(|_| tokio::spawn(run(store.clone(), rx.clone(), stored.clone())))
+            .map(|_| {
+                let (store, rx, stored, health) =
+                    (store.clone(), rx.clone(), stored.clone(), health.clone());
+                tokio::spawn(async move {
+                    health.loop_started("writer");
+                    while let Err(e) = tokio::spawn(run(
+                        store.clone(),
+                        rx.clone(),
+                        stored.clone(),
+                        health.clone(),
+                    ))
+                    .await
+                    {
+                        health.loop_died("writer");
+                        tracing::error!(error = %e, "writer task died; starting it again");
+                        health.loop_started("writer");
+                    }
+                    health.loop_ended("writer");
+                })
+            })
             .collect();
         let task = tokio::spawn(async move {
             for task in tasks {
@@ -52,7 +78,7 @@ impl Writer {
 
 type Queue = Arc<tokio::sync::Mutex<mpsc::Receiver<(Ingest, Reply)>>>;
 
-async fn run(store: Store, rx: Queue, stored: Arc<Notify>) {
+async fn run(store: Store, rx: Queue, stored: Arc<Notify>, health: Arc<Health>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut replies = Vec::with_capacity(MAX_BATCH);
     let mut jobs = Vec::with_capacity(MAX_BATCH);
@@ -62,7 +88,9 @@ async fn run(store: Store, rx: Queue, stored: Arc<Notify>) {
             batch.push(ingest);
             replies.push(reply);
         }
-        let results = match store.insert_batch(&batch).await {
+        let inserted = store.insert_batch(&batch).await;
+        health.wrote(inserted.as_ref().map(|_| ()).map_err(ToString::to_string));
+        let results = match inserted {
             Ok(results) => results.into_iter().map(Ok).collect(),
             // The database is away: every request of the batch gets 503 and its sender retries.
             Err(e @ StoreError::Unavailable(_)) => {

@@ -6,6 +6,7 @@ crate::on_both_backends!(cases:
     a_poisoned_event_is_retried_then_parked_and_the_others_go_on,
     the_edge_refuses_nul_and_long_ids_and_records_the_delivery,
     a_committed_batch_of_a_thousand_can_be_posted_again,
+    readyz_turns_not_ready_while_processing_lags,
 );
 
 mod cases {
@@ -315,6 +316,50 @@ rules:
             (Some(0), Some(1000))
         );
         assert_eq!(again["events"][999]["id"], first["events"][999]["id"]);
+        app.stop().await;
+    }
+
+    /// Rules slow enough that processing falls behind: with the clock moved past
+    /// `processing.max_lag`, `/readyz` says processing is stalled; once the backlog is
+    /// processed, it is ready again.
+    pub(super) async fn readyz_turns_not_ready_while_processing_lags(db: TestDb) {
+        let dir = tempfile::tempdir().unwrap();
+        let slow = "script: |\n      let s = \"x\";\n      s.pad(60000, \"y\");\n      let n = 0;\n      while n < 15000 { let t = s.to_upper(); n += 1; }\n";
+        write_rules(
+            dir.path(),
+            &[(
+                "rules.yaml",
+                &format!(
+                    "version: 1\nrules:\n  - id: slow_a\n    on: [claim.created]\n    {slow}    actions: [{{type: emit, event_type: claim.flagged}}]\n  - id: slow_b\n    on: [claim.created]\n    {slow}    actions: [{{type: emit, event_type: claim.flagged}}]\n"
+                ),
+            )],
+        );
+        let mut config = test_config(&db);
+        config.rules_dir = dir.path().to_owned();
+        config.processing.max_lag = std::time::Duration::from_secs(60);
+        let clock = signalbox::clock::ManualClock::starting_now();
+        let app = TestApp::spawn_with_clock(config, clock.clone()).await;
+        assert_eq!(app.get("/readyz").await.0, 200);
+        let batch: Vec<Value> = (0..40)
+            .map(|i| json!({"type": "claim.created", "source_event_id": format!("s-{i}")}))
+            .collect();
+        let (status, _) = app
+            .post("/v1/events", Value::Array(batch).to_string())
+            .await;
+        assert_eq!(status, 200);
+        clock.advance(std::time::Duration::from_secs(120));
+        let (status, ready) = app.get("/readyz").await;
+        assert_eq!(status, 503, "{ready}");
+        assert!(
+            ready["processing"]["problem"]
+                .as_str()
+                .unwrap()
+                .starts_with("stalled: the oldest pending event has waited 12"),
+            "{ready}"
+        );
+        app.wait_processed().await;
+        let (status, ready) = app.get("/readyz").await;
+        assert_eq!(status, 200, "{ready}");
         app.stop().await;
     }
 }

@@ -2,6 +2,7 @@
 
 mod crash;
 mod delivery;
+mod disk_full;
 mod examples;
 mod hostile;
 mod ingest;

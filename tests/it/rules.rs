@@ -234,15 +234,15 @@ rules:
             let app = &app;
             async move {
                 for _ in 0..200 {
-                    let (_, ready) = app.get("/readyz").await;
-                    if want(&ready["rules"]) {
-                        return ready;
+                    let (_, status) = app.get("/v1/rules/status").await;
+                    if want(&status) {
+                        return status;
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 panic!(
                     "rules status did not change within 10 s: {:?}",
-                    app.get("/readyz").await
+                    app.get("/v1/rules/status").await
                 );
             }
         };
@@ -256,16 +256,22 @@ rules:
                 ),
             )],
         );
-        let ready = wait_for(|r| r["rejected_reload"].is_array()).await;
+        let status = wait_for(|r| r["rejected_reload"].is_array()).await;
         assert!(
-            ready["rules"]["rejected_reload"][0]
+            status["rejected_reload"][0]
                 .as_str()
                 .unwrap()
                 .contains("unknown event type 'claim.creatd'; did you mean 'claim.created'?"),
-            "{ready}"
+            "{status}"
         );
+        assert_eq!(status["rules"], 3);
+        let (_, ready) = app.get("/readyz").await;
         assert_eq!(ready["status"], "ready", "the running rules stay");
-        assert_eq!(ready["rules"]["rules"], 3);
+        assert_eq!(ready["rules"]["reload_refused"], true);
+        assert!(
+            !ready.to_string().contains("claim.creatd"),
+            "/readyz shows no rule errors: {ready}"
+        );
         let id = post(&app, json!({"type": "claim.created", "source_event_id": "h-1", "subject": {"claim": "C-9"}, "amount": {"value": "5000", "currency": "EUR"}})).await;
         assert!(
             evaluations(&app, &id)
@@ -282,8 +288,8 @@ rules:
                 "version: 1\nid: only_one\non: [claim.created]\nactions: [{type: emit, event_type: claim.flagged}]\n",
             )],
         );
-        let ready = wait_for(|r| r["rules"] == 1).await;
-        assert!(ready["rules"]["rejected_reload"].is_null(), "{ready}");
+        let status = wait_for(|r| r["rules"] == 1).await;
+        assert!(status["rejected_reload"].is_null(), "{status}");
         let id = post(
             &app,
             json!({"type": "claim.created", "source_event_id": "h-2"}),
