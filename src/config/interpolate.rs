@@ -66,13 +66,7 @@ pub fn interpolate_str(s: &str, vars: &HashMap<String, String>) -> Result<String
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::config::tests::vars;
 
     #[test]
     fn interpolation_has_defaults_and_refuses_newlines() {
