@@ -9,7 +9,7 @@ pub(super) fn run(args: ActionsArgs) -> anyhow::Result<()> {
     let config = args.config.load(&[])?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let store = Store::open(&config.database_url, &config.store).await?;
+        let store = Store::open_existing(&config.database_url, &config.store).await?;
         let result = match args.command {
             None => list(&store, args.status, args.rule.as_deref(), args.limit).await,
             Some(ActionsCommand::Show { id }) => show(&store, &id).await,
@@ -29,12 +29,16 @@ async fn list(
     limit: u32,
 ) -> anyhow::Result<()> {
     let actions = store.list_actions(status, rule, limit).await?;
-    println!(
+    out!(
         "{:<36}  {:<10}  {:<16}  {:<8}  {:<32}  LAST ERROR",
-        "ACTION", "STATUS", "KIND", "ATTEMPTS", "RULE"
+        "ACTION",
+        "STATUS",
+        "KIND",
+        "ATTEMPTS",
+        "RULE"
     );
     for a in &actions {
-        println!(
+        out!(
             "{:<36}  {:<10}  {:<16}  {:<8}  {:<32}  {}",
             a.id,
             a.status,
@@ -45,7 +49,7 @@ async fn list(
         );
     }
     let (open, delivered, dead) = store.count_actions().await?;
-    println!(
+    out!(
         "\n{} shown; in the store: {open} pending, {delivered} delivered, {dead} dead",
         actions.len()
     );
@@ -55,14 +59,14 @@ async fn list(
 async fn show(store: &Store, id: &str) -> anyhow::Result<()> {
     let attempts = store.attempts(id).await?;
     if attempts.is_empty() {
-        println!("{id}: no attempts yet");
+        out!("{id}: no attempts yet");
     }
     for a in attempts {
         let status = a
             .status_code
             .map(|s| s.to_string())
             .unwrap_or_else(|| "-".into());
-        println!(
+        out!(
             "#{} {} {} ms  {}  status {status}  by {}  {}",
             a.attempt,
             a.started_at,
@@ -95,7 +99,7 @@ async fn retry(store: &Store, id: Option<&str>, rule: Option<&str>) -> anyhow::R
             )
         );
     }
-    println!(
+    out!(
         "{count} action{} put back; a running engine delivers {} now",
         if count == 1 { "" } else { "s" },
         if count == 1 { "it" } else { "them" }

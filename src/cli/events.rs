@@ -21,7 +21,7 @@ fn stored(args: EventsArgs) -> anyhow::Result<()> {
     let config = args.config.load(&[])?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let store = Store::open(&config.database_url, &config.store).await?;
+        let store = Store::open_existing(&config.database_url, &config.store).await?;
         let result = match args.command {
             Some(EventsCommand::Retry { ids, all }) => retry(&store, &ids, all).await,
             None => list(&store, &args).await,
@@ -41,12 +41,16 @@ async fn list(store: &Store, args: &EventsArgs) -> anyhow::Result<()> {
     };
     let events = store.list_events(&filter).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&events)?);
+        out!("{}", serde_json::to_string_pretty(&events)?);
         return Ok(());
     }
-    println!(
+    out!(
         "{:<36}  {:<9}  {:<28}  {:<8}  {:<8}  ERROR",
-        "EVENT", "STATE", "TYPE", "SOURCE", "ATTEMPTS"
+        "EVENT",
+        "STATE",
+        "TYPE",
+        "SOURCE",
+        "ATTEMPTS"
     );
     for e in &events {
         let (attempts, error) = e
@@ -54,7 +58,7 @@ async fn list(store: &Store, args: &EventsArgs) -> anyhow::Result<()> {
             .as_ref()
             .map(|f| (f.attempts.to_string(), f.error.as_str()))
             .unwrap_or_default();
-        println!(
+        out!(
             "{:<36}  {:<9}  {:<28}  {:<8}  {:<8}  {}",
             e.event.id.as_str(),
             e.state,
@@ -64,9 +68,9 @@ async fn list(store: &Store, args: &EventsArgs) -> anyhow::Result<()> {
             error
         );
     }
-    println!("\n{} shown", events.len());
+    out!("\n{} shown", events.len());
     if args.state == Some(EventState::Failed) && !events.is_empty() {
-        println!("put them back with: signalbox events retry ID... (or --all)");
+        out!("put them back with: signalbox events retry ID... (or --all)");
     }
     Ok(())
 }
@@ -77,9 +81,9 @@ async fn retry(store: &Store, ids: &[String], all: bool) -> anyhow::Result<()> {
     }
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     let n = store.retry_events(&ids).await?;
-    println!("{n} failed event(s) put back to be processed");
+    out!("{n} failed event(s) put back to be processed");
     if n < ids.len() as u64 {
-        println!("(the others are not failed events)");
+        out!("(the others are not failed events)");
     }
     Ok(())
 }
@@ -96,7 +100,7 @@ fn print_catalogue(args: EventsArgs) -> anyhow::Result<()> {
             .iter()
             .map(|e| serde_json::json!({"type": e.kind, "source": e.source, "source_type": e.source_type, "meaning": e.meaning}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        out!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
     let width = |f: fn(&&Entry) -> usize| entries.iter().map(f).max().unwrap_or(0);
@@ -105,17 +109,22 @@ fn print_catalogue(args: EventsArgs) -> anyhow::Result<()> {
         width(|e| e.source.len()).max(6),
         width(|e| e.source_type.len()).max(11),
     );
-    println!(
+    out!(
         "{:kind_w$}  {:source_w$}  {:type_w$}  MEANING",
-        "TYPE", "SOURCE", "SOURCE TYPE"
+        "TYPE",
+        "SOURCE",
+        "SOURCE TYPE"
     );
     for e in &entries {
-        println!(
+        out!(
             "{:kind_w$}  {:source_w$}  {:type_w$}  {}",
-            e.kind, e.source, e.source_type, e.meaning
+            e.kind,
+            e.source,
+            e.source_type,
+            e.meaning
         );
     }
-    println!(
+    out!(
         "\n{} source types. Types not listed are stored as 'unknown' with their source_type kept.",
         entries.len()
     );

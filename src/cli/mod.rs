@@ -1,5 +1,16 @@
 //! The command line: `signalbox serve` and the subcommands for rule authors.
 
+/// `println!` that hands a closed stdout (`signalbox events | head`) back as an error
+/// instead of panicking; `main` ends quietly on it.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        {
+            use std::io::Write as _;
+            writeln!(std::io::stdout(), $($arg)*)?
+        }
+    };
+}
+
 mod actions;
 mod events;
 mod rules;
@@ -137,13 +148,13 @@ pub enum EventsCommand {
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
     /// YAML config file (see docs/config.md). Without it, defaults and SIGNALBOX_* apply.
-    #[arg(short, long, env = "SIGNALBOX_CONFIG")]
+    #[arg(short, long, env = "SIGNALBOX_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Store URL: sqlite://FILE or postgres://USER@HOST/DB [default: sqlite://signalbox.db]
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub database_url: Option<String>,
     /// Folder of rule files [default: rules]
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub rules_dir: Option<PathBuf>,
 }
 
@@ -181,6 +192,15 @@ impl ConfigArgs {
         config.validate()?;
         Ok(config)
     }
+}
+
+/// Whether `e` is stdout closed by the reader (`| head`): not a failure of the command.
+pub fn is_closed_stdout(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {

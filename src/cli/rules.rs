@@ -16,7 +16,7 @@ fn load(dir: &Path) -> anyhow::Result<RuleSet> {
         Ok(set) => Ok(set),
         Err(errors) => {
             for e in &errors {
-                println!("{e}");
+                out!("{e}");
             }
             bail!(
                 "{} problem{} in {}",
@@ -31,7 +31,7 @@ fn load(dir: &Path) -> anyhow::Result<RuleSet> {
 pub(super) fn check(args: CheckArgs) -> anyhow::Result<()> {
     let set = load(&args.dir)?;
     let tests: usize = set.rules().iter().map(|r| r.tests.len()).sum();
-    println!(
+    out!(
         "{}: {} rules in {} files, {tests} inline tests: no problems",
         args.dir.display(),
         set.len(),
@@ -47,17 +47,17 @@ pub(super) fn test(args: TestArgs) -> anyhow::Result<()> {
     let mut failed = 0;
     for r in &results {
         match &r.failure {
-            None => println!("PASS {} {} {}", r.file.display(), r.rule, r.name),
+            None => out!("PASS {} {} {}", r.file.display(), r.rule, r.name),
             Some(detail) => {
                 failed += 1;
-                println!("FAIL {} {} {}", r.file.display(), r.rule, r.name);
+                out!("FAIL {} {} {}", r.file.display(), r.rule, r.name);
                 for line in detail.lines() {
-                    println!("     {line}");
+                    out!("     {line}");
                 }
             }
         }
     }
-    println!("{} passed, {failed} failed", results.len() - failed);
+    out!("{} passed, {failed} failed", results.len() - failed);
     if failed > 0 {
         bail!(
             "{failed} rule test{} failed",
@@ -84,46 +84,46 @@ pub(super) fn try_event(args: TryArgs) -> anyhow::Result<()> {
         Some(now),
     )
     .map_err(|e| anyhow::anyhow!("{}: {e}", args.event.display()))?;
-    println!(
+    out!(
         "event: {} from {} ({})",
         event.kind,
         event.source,
         event.source_type.as_deref().unwrap_or("no source type")
     );
-    println!("  subject: {}", serde_json::to_string(&event.subject)?);
+    out!("  subject: {}", serde_json::to_string(&event.subject)?);
     if let Some(amount) = &event.amount {
-        println!(
+        out!(
             "  amount:  {} {}",
             amount.value,
             amount.currency.as_deref().unwrap_or("")
         );
     }
-    println!();
+    out!();
     let mut fired = 0;
     for evaluation in set.explain(&event, now) {
         match &evaluation.outcome {
             Outcome::Fired { actions, throttle } => {
                 fired += 1;
-                println!("FIRES    {}", evaluation.rule_id);
+                out!("FIRES    {}", evaluation.rule_id);
                 if let Some((key, window)) = throttle {
-                    println!(
+                    out!(
                         "         throttled per '{key}' for {}",
                         humantime::format_duration(*window)
                     );
                 }
                 for action in actions {
                     for line in serde_json::to_string_pretty(action)?.lines() {
-                        println!("         {line}");
+                        out!("         {line}");
                     }
                 }
             }
-            Outcome::NotMatched { reason } => println!("no       {}: {reason}", evaluation.rule_id),
-            Outcome::Skipped { reason } => println!(
+            Outcome::NotMatched { reason } => out!("no       {}: {reason}", evaluation.rule_id),
+            Outcome::Skipped { reason } => out!(
                 "skipped  {}: the script skipped: {reason}",
                 evaluation.rule_id
             ),
             Outcome::Failed { error, line } => {
-                println!(
+                out!(
                     "FAILED   {}: {error}{}",
                     evaluation.rule_id,
                     line.map(|l| format!(" (line {l})")).unwrap_or_default()
@@ -131,10 +131,10 @@ pub(super) fn try_event(args: TryArgs) -> anyhow::Result<()> {
             }
         }
         for log in &evaluation.logs {
-            println!("         log: {log}");
+            out!("         log: {log}");
         }
     }
-    println!(
+    out!(
         "\n{fired} of {} rules would fire. Nothing was sent or stored.",
         set.len()
     );

@@ -128,6 +128,10 @@ pub enum StoreError {
     Unavailable(#[source] sqlx::Error),
     #[error("cannot open store {url}: {source}")]
     Open { url: String, source: sqlx::Error },
+    #[error(
+        "no database at {0}: run this where `signalbox serve` runs, or give --database-url (or -c with the engine's config)"
+    )]
+    Missing(String),
     #[error("cannot migrate store: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("store query failed: {0}")]
@@ -198,8 +202,18 @@ pub enum Stored {
 impl Store {
     /// Opens (creating a SQLite file if needed) and migrates the store at `url`.
     pub async fn open(url: &str, config: &StoreConfig) -> Result<Self, StoreError> {
+        Self::connect(url, config, true).await
+    }
+
+    /// Opens the store at `url` only if it exists (the CLI's commands that read it, so that
+    /// one run in the wrong folder does not create an empty database and report nothing).
+    pub async fn open_existing(url: &str, config: &StoreConfig) -> Result<Self, StoreError> {
+        Self::connect(url, config, false).await
+    }
+
+    async fn connect(url: &str, config: &StoreConfig, create: bool) -> Result<Self, StoreError> {
         let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite(sqlite::connect(url, config).await?)
+            Backend::Sqlite(sqlite::connect(url, config, create).await?)
         } else {
             Backend::Postgres(postgres::connect(url, config).await?)
         };

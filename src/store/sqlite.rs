@@ -7,9 +7,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use super::StoreConfig;
 use super::StoreError;
 
+/// Opens the database file, creating it when `create` (else a missing file is an error).
 pub(super) async fn connect(
     url: &str,
     config: &StoreConfig,
+    create: bool,
 ) -> Result<sqlx::SqlitePool, StoreError> {
     let open_error = |source| StoreError::Open {
         url: url.to_owned(),
@@ -17,7 +19,7 @@ pub(super) async fn connect(
     };
     let mut options = SqliteConnectOptions::from_str(url)
         .map_err(open_error)?
-        .create_if_missing(true)
+        .create_if_missing(create)
         .journal_mode(SqliteJournalMode::Wal)
         // With WAL, NORMAL loses no committed transaction on a process crash (only on power loss
         // before the next checkpoint), and saves an fsync per commit.
@@ -27,6 +29,11 @@ pub(super) async fn connect(
     if let Some(bytes) = config.sqlite_max_bytes {
         // Pages of the default size (4096 bytes); the limit holds for every connection.
         options = options.pragma("max_page_count", (bytes / 4096).max(1).to_string());
+    }
+    if !create && !options.get_filename().exists() {
+        return Err(StoreError::Missing(
+            options.get_filename().display().to_string(),
+        ));
     }
     SqlitePoolOptions::new()
         .max_connections(config.max_connections)

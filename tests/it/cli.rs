@@ -1,0 +1,122 @@
+//! The operator's commands against a real store, and the CLI's manners: a closed pipe is not
+//! a crash, and a command that reads the store never creates one.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use chrono::{Duration, Utc};
+use signalbox::config::StoreConfig;
+use signalbox::store::{EventFailure, Ingest, NewDelivery, Store};
+
+fn signalbox(args: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_signalbox"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[test]
+fn a_closed_pipe_ends_the_listing_quietly() {
+    // `signalbox events | head -1`: the reader goes away after one line.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_signalbox"))
+        .arg("events")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("TYPE"), "{first}");
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "exit {:?}: {stderr}",
+        output.status
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn commands_that_read_the_store_never_create_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("signalbox.db");
+    let url = format!("sqlite://{}", db.display());
+    for args in [
+        vec!["actions", "--database-url", &url],
+        vec!["events", "--state", "failed", "--database-url", &url],
+    ] {
+        let (ok, out) = signalbox(&args);
+        assert!(!ok, "{out}");
+        assert!(
+            out.contains(&format!("no database at {}", db.display())),
+            "{out}"
+        );
+        assert!(!db.exists(), "{args:?} created {}", db.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_events_are_listed_and_put_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("signalbox.db").display());
+    let store = Store::open(&url, &StoreConfig::default()).await.unwrap();
+    let event: signalbox::normalize::Event = serde_json::from_value(serde_json::json!({
+        "id": signalbox::normalize::EventId::new().as_str(), "source": "api", "source_event_id": "f-1",
+        "type": "claim.created", "occurred_at": "2026-11-20T08:00:00Z", "received_at": "2026-11-20T08:00:00Z"
+    }))
+    .unwrap();
+    let id = event.id.clone();
+    let delivery = NewDelivery {
+        id: NewDelivery::new_id(),
+        source: "api".into(),
+        received_at: Utc::now(),
+        headers: serde_json::json!({}),
+        body: bytes::Bytes::new(),
+        verification: "unsigned",
+        reason: None,
+    };
+    store
+        .insert_batch(&[Ingest {
+            delivery,
+            events: vec![event],
+        }])
+        .await
+        .unwrap();
+    let now = Utc::now();
+    store
+        .claim_pending("cli", 10, now, now + Duration::seconds(30), 1)
+        .await
+        .unwrap();
+    let failure = EventFailure {
+        id: &id,
+        error: "cannot store its evaluations: value too long",
+        retry_at: None,
+    };
+    store.fail_events("cli", &[failure]).await.unwrap();
+    store.close().await;
+
+    let (ok, out) = signalbox(&["events", "--state", "failed", "--database-url", &url]);
+    assert!(ok, "{out}");
+    assert!(out.contains(id.as_str()), "{out}");
+    assert!(
+        out.contains("cannot store its evaluations: value too long"),
+        "{out}"
+    );
+    assert!(out.contains("signalbox events retry"), "{out}");
+    let (ok, out) = signalbox(&["events", "retry", "--database-url", &url]);
+    assert!(!ok && out.contains("--all"), "{out}");
+    let (ok, out) = signalbox(&["events", "retry", id.as_str(), "--database-url", &url]);
+    assert!(ok, "{out}");
+    assert!(out.contains("1 failed event(s) put back"), "{out}");
+    let (ok, out) = signalbox(&["events", "--state", "pending", "--database-url", &url]);
+    assert!(ok && out.contains(id.as_str()), "{out}");
+}
