@@ -216,6 +216,29 @@ fn hostile_templates_and_amounts_fail_their_rule_alone() {
 }
 
 #[test]
+fn amounts_compare_as_money_in_conditions() {
+    let rules = set(&[(
+        "r.yaml",
+        "version: 1\nid: big\non: [claim.created]\nwhen: event.amount.value > 500\nactions: [{type: emit, event_type: claim.flagged}]\n",
+    )])
+    .unwrap();
+    let fires = |value: &str| {
+        let event = event(
+            "claim.created",
+            json!({"amount": {"value": value, "currency": "EUR"}}),
+        );
+        matches!(
+            rules.evaluate(&event, now())[0].outcome,
+            Outcome::Fired { .. }
+        )
+    };
+    assert!(fires("600.00"));
+    assert!(fires("500.01"));
+    assert!(!fires("400"));
+    assert!(!fires("500.00"));
+}
+
+#[test]
 fn scripts_can_skip() {
     let rules = set(&[("r.yaml", "version: 1\nid: s\non: [claim.created]\nscript: |\n  if event.subject.claim == \"C-1\" { skip(\"test claim\"); }\nactions: [{type: emit, event_type: claim.flagged}]\n")]).unwrap();
     assert_eq!(

@@ -98,6 +98,9 @@ fn decimal(value: &Dynamic) -> Fallible<Decimal> {
             None => fail("an amount map needs a 'value'".into()),
         };
     }
+    if let Ok(d) = value.as_decimal() {
+        return Ok(d);
+    }
     if let Ok(i) = value.as_int() {
         return Ok(Decimal::from(i));
     }
@@ -197,7 +200,111 @@ pub fn glob_matches(pattern: &str, text: &str) -> bool {
     true
 }
 
+/// What a value is, in an author's words.
+fn kind_of(value: &Dynamic) -> &'static str {
+    if value.is_unit() {
+        "nothing (the field is absent)"
+    } else if value.is_string() {
+        "text"
+    } else if value.is_int() || value.is_float() || value.is_decimal() {
+        "a number"
+    } else if value.is_bool() {
+        "true/false"
+    } else {
+        "a value of another kind"
+    }
+}
+
+/// Comparing text with a number, or ordering nothing (an absent field) against a value, would
+/// silently be false in Rhai: here it is an error that says what was compared.
+fn mismatched(op: &str, a: &Dynamic, b: &Dynamic) -> Fallible<bool> {
+    let hint = if a.is_unit() || b.is_unit() {
+        " (use `??` to give a default, e.g. `(event.data.n ?? 0) > 3`, or check `!= ()` first)"
+    } else if a.is_string() || b.is_string() {
+        " (text is not a number: convert it with parse_int(...) or parse_decimal(...))"
+    } else {
+        ""
+    };
+    fail(format!(
+        "cannot compare {} with {} using {op}{hint}",
+        kind_of(a),
+        kind_of(b)
+    ))
+}
+
+/// Registers `op` for the pairs of kinds whose comparison Rhai would answer `false` silently.
+fn register_mismatches(engine: &mut Engine) {
+    use rhai::{FLOAT, INT};
+    macro_rules! refuse {
+        ($op:literal, $($a:ty, $b:ty);* $(;)?) => {
+            $(
+                engine.register_fn($op, |a: $a, b: $b| mismatched($op, &Dynamic::from(a), &Dynamic::from(b)));
+            )*
+        };
+    }
+    for_each_comparison!(refuse);
+}
+
+/// Applies `$m!(op, pairs)` to every comparison operator with the pairs it refuses.
+macro_rules! for_each_comparison {
+    ($m:ident) => {
+        $m!("==", ImmutableString, INT; INT, ImmutableString; ImmutableString, FLOAT; FLOAT, ImmutableString; ImmutableString, Decimal; Decimal, ImmutableString);
+        $m!("!=", ImmutableString, INT; INT, ImmutableString; ImmutableString, FLOAT; FLOAT, ImmutableString; ImmutableString, Decimal; Decimal, ImmutableString);
+        $m!(">", ImmutableString, INT; INT, ImmutableString; ImmutableString, FLOAT; FLOAT, ImmutableString; ImmutableString, Decimal; Decimal, ImmutableString; (), INT; INT, (); (), FLOAT; FLOAT, (); (), Decimal; Decimal, (); (), ImmutableString; ImmutableString, ());
+        $m!(">=", ImmutableString, INT; INT, ImmutableString; ImmutableString, FLOAT; FLOAT, ImmutableString; ImmutableString, Decimal; Decimal, ImmutableString; (), INT; INT, (); (), FLOAT; FLOAT, (); (), Decimal; Decimal, (); (), ImmutableString; ImmutableString, ());
+        $m!("<", ImmutableString, INT; INT, ImmutableString; ImmutableString, FLOAT; FLOAT, ImmutableString; ImmutableString, Decimal; Decimal, ImmutableString; (), INT; INT, (); (), FLOAT; FLOAT, (); (), Decimal; Decimal, (); (), ImmutableString; ImmutableString, ());
+        $m!("<=", ImmutableString, INT; INT, ImmutableString; ImmutableString, FLOAT; FLOAT, ImmutableString; ImmutableString, Decimal; Decimal, ImmutableString; (), INT; INT, (); (), FLOAT; FLOAT, (); (), Decimal; Decimal, (); (), ImmutableString; ImmutableString, ());
+    };
+}
+use for_each_comparison;
+
+/// Money compared with a float literal (`event.amount.value > 500.5`): as decimals.
+fn register_decimal_float(engine: &mut Engine) {
+    use rhai::FLOAT;
+    fn exact(f: FLOAT) -> Fallible<Decimal> {
+        Decimal::try_from(f).map_or_else(|_| fail(format!("{f} is not an amount")), Ok)
+    }
+    engine.register_fn(">", |a: Decimal, b: FLOAT| {
+        Ok::<_, Box<EvalAltResult>>(a > exact(b)?)
+    });
+    engine.register_fn(">=", |a: Decimal, b: FLOAT| {
+        Ok::<_, Box<EvalAltResult>>(a >= exact(b)?)
+    });
+    engine.register_fn("<", |a: Decimal, b: FLOAT| {
+        Ok::<_, Box<EvalAltResult>>(a < exact(b)?)
+    });
+    engine.register_fn("<=", |a: Decimal, b: FLOAT| {
+        Ok::<_, Box<EvalAltResult>>(a <= exact(b)?)
+    });
+    engine.register_fn("==", |a: Decimal, b: FLOAT| {
+        Ok::<_, Box<EvalAltResult>>(a == exact(b)?)
+    });
+    engine.register_fn("!=", |a: Decimal, b: FLOAT| {
+        Ok::<_, Box<EvalAltResult>>(a != exact(b)?)
+    });
+    engine.register_fn(">", |a: FLOAT, b: Decimal| {
+        Ok::<_, Box<EvalAltResult>>(exact(a)? > b)
+    });
+    engine.register_fn(">=", |a: FLOAT, b: Decimal| {
+        Ok::<_, Box<EvalAltResult>>(exact(a)? >= b)
+    });
+    engine.register_fn("<", |a: FLOAT, b: Decimal| {
+        Ok::<_, Box<EvalAltResult>>(exact(a)? < b)
+    });
+    engine.register_fn("<=", |a: FLOAT, b: Decimal| {
+        Ok::<_, Box<EvalAltResult>>(exact(a)? <= b)
+    });
+    engine.register_fn("==", |a: FLOAT, b: Decimal| {
+        Ok::<_, Box<EvalAltResult>>(exact(a)? == b)
+    });
+    engine.register_fn("!=", |a: FLOAT, b: Decimal| {
+        Ok::<_, Box<EvalAltResult>>(exact(a)? != b)
+    });
+}
+
 pub fn register(engine: &mut Engine) {
+    register_mismatches(engine);
+    register_decimal_float(engine);
     // Time
     engine.register_fn("now", |ctx: NativeCallContext| {
         Ok::<_, Box<EvalAltResult>>(render(Session::of(&ctx)?.now()))

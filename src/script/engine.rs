@@ -82,6 +82,9 @@ fn build(deadline: Option<Arc<AtomicU64>>) -> Engine {
         .set_max_variables(256)
         .set_max_functions(64)
         .set_strict_variables(true)
+        // Operators look at registered overloads first, so that comparing text with a number
+        // is the error `bindings` registers rather than Rhai's silent `false`.
+        .set_fast_operators(false)
         .set_fail_on_invalid_map_property(false);
     if let Some(deadline) = deadline {
         engine.on_progress(move |operations| {

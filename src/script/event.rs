@@ -54,9 +54,18 @@ pub(super) fn to_dynamic(e: &Event) -> Dynamic {
     map.insert("occurred_at".into(), time(e.occurred_at));
     map.insert("received_at".into(), time(e.received_at));
     map.insert("subject".into(), convert(&e.subject));
+    // `value` is an exact decimal, so `event.amount.value > 500` compares money as money.
     map.insert(
         "amount".into(),
-        e.amount.as_ref().map_or(Dynamic::UNIT, convert),
+        e.amount.as_ref().map_or(Dynamic::UNIT, |amount| {
+            let mut m = Map::new();
+            m.insert("value".into(), Dynamic::from_decimal(amount.value));
+            m.insert(
+                "currency".into(),
+                amount.currency.as_deref().map_or(Dynamic::UNIT, text),
+            );
+            Dynamic::from_map(m)
+        }),
     );
     map.insert(
         "data".into(),

@@ -64,6 +64,45 @@ fn helpers_for_time_and_money() {
     assert!(eval(r#"is_blank(event.subject.debtor) && !is_blank(event.subject.claim)"#).unwrap());
 }
 
+/// Amounts are exact decimals: compared with whole numbers, decimals and float literals as
+/// money; text against a number, or an absent field in an ordering, is an error, not `false`.
+#[test]
+fn money_compares_as_money_and_mismatches_are_errors() {
+    // The event's amount is 1234.5 EUR.
+    assert!(eval("event.amount.value > 500").unwrap());
+    assert!(!eval("event.amount.value > 5000").unwrap());
+    assert!(eval("event.amount.value == 1234.5").unwrap());
+    assert!(eval("event.amount.value >= 1234.50 && event.amount.value < 1234.51").unwrap());
+    assert!(eval("500 < event.amount.value").unwrap());
+    assert!(eval("event.amount.value * 2 > 2000").unwrap());
+    assert!(eval("minor_units(event.amount) == 123450").unwrap());
+    assert!(eval(r#"event.amount.currency == "EUR""#).unwrap());
+    let err = eval(r#"event.data.dueDate > 500"#).unwrap_err();
+    assert!(
+        err.message
+            .contains("cannot compare text with a number using >"),
+        "{err}"
+    );
+    let err = eval(r#"event.data.attempts == "3""#).unwrap_err();
+    assert!(
+        err.message
+            .contains("cannot compare a number with text using =="),
+        "{err}"
+    );
+    let err = eval("event.data.missing > 3").unwrap_err();
+    assert!(
+        err.message
+            .contains("cannot compare nothing (the field is absent) with a number using >")
+            && err.message.contains("use `??`"),
+        "{err}"
+    );
+    assert!(eval("(event.data.missing ?? 0) < 3").unwrap());
+    assert!(
+        eval("event.subject.debtor == ()").unwrap(),
+        "absence is still tested with =="
+    );
+}
+
 #[test]
 fn helper_errors_say_what_is_wrong() {
     let err = eval(r#"days_between("soon", now()) > 1"#).unwrap_err();
