@@ -347,6 +347,23 @@ fn compile_rule(
         other => other.and_then(Result::ok),
     };
 
+    // What templates may read besides the event: the script's top-level variables.
+    let script_vars = config
+        .script
+        .as_deref()
+        .map(crate::script::top_level_names)
+        .unwrap_or_default();
+    // A problem with a name in a template: at the name itself, else at `actions:`.
+    let at_text = |needle: &str, message: String| match find_in_rule(text, start, needle) {
+        Some((line, column)) => RuleError {
+            file: path.to_owned(),
+            line,
+            column,
+            rule: Some(id.clone()),
+            message,
+        },
+        None => at("actions", message),
+    };
     let mut actions = Vec::new();
     for (index, action) in config.actions.iter().enumerate() {
         let params = serde_json::to_value(action).expect("action configs serialize");
@@ -355,11 +372,12 @@ fn compile_rule(
         let mut action_templates = Vec::new();
         for (pointer, source) in found {
             let name = format!("{}/actions/{index}{pointer}", config.id);
+            let field = format!("actions[{index}]{}", pointer.replace('/', "."));
             if let Err(e) = check_template(&name, &source) {
-                errors.push(at(
-                    "actions",
-                    format!("actions[{index}]{}: {e}", pointer.replace('/', ".")),
-                ));
+                errors.push(at("actions", format!("{field}: {e}")));
+            }
+            for (bad, message) in unknown_names(&source, &script_vars) {
+                errors.push(at_text(&bad, format!("{field}: {message}")));
             }
             templates.push((name.clone(), source));
             action_templates.push((pointer, name));
@@ -382,6 +400,9 @@ fn compile_rule(
         let name = format!("{}/throttle", config.id);
         if let Err(e) = check_template(&name, &t.key) {
             errors.push(at("throttle", format!("throttle.key: {e}")));
+        }
+        for (bad, message) in unknown_names(&t.key, &script_vars) {
+            errors.push(at_text(&bad, format!("throttle.key: {message}")));
         }
         templates.push((name.clone(), t.key.clone()));
         match humantime::parse_duration(&t.window) {
@@ -455,6 +476,113 @@ fn check_template(name: &str, source: &str) -> Result<(), String> {
     env.add_template_owned(name.to_owned(), source.to_owned())
         .map(|_| ())
         .map_err(|e| format!("template: {}", e.detail().unwrap_or(&e.to_string())))
+}
+
+/// What templates may read of the event (its template view), and of its subject and amount.
+const EVENT_FIELDS: &[&str] = &[
+    "id",
+    "source",
+    "source_event_id",
+    "type",
+    "source_type",
+    "occurred_at",
+    "received_at",
+    "subject",
+    "amount",
+    "data",
+    "chain_depth",
+];
+const SUBJECT_FIELDS: &[&str] = &[
+    "account",
+    "claim",
+    "debtor",
+    "invoice",
+    "case",
+    "organization",
+    "customer",
+    "payment_request",
+    "payment",
+    "strategy",
+    "user",
+];
+const AMOUNT_FIELDS: &[&str] = &["value", "currency"];
+
+/// The names a template uses that nothing provides: each `(name, message)`. A template may
+/// read `event` (the fields it has; `data.*` is open) and the variables the rule's script
+/// sets; anything else would fail every evaluation at run time.
+fn unknown_names(source: &str, script_vars: &BTreeSet<String>) -> Vec<(String, String)> {
+    let env = minijinja::Environment::new();
+    let Ok(template) = env.template_from_str(source) else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    let globals: BTreeSet<&str> = env.globals().map(|(name, _)| name).collect();
+    let mut used: Vec<String> = template
+        .undeclared_variables(true)
+        .into_iter()
+        .filter(|name| !globals.contains(name.split('.').next().unwrap_or_default()))
+        .collect();
+    used.sort();
+    for name in used {
+        let parts: Vec<&str> = name.split('.').collect();
+        let (top, rest) = (parts[0], &parts[1..]);
+        if top == "event" {
+            let Some(field) = rest.first() else { continue };
+            let (known, what): (&[&str], String) = match (*field, rest.get(1)) {
+                (f, _) if !EVENT_FIELDS.contains(&f) => (EVENT_FIELDS, "the event".into()),
+                ("subject", Some(r)) if !SUBJECT_FIELDS.contains(r) => {
+                    (SUBJECT_FIELDS, "event.subject".into())
+                }
+                ("amount", Some(r)) if !AMOUNT_FIELDS.contains(r) => {
+                    (AMOUNT_FIELDS, "event.amount".into())
+                }
+                _ => continue,
+            };
+            let bad = if known == EVENT_FIELDS {
+                *field
+            } else {
+                rest[1]
+            };
+            let hint = did_you_mean(bad, known.iter().copied())
+                .map(|s| format!("; did you mean '{s}'?"))
+                .unwrap_or_default();
+            problems.push((
+                bad.to_owned(),
+                format!(
+                    "'{name}': {what} has no field '{bad}'{hint} (it has: {})",
+                    known.join(", ")
+                ),
+            ));
+            continue;
+        }
+        if script_vars.contains(top) {
+            continue;
+        }
+        let hint = did_you_mean(top, script_vars.iter().map(String::as_str).chain(["event"]))
+            .map(|s| format!("; did you mean '{s}'?"))
+            .unwrap_or_default();
+        let offer = if script_vars.is_empty() {
+            "the rule has no script setting variables".to_owned()
+        } else {
+            format!(
+                "the script sets: {}",
+                script_vars.iter().cloned().collect::<Vec<_>>().join(", ")
+            )
+        };
+        problems.push((
+            top.to_owned(),
+            format!("'{top}' is not known: a template reads `event` and the variables its script sets ({offer}){hint}"),
+        ));
+    }
+    problems
+}
+
+/// Where `needle` first appears in the rule starting at line `from`: `(line, column)`.
+fn find_in_rule(text: &str, from: usize, needle: &str) -> Option<(usize, usize)> {
+    text.lines()
+        .enumerate()
+        .skip(from.saturating_sub(1))
+        .find_map(|(i, line)| line.find(needle).map(|at| (i + 1, at + 1)))
 }
 
 /// Event types that `emit` actions name literally, across all files' configs.

@@ -238,6 +238,31 @@ fn amounts_compare_as_money_in_conditions() {
     assert!(!fires("500.00"));
 }
 
+/// A template name nothing provides fails `check` at the name, with a did-you-mean: a typo'd
+/// script variable, an event field that does not exist, a subject reference misspelt.
+#[test]
+fn templates_may_only_read_what_exists() {
+    let text = "version: 1\nid: alert\non: [promise_to_pay.expired]\nscript: |\n  let priority = \"high\";\n  let claim = event.subject.claim ?? \"?\";\nactions:\n  - type: email\n    to: a@example.com\n    subject: \"{{ priorty }} on {{ claim }}\"\n    text: \"{{ event.ocurred_at }} {{ event.subject.claimm }} {{ event.data.anything.goes }} {% for i in range(2) %}{{ loop.index }}{{ i }}{% endfor %}\"\nthrottle: { key: '{{ event.subject.claim }}{{ clam }}', window: 1h }\n";
+    let errors = errors(&[("rules/a.yaml", text)]);
+    assert_eq!(
+        errors,
+        [
+            "rules/a.yaml:10:18: rule alert: actions[0].subject: 'priorty' is not known: a template reads `event` and the variables its script sets (the script sets: claim, priority); did you mean 'priority'?",
+            "rules/a.yaml:11:21: rule alert: actions[0].text: 'event.ocurred_at': the event has no field 'ocurred_at'; did you mean 'occurred_at'? (it has: id, source, source_event_id, type, source_type, occurred_at, received_at, subject, amount, data, chain_depth)",
+            "rules/a.yaml:11:52: rule alert: actions[0].text: 'event.subject.claimm': event.subject has no field 'claimm'; did you mean 'claim'? (it has: account, claim, debtor, invoice, case, organization, customer, payment_request, payment, strategy, user)",
+            "rules/a.yaml:12:47: rule alert: throttle.key: 'clam' is not known: a template reads `event` and the variables its script sets (the script sets: claim, priority); did you mean 'claim'?",
+        ]
+    );
+}
+
+#[test]
+fn a_scripts_top_level_variables_are_found() {
+    let names = crate::script::top_level_names(
+        "let a = 1;\nconst B = \"let c = 2;\";\nif a > 0 { let inner = 3; }\n// let commented = 4;\nlet d = #{ e: 1 };\nlet f",
+    );
+    assert_eq!(names.into_iter().collect::<Vec<_>>(), ["B", "a", "d", "f"]);
+}
+
 #[test]
 fn scripts_can_skip() {
     let rules = set(&[("r.yaml", "version: 1\nid: s\non: [claim.created]\nscript: |\n  if event.subject.claim == \"C-1\" { skip(\"test claim\"); }\nactions: [{type: emit, event_type: claim.flagged}]\n")]).unwrap();

@@ -240,6 +240,62 @@ impl Block {
     }
 }
 
+/// The variables a script block sets at its top level (`let x = ...;`, `const X = ...;`):
+/// those are handed to the action templates. Read from the text (blocks, strings and comments
+/// skipped), so it also serves rules that do not compile.
+pub fn top_level_names(source: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut depth = 0_usize;
+    let mut chars = source.char_indices().peekable();
+    let mut word_start = None;
+    let mut previous_word = String::new();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' | '`' => {
+                // Skip the string (escapes included).
+                let quote = c;
+                while let Some((_, c)) = chars.next() {
+                    if c == '\\' {
+                        chars.next();
+                    } else if c == quote {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek().is_some_and(|(_, n)| *n == '/') => {
+                for (_, c) in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '{' | '(' | '[' => depth += 1,
+            '}' | ')' | ']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        let is_word = c.is_alphanumeric() || c == '_';
+        match (is_word, word_start) {
+            (true, None) => word_start = Some(i),
+            (false, Some(start)) => {
+                let word = &source[start..i];
+                if depth == 0 && (previous_word == "let" || previous_word == "const") {
+                    names.insert(word.to_owned());
+                }
+                previous_word = word.to_owned();
+                word_start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(start) = word_start
+        && depth == 0
+        && (previous_word == "let" || previous_word == "const")
+    {
+        names.insert(source[start..].to_owned());
+    }
+    names
+}
+
 /// The variables a script may use without declaring them, so that a misspelt one (`evnt`) is
 /// an error when rules load rather than when an event arrives.
 fn compile_scope() -> Scope<'static> {
