@@ -68,7 +68,14 @@ pub async fn start_with_store(
 ) -> Result<App, AppError> {
     let addr = listener.local_addr().map_err(AppError::Listener)?;
     let providers = Registry::from_config(&config.sources)?;
-    let rules = LiveRules::load(&config.rules_dir, clock.clone()).map_err(AppError::Rules)?;
+    // Broken rule files never stop intake: the last good set runs, or evaluation waits.
+    let rules = LiveRules::start(
+        &config.rules_dir,
+        clock.clone(),
+        config.rule_tests_must_pass,
+        &store,
+    )
+    .await;
     let status = rules.status();
     if status.rules == 0 {
         tracing::warn!(dir = %config.rules_dir.display(), "no rules: events are stored and processed, nothing fires");
@@ -121,7 +128,7 @@ pub async fn start_with_store(
             move || dispatcher.clone().run(shutdown.clone()),
         )
     };
-    let watcher = rules.clone().watch(shutdown_rx.clone());
+    let watcher = rules.clone().watch(store.clone(), shutdown_rx.clone());
 
     let state = AppState {
         store: store.clone(),

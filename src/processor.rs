@@ -191,6 +191,11 @@ impl Processor {
     /// An event whose processing fails (its records cannot be stored, say) fails alone: the
     /// batch is completed without it, and it is tried again later, then parked as `failed`.
     pub async fn round(&self) -> Result<usize, StoreError> {
+        if !self.rules.in_force() {
+            // The rules folder was broken at start and no good set was ever recorded: events
+            // wait, stored, until the folder is fixed.
+            return Ok(0);
+        }
         let now = self.clock.now();
         let lease = chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::MAX);
         let claimed = self

@@ -56,8 +56,23 @@ pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<V
     let loops_ok = loops.values().all(|l| l.running);
     let rules = state.rules.status();
     let ready = store.is_ok() && processing.is_ok() && loops_ok;
+    // Broken rule files at start: intake works (ready), but the body says it is degraded.
+    let rules_problem = if !rules.in_force {
+        Some(
+            "no rule set in force: the rules folder has problems; events are stored and wait for evaluation",
+        )
+    } else if rules.fallback.is_some() {
+        Some("running the last good rule set: the rules folder has problems")
+    } else {
+        None
+    };
+    let status = match (ready, rules_problem) {
+        (false, _) => "not_ready",
+        (true, Some(_)) => "degraded",
+        (true, None) => "ready",
+    };
     let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
+        "status": status,
         "store": match store {
             Ok(()) => json!({ "ok": true, "backend": state.store.backend_name() }),
             Err(problem) => json!({ "ok": false, "backend": state.store.backend_name(), "problem": problem }),
@@ -67,7 +82,10 @@ pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<V
             Err(problem) => json!({ "ok": false, "problem": problem }),
         },
         "loops": loops,
-        "rules": { "ok": true, "rules": rules.rules, "reload_refused": rules.rejected_reload.is_some() },
+        "rules": match rules_problem {
+            None => json!({ "ok": true, "rules": rules.rules, "reload_refused": rules.rejected_reload.is_some() }),
+            Some(problem) => json!({ "ok": false, "rules": rules.rules, "problem": problem, "reload_refused": rules.rejected_reload.is_some() }),
+        },
     });
     (
         if ready {

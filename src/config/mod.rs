@@ -31,6 +31,9 @@ pub struct Config {
     pub database_url: String,
     /// Folder of rule files. Default `rules`.
     pub rules_dir: PathBuf,
+    /// Refuse a rules change (and a start's folder) whose inline tests fail, as an invalid
+    /// one is. Default true.
+    pub rule_tests_must_pass: bool,
     /// Largest request body accepted, in bytes; larger ones get 413. Default 1048576 (1 MiB).
     pub max_body_bytes: usize,
     /// Log output: `human` (default) or `json`.
@@ -57,6 +60,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: "sqlite://signalbox.db".into(),
             rules_dir: PathBuf::from("rules"),
+            rule_tests_must_pass: true,
             max_body_bytes: 1024 * 1024,
             log_format: LogFormat::Human,
             store: StoreConfig::default(),

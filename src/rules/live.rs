@@ -1,6 +1,8 @@
 //! The running rule set, swapped whole when the rules folder changes: a change is validated
-//! first, and if it is invalid the running set stays and the problem is logged and shown by
-//! `/readyz`. An event is evaluated against one set, never a half-loaded one.
+//! (and its inline tests run) first, and if it is refused the running set stays and the
+//! problem is logged and shown by `GET /v1/rules/status`. An event is evaluated against one
+//! set, never a half-loaded one. A broken folder never stops the engine: it runs the last
+//! good set recorded in the store, or holds evaluation until the folder is fixed.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -14,6 +16,50 @@ use tokio::sync::watch;
 
 use super::{RuleError, RuleSet};
 use crate::clock::SharedClock;
+use crate::store::{Store, StoredRuleSet};
+
+/// The folder's rules, compiled, with their inline tests passing when `require_passing_tests`
+/// (a failing test refuses the set as a problem does, at the test's rule).
+fn load_checked(dir: &Path, require_passing_tests: bool) -> Result<RuleSet, Vec<RuleError>> {
+    let set = RuleSet::load_dir(dir)?;
+    if !require_passing_tests {
+        return Ok(set);
+    }
+    let registry = match crate::providers::Registry::from_config(&Default::default()) {
+        Ok(registry) => registry,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot run the rules' inline tests");
+            return Ok(set);
+        }
+    };
+    let failures: Vec<RuleError> = super::testing::run_all(&set, &registry)
+        .into_iter()
+        .filter_map(|result| {
+            let failure = result.failure?;
+            Some(RuleError {
+                line: std::fs::read_to_string(&result.file)
+                    .ok()
+                    .and_then(|text| {
+                        text.lines().position(|l| {
+                            l.trim_start()
+                                .trim_start_matches("- ")
+                                .starts_with(&format!("name: {}", result.name))
+                        })
+                    })
+                    .map_or(1, |i| i + 1),
+                file: result.file,
+                column: 1,
+                rule: Some(result.rule),
+                message: format!("inline test '{}' fails: {failure}", result.name),
+            })
+        })
+        .collect();
+    if failures.is_empty() {
+        Ok(set)
+    } else {
+        Err(failures)
+    }
+}
 
 /// How long the folder must be quiet before a reload (editors write in several steps).
 const SETTLE: Duration = Duration::from_millis(300);
@@ -26,6 +72,14 @@ pub struct RulesStatus {
     pub loaded_at: DateTime<Utc>,
     /// The problems of the last reload that was refused, until a reload succeeds.
     pub rejected_reload: Option<Vec<String>>,
+    /// Whether a rule set is in force. Without one (the folder was broken at start and no
+    /// good set was ever stored), events are stored but not evaluated until the folder is fixed.
+    pub in_force: bool,
+    /// Set when the set in force is not the folder's: the folder was broken at start, and the
+    /// last good set (this id, from the store) runs instead.
+    pub fallback: Option<String>,
+    /// The id of the set in force (a hash of its files).
+    pub set_id: Option<String>,
 }
 
 pub struct LiveRules {
@@ -33,25 +87,145 @@ pub struct LiveRules {
     clock: SharedClock,
     status: Mutex<RulesStatus>,
     dir: PathBuf,
+    /// Refuse a change whose inline tests fail, as an invalid one is.
+    require_passing_tests: bool,
 }
 
 impl LiveRules {
-    /// Loads the folder; fails with every problem found.
-    pub fn load(dir: &Path, clock: SharedClock) -> Result<Arc<Self>, Vec<RuleError>> {
-        let set = RuleSet::load_dir(dir)?;
+    /// Loads the folder; fails with every problem found (and, if `require_passing_tests`,
+    /// every failing inline test).
+    pub fn load(
+        dir: &Path,
+        clock: SharedClock,
+        require_passing_tests: bool,
+    ) -> Result<Arc<Self>, Vec<RuleError>> {
+        let set = load_checked(dir, require_passing_tests)?;
+        Ok(Arc::new(Self::with(
+            set,
+            dir,
+            clock,
+            require_passing_tests,
+            None,
+        )))
+    }
+
+    /// Loads the folder for a running engine, which never stops for a rule: when the folder
+    /// is broken, the last good set recorded in `store` runs instead, or, if there is none,
+    /// evaluation waits (events are still stored) until the folder is fixed. Every set that
+    /// goes into force is recorded in `store`.
+    pub async fn start(
+        dir: &Path,
+        clock: SharedClock,
+        require_passing_tests: bool,
+        store: &Store,
+    ) -> Arc<Self> {
+        let errors = match load_checked(dir, require_passing_tests) {
+            Ok(set) => {
+                let live = Self::with(set, dir, clock, require_passing_tests, None);
+                live.record(store).await;
+                return Arc::new(live);
+            }
+            Err(errors) => errors,
+        };
+        for e in &errors {
+            tracing::error!(problem = %e, "the rules folder has problems");
+        }
+        let problems: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        let last = match store.last_rule_set().await {
+            Ok(last) => last,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the last good rule set");
+                None
+            }
+        };
+        let fallback = last.and_then(|stored| {
+            let texts = stored
+                .files
+                .iter()
+                .map(|(path, text)| (PathBuf::from(path), text.clone()))
+                .collect();
+            match RuleSet::compile(&texts) {
+                Ok(set) => Some((set, stored)),
+                Err(e) => {
+                    tracing::error!(set_id = %stored.id, problems = e.len(), "the last good rule set no longer compiles");
+                    None
+                }
+            }
+        });
+        let live = match fallback {
+            Some((set, stored)) => {
+                tracing::error!(set_id = %stored.id, loaded_at = %stored.loaded_at, "running the last good rule set until the rules folder is fixed");
+                Self::with(set, dir, clock, require_passing_tests, Some(stored.id))
+            }
+            None => {
+                tracing::error!(
+                    "no rule set in force: events are stored, and evaluated once the rules folder is fixed"
+                );
+                let mut live = Self::with(
+                    RuleSet::compile(&Default::default()).expect("no rules compile"),
+                    dir,
+                    clock,
+                    require_passing_tests,
+                    None,
+                );
+                let status = live.status.get_mut().unwrap_or_else(|p| p.into_inner());
+                status.in_force = false;
+                status.set_id = None;
+                live
+            }
+        };
+        live.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .rejected_reload = Some(problems);
+        Arc::new(live)
+    }
+
+    fn with(
+        set: RuleSet,
+        dir: &Path,
+        clock: SharedClock,
+        require_passing_tests: bool,
+        fallback: Option<String>,
+    ) -> Self {
         let status = RulesStatus {
             dir: dir.to_owned(),
             rules: set.len(),
             files: set.files.len(),
             loaded_at: clock.now(),
             rejected_reload: None,
+            in_force: true,
+            fallback,
+            set_id: Some(set.id()),
         };
-        Ok(Arc::new(Self {
+        Self {
             clock,
             current: ArcSwap::from_pointee(set),
             status: Mutex::new(status),
             dir: dir.to_owned(),
-        }))
+            require_passing_tests,
+        }
+    }
+
+    /// Records the set in force in `store`, so a later start can fall back on it.
+    async fn record(&self, store: &Store) {
+        let set = self.current();
+        if self.status().fallback.is_some() || !self.status().in_force {
+            return;
+        }
+        let stored = StoredRuleSet {
+            id: set.id(),
+            files: set
+                .texts
+                .iter()
+                .map(|(p, t)| (p.to_string_lossy().into_owned(), t.clone()))
+                .collect(),
+            loaded_at: self.clock.now(),
+            origin: self.dir.to_string_lossy().into_owned(),
+        };
+        if let Err(e) = store.save_rule_set(&stored).await {
+            tracing::warn!(error = %e, "cannot record the rule set in force");
+        }
     }
 
     /// The set to evaluate an event against.
@@ -59,17 +233,22 @@ impl LiveRules {
         self.current.load_full()
     }
 
+    /// Whether a rule set is in force (else evaluation waits).
+    pub fn in_force(&self) -> bool {
+        self.status().in_force
+    }
+
     pub fn status(&self) -> RulesStatus {
         self.status
             .lock()
-            .expect("status lock is never poisoned")
+            .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
     /// Loads the folder again: swaps it in if valid, else keeps the running set.
     pub fn reload(&self) -> Result<(), Vec<RuleError>> {
-        let mut status = self.status.lock().expect("status lock is never poisoned");
-        match RuleSet::load_dir(&self.dir) {
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        match load_checked(&self.dir, self.require_passing_tests) {
             Ok(set) => {
                 tracing::info!(rules = set.len(), files = set.files.len(), "rules reloaded");
                 *status = RulesStatus {
@@ -78,6 +257,9 @@ impl LiveRules {
                     files: set.files.len(),
                     loaded_at: self.clock.now(),
                     rejected_reload: None,
+                    in_force: true,
+                    fallback: None,
+                    set_id: Some(set.id()),
                 };
                 self.current.store(Arc::new(set));
                 Ok(())
@@ -97,6 +279,7 @@ impl LiveRules {
     /// logs why and reloads nothing.
     pub fn watch(
         self: Arc<Self>,
+        store: Store,
         mut shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -130,7 +313,9 @@ impl LiveRules {
                     .is_ok_and(|m| m.is_some())
                 {}
                 let this = self.clone();
-                let _ = tokio::task::spawn_blocking(move || this.reload()).await;
+                if let Ok(Ok(())) = tokio::task::spawn_blocking(move || this.reload()).await {
+                    self.record(&store).await;
+                }
             }
         })
     }

@@ -50,6 +50,8 @@ pub struct RuleSet {
     scan_all: Vec<usize>,
     templates: minijinja::Environment<'static>,
     pub files: Vec<PathBuf>,
+    /// Each file's text, as compiled (kept so the set can be stored and run again).
+    pub texts: BTreeMap<PathBuf, String>,
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -155,7 +157,21 @@ impl RuleSet {
             scan_all,
             templates: env,
             files: texts.keys().cloned().collect(),
+            texts: texts.clone(),
         })
+    }
+
+    /// The set's identity: a hash of its files' paths and texts.
+    pub fn id(&self) -> String {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        for (path, text) in &self.texts {
+            hash.update(path.to_string_lossy().as_bytes());
+            hash.update([0]);
+            hash.update(text.as_bytes());
+            hash.update([0]);
+        }
+        format!("rs_{}", hex::encode(&hash.finalize()[..8]))
     }
 
     pub fn rules(&self) -> &[Rule] {

@@ -11,6 +11,7 @@ mod evaluations;
 mod events;
 mod outbox;
 mod postgres;
+mod rule_sets;
 mod sqlite;
 mod status;
 mod strategies;
@@ -28,6 +29,7 @@ pub use events::{
     ClaimedEvent, EventFailure, EventFilter, ProcessingFailure, StoredEvent, UnknownType,
 };
 pub use outbox::{ActionRow, ActionSummary, AttemptRecord, NewAction, NewAttempt, NextStep};
+pub use rule_sets::StoredRuleSet;
 pub use status::{ActionStatus, AttemptOutcome, EvaluationOutcome, EventState};
 
 /// Runs `$body` with `$pool` bound to the backend's pool; the body is compiled once per backend.

@@ -7,6 +7,9 @@ crate::on_both_backends!(cases:
     evaluations_are_recorded_with_the_event,
     throttle_fires_once_per_key_per_window,
     a_broken_edit_leaves_the_running_rules_and_says_why,
+    a_broken_folder_at_start_runs_the_last_good_set,
+    with_no_good_set_events_wait_until_the_folder_is_fixed,
+    a_change_whose_inline_tests_fail_is_refused,
 );
 
 fn signalbox(args: &[&str]) -> (bool, String) {
@@ -297,6 +300,103 @@ rules:
         .await;
         let records = evaluations(&app, &id).await;
         assert_eq!(rule_ids(&records), ["only_one"]);
+        app.stop().await;
+    }
+
+    const GOOD: &str = "version: 1\nid: flag\non: [claim.created]\nactions: [{type: emit, event_type: claim.flagged}]\n";
+    const BROKEN: &str = "version: 1\nid: flag\non: [claim.creatd]\nactions: [{type: emit, event_type: claim.flagged}]\n";
+
+    async fn start(db: &TestDb, dir: &std::path::Path) -> TestApp {
+        let mut config = test_config(db);
+        config.rules_dir = dir.to_owned();
+        TestApp::spawn(config).await
+    }
+
+    pub(super) async fn a_broken_folder_at_start_runs_the_last_good_set(db: TestDb) {
+        let dir = tempfile::tempdir().unwrap();
+        write_rules(dir.path(), &[("rules.yaml", GOOD)]);
+        start(&db, dir.path()).await.stop().await;
+
+        // A typo saved while the engine was down: it starts all the same.
+        write_rules(dir.path(), &[("rules.yaml", BROKEN)]);
+        let app = start(&db, dir.path()).await;
+        let (status, ready) = app.get("/readyz").await;
+        assert_eq!(status, 200, "intake goes on: {ready}");
+        assert_eq!(ready["status"], "degraded");
+        assert_eq!(
+            ready["rules"]["problem"],
+            "running the last good rule set: the rules folder has problems"
+        );
+        let (_, rules) = app.get("/v1/rules/status").await;
+        assert!(
+            rules["rejected_reload"][0]
+                .as_str()
+                .unwrap()
+                .contains("unknown event type 'claim.creatd'"),
+            "{rules}"
+        );
+        let id = post(
+            &app,
+            json!({"type": "claim.created", "source_event_id": "b-1"}),
+        )
+        .await;
+        assert_eq!(
+            rule_ids(&evaluations(&app, &id).await),
+            ["flag"],
+            "the last good set ran"
+        );
+        app.stop().await;
+    }
+
+    pub(super) async fn with_no_good_set_events_wait_until_the_folder_is_fixed(db: TestDb) {
+        let dir = tempfile::tempdir().unwrap();
+        write_rules(dir.path(), &[("rules.yaml", BROKEN)]);
+        let app = start(&db, dir.path()).await;
+        let (status, ready) = app.get("/readyz").await;
+        assert_eq!(status, 200, "{ready}");
+        assert_eq!(ready["status"], "degraded");
+        assert!(
+            ready["rules"]["problem"]
+                .as_str()
+                .unwrap()
+                .starts_with("no rule set in force"),
+            "{ready}"
+        );
+        let id = post(
+            &app,
+            json!({"type": "claim.created", "source_event_id": "w-1"}),
+        )
+        .await;
+        // Fixed: the waiting event is evaluated by the fixed rules (not by an empty set).
+        write_rules(dir.path(), &[("rules.yaml", GOOD)]);
+        assert_eq!(rule_ids(&evaluations(&app, &id).await), ["flag"]);
+        let (_, ready) = app.get("/readyz").await;
+        assert_eq!(ready["status"], "ready", "{ready}");
+        app.stop().await;
+    }
+
+    pub(super) async fn a_change_whose_inline_tests_fail_is_refused(db: TestDb) {
+        let dir = tempfile::tempdir().unwrap();
+        write_rules(dir.path(), &[("rules.yaml", GOOD)]);
+        let app = start(&db, dir.path()).await;
+        let failing = format!(
+            "{GOOD}tests:\n  - name: expects_nothing\n    event: {{type: claim.created, source_event_id: x}}\n    expect: {{fires: false}}\n"
+        );
+        write_rules(dir.path(), &[("rules.yaml", &failing)]);
+        let mut refused = Value::Null;
+        for _ in 0..200 {
+            let (_, status) = app.get("/v1/rules/status").await;
+            if status["rejected_reload"].is_array() {
+                refused = status;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let problem = refused["rejected_reload"][0].as_str().unwrap_or_default();
+        assert!(
+            problem.contains("rules.yaml:6:1: rule flag: inline test 'expects_nothing' fails"),
+            "{refused}"
+        );
         app.stop().await;
     }
 }

@@ -1,0 +1,58 @@
+//! Rule sets that went into force, kept so that a start with broken rule files can run the
+//! last good one.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::types::Json;
+
+use super::{Store, StoreError, on_pool};
+
+/// A rule set as it went into force.
+#[derive(Debug, Clone)]
+pub struct StoredRuleSet {
+    pub id: String,
+    /// Path -> text of each rule file.
+    pub files: BTreeMap<String, String>,
+    pub loaded_at: DateTime<Utc>,
+    pub origin: String,
+}
+
+impl Store {
+    /// Records that `set` went into force (again, if it is known: its time moves on).
+    pub async fn save_rule_set(&self, set: &StoredRuleSet) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
+        on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO rule_sets (id, files, loaded_at, origin) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (id) DO UPDATE SET loaded_at = excluded.loaded_at, origin = excluded.origin",
+            )
+            .bind(&set.id)
+            .bind(Json(&set.files))
+            .bind(set.loaded_at)
+            .bind(&set.origin)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// The rule set that most recently went into force, if any did.
+    pub async fn last_rule_set(&self) -> Result<Option<StoredRuleSet>, StoreError> {
+        on_pool!(self, pool => {
+            let row = sqlx::query("SELECT id, files, loaded_at, origin FROM rule_sets ORDER BY loaded_at DESC LIMIT 1")
+                .fetch_optional(pool)
+                .await?;
+            row.map(|row| {
+                Ok(StoredRuleSet {
+                    id: row.try_get("id")?,
+                    files: row.try_get::<Json<BTreeMap<String, String>>, _>("files")?.0,
+                    loaded_at: row.try_get("loaded_at")?,
+                    origin: row.try_get("origin")?,
+                })
+            })
+            .transpose()
+        })
+    }
+}
