@@ -144,16 +144,13 @@ impl Deliver for EmailV1 {
         &config.email.retry
     }
 
-    /// Only with an SMTP server configured: until then email actions wait in the outbox.
-    fn available(executors: &Executors) -> bool {
-        executors.mailer.is_some()
-    }
-
     async fn deliver(&self, executors: &Executors, action: &Delivery) -> Outcome {
         match &executors.mailer {
             Some(mailer) => mailer.send(action, self).await,
+            // Never a silent wait: without a server the email is dead, with the reason, and
+            // `signalbox actions retry` sends it once one is configured.
             None => Outcome::Failed {
-                reason: "no SMTP server configured (actions.email.host)".into(),
+                reason: "no SMTP server is configured (actions.email.host): configure one, then `signalbox actions retry`".into(),
                 status: None,
             },
         }

@@ -87,12 +87,6 @@ pub trait Params {
 pub trait Deliver {
     fn retry_policy<'a>(&self, config: &'a ActionsConfig) -> &'a RetryConfig;
 
-    /// Whether this instance can run the kind now (email needs an SMTP server); actions of a
-    /// kind it cannot run wait in the outbox.
-    fn available(_executors: &Executors) -> bool {
-        true
-    }
-
     fn deliver(
         &self,
         executors: &Executors,
@@ -156,11 +150,10 @@ macro_rules! action_kinds {
         }
 
         impl Executors {
-            /// The kinds this instance can deliver now: other kinds wait in the outbox.
+            /// The kinds this instance delivers: all of them (a kind it cannot run, such as
+            /// email without an SMTP server, fails with the reason rather than waiting).
             pub fn kinds(&self) -> Vec<&'static str> {
-                let mut kinds = Vec::new();
-                $(if <$stored as Deliver>::available(self) { kinds.push($name); })*
-                kinds
+                KINDS.to_vec()
             }
         }
     };

@@ -6,6 +6,7 @@ crate::on_both_backends!(cases:
     stalled_and_refused_targets_are_retried_then_dead_lettered_and_retry_puts_them_back,
     client_errors_fail_at_once,
     email_reaches_a_real_smtp_server,
+    email_without_an_smtp_server_is_dead_with_the_reason,
     strategy_pause_is_sent_once_and_resume_after,
     emit_chains_rules_and_stops_at_the_depth_limit,
 );
@@ -215,6 +216,29 @@ mod cases {
         assert_eq!(action.attempts, 1);
         assert!(action.last_error.unwrap().contains("422"));
         assert_eq!(receiver.received().len(), 1);
+        app.stop().await;
+    }
+
+    /// Without an SMTP server an email never waits silently: it is dead, saying why, and
+    /// `actions retry` sends it once a server is configured.
+    pub(super) async fn email_without_an_smtp_server_is_dead_with_the_reason(db: TestDb) {
+        let rules = "version: 1\nid: mail\non: [claim.created]\nactions:\n  - type: email\n    to: agent@example.com\n    subject: s\n    text: t\n";
+        let (app, _dir) = app(&db, rules, |_| {}).await;
+        post_claim(&app, "C-1").await;
+        assert_eq!(wait_actions_settled(&app.store, 1).await, (0, 0, 1));
+        let dead = app
+            .store
+            .list_actions(Some(signalbox::store::ActionStatus::Dead), None, 10)
+            .await
+            .unwrap();
+        assert!(
+            dead[0]
+                .last_error
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("no SMTP server is configured (actions.email.host)"),
+            "{dead:?}"
+        );
         app.stop().await;
     }
 
