@@ -1,5 +1,6 @@
 //! The HTTP API: ingestion endpoints, event reads, health.
 
+mod evaluations;
 mod events;
 mod health;
 mod ingest;
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
             "/webhooks/{source}/{hint}",
             post(ingest::post_webhook_with_hint),
         )
+        .route("/v1/evaluations", get(evaluations::list))
         .route("/v1/rules/status", get(health::rules_status))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -12,6 +12,7 @@ macro_rules! out {
 }
 
 mod actions;
+mod evaluations;
 mod events;
 mod rules;
 mod serve;
@@ -51,6 +52,27 @@ pub enum Command {
     Try(TryArgs),
     /// List planned actions by status; show an action's attempts; retry dead actions.
     Actions(ActionsArgs),
+    /// List recorded evaluations (failed ones by default), with the error and its rule line,
+    /// and how often each rule failed in the last day.
+    Evaluations(EvaluationsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluationsArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Only evaluations with this outcome: fired, throttled, failed
+    #[arg(long, default_value = "failed")]
+    pub outcome: crate::store::EvaluationOutcome,
+    /// Only this rule's evaluations
+    #[arg(long)]
+    pub rule: Option<String>,
+    /// Only evaluations at or after this time (RFC 3339, or a date such as 2026-11-20)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// How many to list, newest first
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
 }
 
 #[derive(Debug, Args)]
@@ -211,6 +233,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Test(args) => rules::test(args),
         Command::Try(args) => rules::try_event(args),
         Command::Actions(args) => actions::run(args),
+        Command::Evaluations(args) => evaluations::run(args),
     }
 }
 

@@ -191,23 +191,100 @@ impl Store {
     ) -> Result<Vec<EvaluationRecord>, StoreError> {
         on_pool!(self, pool => {
             let rows = sqlx::query("SELECT * FROM evaluations WHERE event_id = $1 ORDER BY id").bind(event_id).fetch_all(pool).await?;
+            rows.iter().map(decode_evaluation).collect()
+        })
+    }
+
+    /// Recorded evaluations, newest first: of one outcome (`failed`, say), one rule, since a
+    /// time, older than the id `before` (the last of the previous page).
+    pub async fn list_evaluations(
+        &self,
+        filter: &EvaluationFilter,
+    ) -> Result<Vec<EvaluationRecord>, StoreError> {
+        on_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT * FROM evaluations
+                 WHERE ($1 IS NULL OR outcome = $1) AND ($2 IS NULL OR rule_id = $2)
+                   AND ($3 IS NULL OR evaluated_at >= $3) AND ($4 IS NULL OR id < $4)
+                 ORDER BY id DESC LIMIT $5",
+            )
+            .bind(filter.outcome.map(EvaluationOutcome::as_str))
+            .bind(filter.rule.as_deref())
+            .bind(filter.since)
+            .bind(filter.before.as_deref())
+            .bind(i64::from(filter.limit))
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(decode_evaluation).collect()
+        })
+    }
+
+    /// Per rule, how many evaluations failed since `since`, and when the last did.
+    pub async fn failures_by_rule(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<RuleFailures>, StoreError> {
+        on_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT rule_id, COUNT(*) AS failed, MAX(evaluated_at) AS last_failed_at FROM evaluations
+                 WHERE outcome = 'failed' AND evaluated_at >= $1 GROUP BY rule_id ORDER BY rule_id",
+            )
+            .bind(since)
+            .fetch_all(pool)
+            .await?;
             rows.iter()
                 .map(|row| {
-                    Ok(EvaluationRecord {
-                        id: row.try_get("id")?,
-                        event_id: row.try_get("event_id")?,
+                    Ok(RuleFailures {
                         rule_id: row.try_get("rule_id")?,
-                        rule_version: row.try_get("rule_version")?,
-                        outcome: parse_word(row.try_get("outcome")?)?,
-                        error: row.try_get("error")?,
-                        error_line: row.try_get::<Option<i64>, _>("error_line")?,
-                        actions: row.try_get::<Json<Value>, _>("actions")?.0,
-                        logs: row.try_get::<Json<Value>, _>("logs")?.0,
-                        duration_us: row.try_get("duration_us")?,
-                        evaluated_at: row.try_get("evaluated_at")?,
+                        failed: row.try_get("failed")?,
+                        last_failed_at: row.try_get("last_failed_at")?,
                     })
                 })
                 .collect()
         })
     }
+}
+
+/// Which evaluations `list_evaluations` returns.
+#[derive(Debug, Clone, Default)]
+pub struct EvaluationFilter {
+    pub outcome: Option<EvaluationOutcome>,
+    pub rule: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub before: Option<String>,
+    pub limit: u32,
+}
+
+/// How often one rule failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleFailures {
+    pub rule_id: String,
+    pub failed: i64,
+    pub last_failed_at: DateTime<Utc>,
+}
+
+fn decode_evaluation<R>(row: &R) -> Result<EvaluationRecord, StoreError>
+where
+    R: Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    DateTime<Utc>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Json<Value>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(EvaluationRecord {
+        id: row.try_get("id")?,
+        event_id: row.try_get("event_id")?,
+        rule_id: row.try_get("rule_id")?,
+        rule_version: row.try_get("rule_version")?,
+        outcome: parse_word(row.try_get("outcome")?)?,
+        error: row.try_get("error")?,
+        error_line: row.try_get::<Option<i64>, _>("error_line")?,
+        actions: row.try_get::<Json<Value>, _>("actions")?.0,
+        logs: row.try_get::<Json<Value>, _>("logs")?.0,
+        duration_us: row.try_get("duration_us")?,
+        evaluated_at: row.try_get("evaluated_at")?,
+    })
 }

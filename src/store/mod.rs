@@ -24,7 +24,9 @@ use crate::normalize::{Event, EventId};
 use std::time::Duration;
 
 pub use deliveries::{DeliverySummary, NewDelivery};
-pub use evaluations::{EvaluationRecord, NewEvaluation, ThrottleGate, Verdict};
+pub use evaluations::{
+    EvaluationFilter, EvaluationRecord, NewEvaluation, RuleFailures, ThrottleGate, Verdict,
+};
 pub use events::{
     ClaimedEvent, EventFailure, EventFilter, ProcessingFailure, StoredEvent, UnknownType,
 };

@@ -10,6 +10,7 @@ crate::on_both_backends!(cases:
     a_broken_folder_at_start_runs_the_last_good_set,
     with_no_good_set_events_wait_until_the_folder_is_fixed,
     a_change_whose_inline_tests_fail_is_refused,
+    failed_evaluations_are_listed_by_rule_with_their_line,
 );
 
 fn signalbox(args: &[&str]) -> (bool, String) {
@@ -372,6 +373,45 @@ rules:
         assert_eq!(rule_ids(&evaluations(&app, &id).await), ["flag"]);
         let (_, ready) = app.get("/readyz").await;
         assert_eq!(ready["status"], "ready", "{ready}");
+        app.stop().await;
+    }
+
+    pub(super) async fn failed_evaluations_are_listed_by_rule_with_their_line(db: TestDb) {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(&db, dir.path()).await;
+        let id = post(&app, json!({"type": "claim.created", "source_event_id": "l-1", "subject": {"claim": "C-1"}, "amount": {"value": "10.00", "currency": "EUR"}})).await;
+        app.wait_processed().await;
+        let (status, listed) = app
+            .get("/v1/evaluations?outcome=failed&rule=broken_at_runtime")
+            .await;
+        assert_eq!(status, 200, "{listed}");
+        let listed = listed["evaluations"].as_array().unwrap();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(listed[0]["event_id"], id.as_str());
+        assert_eq!(listed[0]["error_line"], 13);
+        assert!(
+            listed[0]["error"]
+                .as_str()
+                .unwrap()
+                .contains("too many operations")
+        );
+        let (status, _) = app.get("/v1/evaluations?outcome=broken").await;
+        assert_eq!(status, 400);
+        if db.url.starts_with("sqlite:") {
+            let (ok, out) = super::signalbox(&[
+                "evaluations",
+                "--rule",
+                "broken_at_runtime",
+                "--database-url",
+                &db.url,
+            ]);
+            assert!(ok, "{out}");
+            assert!(
+                out.contains(&id) && out.contains("too many operations"),
+                "{out}"
+            );
+            assert!(out.contains("failed in the last 24 hours:"), "{out}");
+        }
         app.stop().await;
     }
 

@@ -1,0 +1,50 @@
+//! `GET /v1/evaluations`: what rules did, across events: every failed evaluation of a rule
+//! since a time, with the error and its line in the rule file.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::store::{EvaluationFilter, EvaluationOutcome};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EvaluationsQuery {
+    /// `fired`, `throttled` or `failed`.
+    outcome: Option<String>,
+    rule: Option<String>,
+    /// RFC 3339: only evaluations at or after it.
+    since: Option<DateTime<Utc>>,
+    /// An evaluation id: older ones (the last id of the previous page).
+    before: Option<String>,
+    limit: Option<u32>,
+}
+
+/// Newest first, 50 by default, at most 1000.
+pub(super) async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<EvaluationsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = query?;
+    let outcome = q
+        .outcome
+        .as_deref()
+        .map(str::parse::<EvaluationOutcome>)
+        .transpose()
+        .map_err(|message| ApiError::BadRequest {
+            code: "invalid_query",
+            message: format!("outcome: {message}"),
+        })?;
+    let filter = EvaluationFilter {
+        outcome,
+        rule: q.rule,
+        since: q.since,
+        before: q.before,
+        limit: q.limit.unwrap_or(50).clamp(1, 1000),
+    };
+    let evaluations = state.store.list_evaluations(&filter).await?;
+    Ok(Json(serde_json::json!({ "evaluations": evaluations })))
+}
