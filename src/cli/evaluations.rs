@@ -4,8 +4,6 @@
 use anyhow::{Context, anyhow};
 use chrono::{Duration, Utc};
 
-use crate::clock::Clock as _;
-
 use super::EvaluationsArgs;
 use crate::store::{EvaluationFilter, EvaluationOutcome, Store};
 
