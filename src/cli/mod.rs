@@ -120,9 +120,19 @@ pub struct TestArgs {
 
 #[derive(Debug, Args)]
 pub struct TryArgs {
-    /// The event: canonical JSON, or a platform's webhook body with --source
+    /// The event: canonical JSON, an event as `GET /v1/events/{id}` returns it, or a
+    /// platform's webhook body with --source
+    #[arg(
+        long,
+        required_unless_present = "event_id",
+        conflicts_with = "event_id"
+    )]
+    pub event: Option<PathBuf>,
+    /// A stored event (evt_...), read from the store (see --database-url, -c)
     #[arg(long)]
-    pub event: PathBuf,
+    pub event_id: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
     /// The platform the event file comes from (receeve, amili, bemmbo, hubpay, b54)
     #[arg(long)]
     pub source: Option<String>,

@@ -75,15 +75,24 @@ pub(super) fn try_event(args: TryArgs) -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("--now: '{t}' is not a time"))?,
         None => crate::clock::Clock::now(&crate::clock::SystemClock),
     };
-    let path = std::env::current_dir()?.join(&args.event);
-    let event = testing::load_event(
-        &path,
-        &serde_json::Value::String(path.display().to_string()),
-        args.source.as_deref(),
-        &registry,
-        Some(now),
-    )
-    .map_err(|e| anyhow::anyhow!("{}: {e}", args.event.display()))?;
+    let event = match (&args.event, &args.event_id) {
+        (_, Some(id)) => stored_event(&args, id)?,
+        (Some(file), None) => {
+            let path = std::env::current_dir()?.join(file);
+            match api_event(&path)? {
+                Some(event) => event,
+                None => testing::load_event(
+                    &path,
+                    &serde_json::Value::String(path.display().to_string()),
+                    args.source.as_deref(),
+                    &registry,
+                    Some(now),
+                )
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?,
+            }
+        }
+        (None, None) => anyhow::bail!("give --event FILE or --event-id evt_..."),
+    };
     out!(
         "event: {} from {} ({})",
         event.kind,
@@ -139,4 +148,41 @@ pub(super) fn try_event(args: TryArgs) -> anyhow::Result<()> {
         set.len()
     );
     Ok(())
+}
+
+/// The stored event `id`, from the engine's store.
+fn stored_event(args: &TryArgs, id: &str) -> anyhow::Result<crate::normalize::Event> {
+    let config = args.config.load(&[])?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let store = crate::store::Store::open_existing(&config.database_url, &config.store).await?;
+        let event = store.get_event(id).await;
+        store.close().await;
+        event?
+            .map(|stored| stored.event)
+            .ok_or_else(|| anyhow::anyhow!("no event with id '{id}' in {}", config.database_url))
+    })
+}
+
+/// The event in `path` if it is one as the API returns it (`GET /v1/events/{id}`: with its
+/// `state`), else `None` (a canonical or platform body, read as such).
+fn api_event(path: &std::path::Path) -> anyhow::Result<Option<crate::normalize::Event>> {
+    let text = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_slice(&text) else {
+        return Ok(None);
+    };
+    if !map.contains_key("state") || !map.contains_key("id") {
+        return Ok(None);
+    }
+    for key in ["state", "processed_at", "delivery_id", "failure"] {
+        map.remove(key);
+    }
+    serde_json::from_value(serde_json::Value::Object(map))
+        .map(Some)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}: not an event as the API returns it: {e}",
+                path.display()
+            )
+        })
 }

@@ -120,3 +120,57 @@ async fn failed_events_are_listed_and_put_back() {
     let (ok, out) = signalbox(&["events", "--state", "pending", "--database-url", &url]);
     assert!(ok && out.contains(id.as_str()), "{out}");
 }
+
+/// `try` on what happened: a stored event by id, and the JSON the API returns for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn try_takes_a_stored_event_and_the_apis_json() {
+    let db = crate::support::sqlite_db().await.unwrap();
+    let app = crate::support::TestApp::spawn(crate::support::test_config(&db)).await;
+    let body = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/events/promise_to_pay_expired.json"),
+    )
+    .unwrap();
+    let (status, receipt) = app.post("/v1/events", body).await;
+    assert_eq!(status, 201, "{receipt}");
+    let id = receipt["id"].as_str().unwrap().to_owned();
+    app.wait_processed().await;
+    let (_, stored) = app.get(&format!("/v1/events/{id}")).await;
+    app.stop().await;
+
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let rules = rules.to_str().unwrap();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), stored.to_string()).unwrap();
+    let path = file.path().to_str().unwrap();
+    for args in [
+        vec!["try", "--event", path, "--rules", rules],
+        vec![
+            "try",
+            "--event-id",
+            &id,
+            "--database-url",
+            &db.url,
+            "--rules",
+            rules,
+        ],
+    ] {
+        let (ok, out) = signalbox(&args);
+        assert!(ok, "{args:?}: {out}");
+        assert!(
+            out.contains("FIRES    promise_to_pay_expired_alert"),
+            "{args:?}: {out}"
+        );
+        assert!(out.contains("Promise to pay PTP-9 expired"), "{out}");
+    }
+    let (ok, out) = signalbox(&[
+        "try",
+        "--event-id",
+        "evt_nope",
+        "--database-url",
+        &db.url,
+        "--rules",
+        rules,
+    ]);
+    assert!(!ok && out.contains("no event with id 'evt_nope'"), "{out}");
+}
