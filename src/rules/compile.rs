@@ -115,18 +115,7 @@ pub fn known_types(catalogue: &BTreeSet<String>, emitted: &BTreeSet<String>) -> 
     catalogue.union(emitted).cloned().collect()
 }
 
-/// The closest of `candidates` to `word`, if close enough to be a likely typo.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::jaro_winkler(word, c), c))
-        .filter(|(score, _)| *score > 0.85)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
-}
+pub use crate::script::did_you_mean;
 
 /// serde's "unknown field `whn`, expected one of `a`, `b`" with a suggestion added.
 fn explain_serde(message: &str) -> String {
@@ -322,8 +311,18 @@ fn compile_rule(
 
     let when_span = key_span(text, start, "when").unwrap_or_default();
     let script_span = key_span(text, start, "script").unwrap_or_default();
-    let script_error = |span: Span, what: &str, e: ScriptError| {
-        let (line, column) = span.locate(e.line, e.column);
+    let script_error = |span: Span, what: &str, source: &str, e: ScriptError| {
+        // Rhai puts "unexpected end" after the last line; the author's last line is where the
+        // script is unfinished (an unclosed brace, a dangling operator).
+        let lines = source.trim_end().lines().count().max(1);
+        let (script_line, script_column) = match e.line {
+            Some(l) if l > lines => (
+                Some(lines),
+                Some(source.trim_end().lines().last().map_or(1, |l| l.len() + 1)),
+            ),
+            other => (other, e.column),
+        };
+        let (line, column) = span.locate(script_line, script_column);
         RuleError {
             file: path.to_owned(),
             line,
@@ -334,14 +333,24 @@ fn compile_rule(
     };
     let when = match config.when.as_deref().map(Condition::compile) {
         Some(Err(e)) => {
-            errors.push(script_error(when_span, "when", e));
+            errors.push(script_error(
+                when_span,
+                "when",
+                config.when.as_deref().unwrap_or_default(),
+                e,
+            ));
             None
         }
         other => other.and_then(Result::ok),
     };
     let script = match config.script.as_deref().map(Block::compile) {
         Some(Err(e)) => {
-            errors.push(script_error(script_span, "script", e));
+            errors.push(script_error(
+                script_span,
+                "script",
+                config.script.as_deref().unwrap_or_default(),
+                e,
+            ));
             None
         }
         other => other.and_then(Result::ok),
@@ -383,10 +392,12 @@ fn compile_rule(
             action_templates.push((pointer, name));
         }
         for problem in action.check(&is_template) {
-            errors.push(at(
-                "actions",
-                format!("actions[{index}] ({}): {problem}", action.kind()),
-            ));
+            let message = format!("actions[{index}] ({}): {problem}", action.kind());
+            // At the value the problem names (`'nobody' is not an email address`), if it does.
+            match quoted(&problem) {
+                Some(value) => errors.push(at_text(value, message)),
+                None => errors.push(at("actions", message)),
+            }
         }
         actions.push(ActionTemplate {
             kind: action.kind(),
@@ -575,6 +586,13 @@ fn unknown_names(source: &str, script_vars: &BTreeSet<String>) -> Vec<(String, S
         ));
     }
     problems
+}
+
+/// The first `'quoted'` value in a problem message.
+fn quoted(message: &str) -> Option<&str> {
+    let start = message.find('\'')? + 1;
+    let len = message[start..].find('\'')?;
+    Some(&message[start..start + len]).filter(|v| !v.is_empty())
 }
 
 /// Where `needle` first appears in the rule starting at line `from`: `(line, column)`.

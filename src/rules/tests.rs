@@ -263,6 +263,24 @@ fn a_scripts_top_level_variables_are_found() {
     assert_eq!(names.into_iter().collect::<Vec<_>>(), ["B", "a", "d", "f"]);
 }
 
+/// Problems point at what is wrong: an unfinished script at its last line (not at the
+/// `actions:` after it), a bad address at the address.
+#[test]
+fn problems_point_at_the_offending_line() {
+    let text = "version: 1\nid: a\non: [claim.created]\nscript: |\n  let x = 1;\n  if x > 0 {\nactions:\n  - type: email\n    to: nobody\n    subject: s\n    text: t\n";
+    let errors = errors(&[("rules/a.yaml", text)]);
+    assert!(
+        errors[0].starts_with("rules/a.yaml:6:"),
+        "the unclosed block's line: {errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.starts_with(
+            "rules/a.yaml:9:9: rule a: actions[0] (email): 'nobody' is not an email address"
+        )),
+        "{errors:?}"
+    );
+}
+
 #[test]
 fn scripts_can_skip() {
     let rules = set(&[("r.yaml", "version: 1\nid: s\non: [claim.created]\nscript: |\n  if event.subject.claim == \"C-1\" { skip(\"test claim\"); }\nactions: [{type: emit, event_type: claim.flagged}]\n")]).unwrap();

@@ -304,6 +304,82 @@ fn compile_scope() -> Scope<'static> {
     scope
 }
 
+/// The closest of `candidates` to `word`, if close enough to be a likely typo.
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|(score, _)| *score > 0.85)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// The host functions and common methods rule authors call, for "did you mean".
+const KNOWN_FUNCTIONS: &[&str] = &[
+    "now",
+    "parse_time",
+    "days_between",
+    "hours_between",
+    "add_days",
+    "add_hours",
+    "is_before",
+    "format_time",
+    "weekday",
+    "hour_of_day",
+    "minor_units",
+    "format_money",
+    "matches",
+    "is_blank",
+    "is_paused",
+    "log",
+    "skip",
+    "contains",
+    "starts_with",
+    "ends_with",
+    "to_lower",
+    "to_upper",
+    "trim",
+    "split",
+    "replace",
+    "len",
+    "parse_int",
+    "parse_float",
+    "parse_decimal",
+    "to_string",
+    "keys",
+    "values",
+    "is_empty",
+    "sub_string",
+    "index_of",
+];
+
+/// Rhai's "Function not found: starts_with ((), &str | ImmutableString | String)" in the
+/// author's words: a function given nothing (an absent field), or one that does not exist.
+fn function_not_found(signature: &str) -> String {
+    let (name, args) = signature
+        .split_once(" (")
+        .map_or((signature, ""), |(n, a)| (n, a.trim_end_matches(')')));
+    let name = name.trim();
+    if args.split(',').any(|a| a.trim() == "()") {
+        return format!(
+            "`{name}` was given nothing: a value the event does not have? Give a default with `??` (e.g. `(event.subject.account ?? \"\")`) or check `!= ()` first"
+        );
+    }
+    if !KNOWN_FUNCTIONS.contains(&name) {
+        let hint = did_you_mean(name, KNOWN_FUNCTIONS.iter().copied())
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
+        return format!("there is no function `{name}`{hint} (see the functions in docs/rules.md)");
+    }
+    let args = args
+        .replace(" | ImmutableString | String", "")
+        .replace("&str", "text");
+    format!("`{name}` cannot take ({args}): see its arguments in docs/rules.md")
+}
+
 /// Takes the `Box` that Rhai's results carry, so it can serve `map_err` directly.
 #[allow(
     clippy::boxed_local,
@@ -332,6 +408,13 @@ fn runtime_error(e: Box<EvalAltResult>) -> ScriptError {
             engine::MAX_ITEMS
         ),
         EvalAltResult::ErrorRuntime(ref value, _) => format!("script error: {value}"),
+        EvalAltResult::ErrorFunctionNotFound(ref signature, _) => function_not_found(signature),
+        EvalAltResult::ErrorDotExpr(ref what, _) if what.contains("for type '()'") => {
+            let property = what.split('\'').nth(1).unwrap_or("?");
+            format!(
+                "reading `.{property}` of nothing: the value before it is absent (use `??` to give a default, or check `!= ()` first)"
+            )
+        }
         other => other.to_string(),
     };
     ScriptError::from_position(message.replace(&format!(" ({position})"), ""), position)

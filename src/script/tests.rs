@@ -103,6 +103,24 @@ fn money_compares_as_money_and_mismatches_are_errors() {
     );
 }
 
+/// Rhai's own errors, in the author's words: a method on an absent field, a misspelt helper.
+#[test]
+fn rhai_errors_are_translated() {
+    let err = eval(r#"event.subject.account.starts_with("A")"#).unwrap_err();
+    assert!(
+        err.message
+            .starts_with("`starts_with` was given nothing: a value the event does not have? Give a default with `??`"),
+        "{err}"
+    );
+    let err = eval("days_betwen(event.occurred_at, now()) > 1").unwrap_err();
+    assert_eq!(
+        err.message,
+        "there is no function `days_betwen`; did you mean `days_between`? (see the functions in docs/rules.md)"
+    );
+    let err = eval("event.subject.account.x == 1").unwrap_err();
+    assert!(err.message.contains("of nothing"), "{err}");
+}
+
 #[test]
 fn helper_errors_say_what_is_wrong() {
     let err = eval(r#"days_between("soon", now()) > 1"#).unwrap_err();
