@@ -1,5 +1,5 @@
 //! The HTTP server's bounds: the `server:` settings (timeouts, connection and request limits,
-//! the ingestion memory budget) and the shared state that enforces the
+//! the ingestion memory budget, the size of list pages) and the shared state that enforces the
 //! ones handlers need. [`super::serve`] enforces the rest on connections.
 
 use std::sync::Arc;
@@ -49,6 +49,10 @@ pub struct ServerConfig {
     /// request that does not fit is answered at once with `503 {"code":"overloaded"}` and
     /// `Retry-After: 1`. At least `max_body_bytes`. Default: 8 × `max_body_bytes` (8 MiB).
     pub ingest_bytes_in_flight: Option<usize>,
+    /// Largest page of a list endpoint (`GET /v1/events`, `GET /v1/deliveries`), in bytes of
+    /// JSON: items stop being added once the page passes it (a page holds at least one item),
+    /// and `next_before` says where the next page starts. Default 1048576 (1 MiB).
+    pub max_page_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +65,7 @@ impl Default for ServerConfig {
             body_read_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(30),
             ingest_bytes_in_flight: None,
+            max_page_bytes: 1024 * 1024,
         }
     }
 }
@@ -83,6 +88,7 @@ impl ServerConfig {
         let positive = || "must be greater than 0".to_owned();
         check(self.max_connections > 0, "max_connections", positive());
         check(self.max_requests > 0, "max_requests", positive());
+        check(self.max_page_bytes > 0, "max_page_bytes", positive());
         for (key, value) in [
             ("header_read_timeout", self.header_read_timeout),
             ("idle_timeout", self.idle_timeout),
@@ -117,6 +123,7 @@ pub struct Limits {
     pub max_requests: usize,
     pub max_body_bytes: usize,
     pub body_read_timeout: Duration,
+    pub max_page_bytes: usize,
     /// One permit per byte of request body the ingestion endpoints may hold.
     ingest: Arc<Semaphore>,
 }
@@ -127,6 +134,7 @@ impl Limits {
             max_requests: server.max_requests,
             max_body_bytes,
             body_read_timeout: server.body_read_timeout,
+            max_page_bytes: server.max_page_bytes,
             ingest: Arc::new(Semaphore::new(
                 server
                     .ingest_budget(max_body_bytes)

@@ -40,7 +40,7 @@ pub struct Config {
     /// Log output: `human` (default) or `json`.
     pub log_format: LogFormat,
     /// Bounds of the HTTP server: timeouts, connections and requests at once, the ingestion
-    /// memory budget.
+    /// memory budget, list page size.
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub processing: ProcessingConfig,

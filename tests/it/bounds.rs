@@ -1,6 +1,7 @@
 //! The real `signalbox serve` binary under hostile load: memory stays bounded under concurrent
-//! maximum-size batches (peak RSS read from `/proc/<pid>/status`); idle and slow connections
-//! are closed while real requests are answered; SIGTERM stops it with such connections open.
+//! maximum-size batches and large list requests (peak RSS read from `/proc/<pid>/status`); idle
+//! and slow connections are closed while real requests are answered; SIGTERM stops it with
+//! such connections open.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -182,6 +183,56 @@ async fn concurrent_maximum_size_batches_keep_peak_memory_bounded() {
         stored,
         "a 2xx means stored; nothing else is"
     );
+}
+
+/// Eight clients list 1000 events at once, each event about 100 KB, twice. Unbounded (the
+/// whole 1000 with raw payloads, a 60 MB answer each), peak RSS went from 63 to 1154 MiB; now
+/// each page stops past `server.max_page_bytes` (1 MiB) and it stays near 80 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_list_requests_keep_peak_memory_bounded() {
+    let engine = Binary::start("{}\n").await;
+    let client = fresh_connections();
+    for chunk in 0..30 {
+        let body = batch(&format!("big-{chunk}"), 50_000, 1 << 20);
+        let response = client
+            .post(format!("{}/v1/events", engine.base))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let seeded = engine.peak_rss_mib();
+    let mut sizes = Vec::new();
+    for _ in 0..2 {
+        let lists: Vec<_> = (0..8)
+            .map(|_| {
+                let (client, base) = (client.clone(), engine.base.clone());
+                tokio::spawn(async move {
+                    let response = client
+                        .get(format!("{base}/v1/events?limit=1000"))
+                        .send()
+                        .await
+                        .expect("answered");
+                    assert_eq!(response.status(), 200);
+                    let page = response.bytes().await.unwrap();
+                    let json: serde_json::Value = serde_json::from_slice(&page).unwrap();
+                    assert!(json["next_before"].is_string(), "more follow");
+                    page.len()
+                })
+            })
+            .collect();
+        for list in lists {
+            sizes.push(list.await.unwrap());
+        }
+    }
+    let peak = engine.peak_rss_mib();
+    eprintln!("lists: after seeding {seeded} MiB, peak {peak} MiB, page bytes {sizes:?}");
+    assert!(
+        sizes.iter().all(|&n| n < (1 << 20) + 100_000),
+        "a page passes 1 MiB by at most one event: {sizes:?}"
+    );
+    assert!(peak < 250, "peak RSS {peak} MiB");
 }
 
 /// Sends SIGTERM and waits (at most 30 s) for the process to exit; its exit status.

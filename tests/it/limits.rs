@@ -1,11 +1,16 @@
 //! The engine's bounds, in process: request and ingestion-budget saturation answer 503 with
-//! `Retry-After`, slow bodies 408, and stopping finishes requests in flight while idle
-//! connections close.
+//! `Retry-After`, slow bodies 408, list pages stop at a byte budget and leave raw payloads out,
+//! and stopping finishes requests in flight while idle connections close.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+crate::on_both_backends!(cases:
+    list_pages_stop_at_the_byte_budget_and_leave_payloads_out,
+    deliveries_pages_stop_at_the_byte_budget_and_follow_next_before,
+);
 
 /// Sends a request's head (and the start of its body) and leaves the rest unsent.
 pub(crate) async fn partial_request(
@@ -59,6 +64,128 @@ async fn wait_for_status(client: &reqwest::Client, url: &str, status: u16) -> re
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("{url} never answered {status}");
+}
+
+mod cases {
+    use serde_json::{Value, json};
+
+    use crate::support::{TestApp, TestDb, test_config};
+
+    fn big_event(i: usize) -> String {
+        json!({
+            "type": "payment.received",
+            "source_event_id": format!("big-{i}"),
+            "subject": {"claim": format!("C-{i}")},
+            "data": {"note": "x".repeat(1000)},
+        })
+        .to_string()
+    }
+
+    pub(super) async fn list_pages_stop_at_the_byte_budget_and_leave_payloads_out(db: TestDb) {
+        let mut config = test_config(&db);
+        config.server.max_page_bytes = 3000;
+        let app = TestApp::spawn(config).await;
+        let mut ids = Vec::new();
+        for i in 0..10 {
+            let (status, receipt) = app.post("/v1/events", big_event(i)).await;
+            assert_eq!(status, 201);
+            ids.push(receipt["id"].as_str().unwrap().to_owned());
+        }
+        app.wait_processed().await;
+        let mut seen = Vec::new();
+        let mut path = "/v1/events?limit=1000".to_owned();
+        let mut pages = 0;
+        loop {
+            let (status, page) = app.get(&path).await;
+            assert_eq!(status, 200, "{page}");
+            pages += 1;
+            let events = page["events"].as_array().unwrap();
+            assert!(
+                !events.is_empty() && events.len() <= 3,
+                "about 1.1 KB each: a 3000-byte page passes its budget with the third, {}",
+                events.len()
+            );
+            for event in events {
+                assert!(event.get("payload").is_none(), "no raw payload in lists");
+                assert_eq!(event["data"]["note"].as_str().unwrap().len(), 1000);
+                let (_, mut one) = app
+                    .get(&format!("/v1/events/{}", event["id"].as_str().unwrap()))
+                    .await;
+                assert!(
+                    one["payload"].is_object(),
+                    "one event's page keeps its payload"
+                );
+                one.as_object_mut().unwrap().remove("payload");
+                assert_eq!(
+                    event, &one,
+                    "a listed event is the event's page without its payload"
+                );
+                seen.push(event["source_event_id"].as_str().unwrap().to_owned());
+            }
+            match &page["next_before"] {
+                Value::String(next) => {
+                    assert_eq!(next, events.last().unwrap()["id"].as_str().unwrap());
+                    path = format!("/v1/events?limit=1000&before={next}");
+                }
+                Value::Null => break,
+                other => panic!("next_before: {other}"),
+            }
+        }
+        let expected: Vec<String> = (0..10).rev().map(|i| format!("big-{i}")).collect();
+        assert_eq!(seen, expected, "every event once, newest first");
+        assert!(pages >= 4, "{pages} pages");
+
+        let (_, page) = app.get("/v1/events?limit=3").await;
+        assert_eq!(page["events"].as_array().unwrap().len(), 3);
+        assert!(
+            page["next_before"].is_string(),
+            "the count limit gives a cursor too"
+        );
+        let (_, page) = app.get("/v1/events?type=none.such").await;
+        assert_eq!(page, json!({"events": [], "next_before": null}));
+
+        let (_, one) = app.get(&format!("/v1/events/{}", ids[3])).await;
+        assert_eq!(
+            one["payload"]["source_event_id"], "big-3",
+            "one event's page keeps its payload"
+        );
+        app.stop().await;
+    }
+
+    pub(super) async fn deliveries_pages_stop_at_the_byte_budget_and_follow_next_before(
+        db: TestDb,
+    ) {
+        let mut config = test_config(&db);
+        config.server.max_page_bytes = 400;
+        let app = TestApp::spawn(config).await;
+        for i in 0..6 {
+            assert_eq!(app.post("/v1/events", big_event(i)).await.0, 201);
+        }
+        let mut ids = Vec::new();
+        let mut path = "/v1/deliveries?limit=1000".to_owned();
+        loop {
+            let (status, page) = app.get(&path).await;
+            assert_eq!(status, 200, "{page}");
+            let deliveries = page["deliveries"].as_array().unwrap();
+            assert!((1..=3).contains(&deliveries.len()), "{page}");
+            for d in deliveries {
+                assert_eq!(d["events"], 1);
+                assert!(d.get("body").is_none(), "no raw body in lists");
+                ids.push(d["id"].as_str().unwrap().to_owned());
+            }
+            match page["next_before"].as_str() {
+                Some(next) => path = format!("/v1/deliveries?limit=1000&before={next}"),
+                None => break,
+            }
+        }
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        sorted.reverse();
+        assert_eq!(ids, sorted, "newest first, each once");
+        assert_eq!(ids.len(), 6);
+        app.stop().await;
+    }
 }
 
 mod saturation {
