@@ -1,6 +1,7 @@
 //! The engine's bounds, in process: request and ingestion-budget saturation answer 503 with
 //! `Retry-After`, slow bodies 408, list pages stop at a byte budget and leave raw payloads out,
-//! and stopping finishes requests in flight while idle connections close.
+//! a target's endless answer is read only up to a limit, and stopping finishes requests in
+//! flight while idle connections close.
 
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use tokio::net::TcpStream;
 crate::on_both_backends!(cases:
     list_pages_stop_at_the_byte_budget_and_leave_payloads_out,
     deliveries_pages_stop_at_the_byte_budget_and_follow_next_before,
+    a_target_answering_without_end_is_read_only_up_to_a_limit,
 );
 
 /// Sends a request's head (and the start of its body) and leaves the rest unsent.
@@ -67,9 +69,13 @@ async fn wait_for_status(client: &reqwest::Client, url: &str, status: u16) -> re
 }
 
 mod cases {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use serde_json::{Value, json};
 
-    use crate::support::{TestApp, TestDb, test_config};
+    use crate::rules::write_rules;
+    use crate::support::{TestApp, TestDb, test_config, wait_actions_settled};
 
     fn big_event(i: usize) -> String {
         json!({
@@ -184,6 +190,60 @@ mod cases {
         sorted.reverse();
         assert_eq!(ids, sorted, "newest first, each once");
         assert_eq!(ids.len(), 6);
+        app.stop().await;
+    }
+
+    /// A webhook target answers 200 with a body that never ends: the attempt is recorded, with
+    /// the status and the first 500 characters, once 64 KiB were read.
+    pub(super) async fn a_target_answering_without_end_is_read_only_up_to_a_limit(db: TestDb) {
+        let sent = Arc::new(AtomicUsize::new(0));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let counter = sent.clone();
+        let target = axum::Router::new().fallback(move || {
+            let counter = counter.clone();
+            async move {
+                let chunk = bytes::Bytes::from(vec![b'x'; 16 * 1024]);
+                let endless = futures::stream::repeat_with(move || {
+                    counter.fetch_add(chunk.len(), Ordering::Relaxed);
+                    Ok::<_, std::convert::Infallible>(chunk.clone())
+                });
+                axum::body::Body::from_stream(endless)
+            }
+        });
+        tokio::spawn(async move { axum::serve(listener, target).await.unwrap() });
+
+        let dir = tempfile::tempdir().unwrap();
+        write_rules(
+            dir.path(),
+            &[(
+                "rules.yaml",
+                &format!(
+                    "version: 1\nid: notify\non: [claim.created]\nactions: [{{type: webhook, url: '{url}/hook', timeout: 60s}}]\n"
+                ),
+            )],
+        );
+        let mut config = test_config(&db);
+        config.rules_dir = dir.path().to_owned();
+        let app = TestApp::spawn(config).await;
+        let (status, _) = app
+            .post(
+                "/v1/events",
+                json!({"type": "claim.created", "source_event_id": "e-1", "subject": {"claim": "C-1"}})
+                    .to_string(),
+            )
+            .await;
+        assert_eq!(status, 201);
+        assert_eq!(wait_actions_settled(&app.store, 1).await, (0, 1, 0));
+        let action = &app.store.list_actions(None, None, 10).await.unwrap()[0];
+        let attempts = app.store.attempts(&action.id).await.unwrap();
+        assert_eq!(attempts.len(), 1, "{attempts:?}");
+        assert_eq!(attempts[0].status_code, Some(200));
+        assert_eq!(attempts[0].reply.as_deref(), Some("x".repeat(500).as_str()));
+        // The target wrote what the socket buffers took, not without end: it stops once the
+        // engine drops the connection. Loopback buffers hold a few MiB at most.
+        let written = sent.load(Ordering::Relaxed);
+        assert!(written < 64 << 20, "{written} bytes written by the target");
         app.stop().await;
     }
 }
