@@ -10,7 +10,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::actions::Executors;
-use crate::api::{AppState, router};
+use crate::api::{AppState, Limits, router};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::health::Health;
@@ -135,19 +135,17 @@ pub async fn start_with_store(
         writer,
         providers: Arc::new(providers),
         rules: rules.clone(),
-        max_body_bytes: config.max_body_bytes,
+        limits: Limits::new(&config.server, config.max_body_bytes),
         clock,
         health,
         max_lag: config.processing.max_lag,
     };
-    let mut server_shutdown = shutdown_rx;
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(async move {
-                let _ = server_shutdown.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    let server = tokio::spawn(crate::api::serve(
+        listener,
+        router(state),
+        config.server.clone(),
+        shutdown_rx,
+    ));
     tracing::info!(%addr, store = store.backend_name(), "signalbox listening");
     Ok(App {
         addr,

@@ -23,6 +23,13 @@ pub enum ApiError {
     /// The store cannot take the request now; the sender should retry.
     #[error("store unavailable, retry later")]
     Unavailable,
+    /// A server limit is reached (requests, or request bytes, in flight); the sender should
+    /// retry shortly. Nothing was read or stored.
+    #[error("{what}, retry later")]
+    Overloaded { what: &'static str },
+    /// The request body did not arrive within `server.body_read_timeout`.
+    #[error("the request body was not received within {seconds} s")]
+    BodyTimeout { seconds: u64 },
     #[error("internal error")]
     Internal(String),
 }
@@ -34,6 +41,8 @@ impl ApiError {
             Self::Unauthorized(_) => "invalid_signature",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Unavailable => "store_unavailable",
+            Self::Overloaded { .. } => "overloaded",
+            Self::BodyTimeout { .. } => "body_timeout",
             Self::Internal(_) => "internal",
         }
     }
@@ -44,7 +53,8 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -108,10 +118,15 @@ impl IntoResponse for ApiError {
             Json(json!({ "code": self.code(), "message": message })),
         )
             .into_response();
-        if matches!(self, Self::Unavailable) {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        let retry_after = match self {
+            Self::Unavailable => Some(HeaderValue::from_static("5")),
+            Self::Overloaded { .. } => {
+                Some(HeaderValue::from(crate::api::limits::RETRY_AFTER_SECONDS))
+            }
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, seconds);
         }
         response
     }

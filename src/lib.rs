@@ -30,7 +30,9 @@
 //!   tests and hot reload.
 //! - [`outbox`]: the dispatcher: leases, per-target limits, recording, retry scheduling.
 //! - [`processor`]: the durable processing stage between stored events and the outbox.
-//! - [`api`]: the axum router; [`error::ApiError`] is its only error response.
+//! - [`api`]: the axum router; [`error::ApiError`] is its only error response. `api::serve` is
+//!   the accept loop over hyper with the `server:` bounds (`api::limits`): timeouts,
+//!   connection and request limits, the ingestion memory budget.
 //! - [`app`]: starts and stops all of it; `main` and the tests both use it.
 //! - [`cli`]: the `signalbox` subcommands.
 //!

@@ -11,6 +11,10 @@ use crate::clock::Clock;
 /// Most characters of a target's answer kept with an attempt.
 const REPLY_CHARS: usize = 500;
 
+/// Most bytes of a target's answer read. The rest is never read: the connection is dropped,
+/// so a target answering without end costs this much, not its size.
+const REPLY_READ_BYTES: usize = 64 * 1024;
+
 /// The one HTTP client of an engine: no redirects followed, Signalbox's user agent.
 pub(crate) fn client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
@@ -83,12 +87,28 @@ pub(crate) async fn send(
                 status,
                 retry_after.as_ref(),
                 success,
-                response.text().await.unwrap_or_default(),
+                read_reply(response).await,
                 clock.now(),
             )
         }
         Err(e) => request_error(&e),
     }
+}
+
+/// The start of a response's body, chunk by chunk, up to [`REPLY_READ_BYTES`]; what arrived
+/// before an error (a timeout while reading) is kept.
+async fn read_reply(mut response: reqwest::Response) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < REPLY_READ_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = REPLY_READ_BYTES - bytes.len();
+                bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// A request error: timeouts and connection failures are worth retrying.

@@ -6,8 +6,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use crate::error::ApiError;
-use crate::store::EventFilter;
-use crate::store::StoredEvent;
+use crate::store::{EventFilter, ListedEvent, StoredEvent};
 
 pub(super) async fn get_one(
     State(state): State<AppState>,
@@ -35,7 +34,9 @@ pub(super) struct ListQuery {
     limit: Option<u32>,
 }
 
-/// The newest events first, 50 by default, at most 1000.
+/// The newest events first, 50 by default, at most 1000, and no more than
+/// `server.max_page_bytes` of them; without their raw payloads (`GET /v1/events/{id}` has it).
+/// `next_before` is the cursor for the next page, `null` after the last.
 pub(super) async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -56,9 +57,17 @@ pub(super) async fn list(
         state: wanted,
         before: q.before,
         limit: q.limit.unwrap_or(50).clamp(1, 1000),
+        max_bytes: state.limits.max_page_bytes,
     };
-    let events = state.store.list_events(&filter).await?;
-    Ok(Json(serde_json::json!({ "events": events })))
+    let page = state.store.list_events(&filter).await?;
+    let next_before = page
+        .more
+        .then(|| page.items.last().map(|e| e.event.id.to_string()))
+        .flatten();
+    let events: Vec<ListedEvent<'_>> = page.items.iter().map(StoredEvent::listed).collect();
+    Ok(Json(
+        serde_json::json!({ "events": events, "next_before": next_before }),
+    ))
 }
 
 /// Refused deliveries are stored too: `?verification=rejected` shows why senders get 401.
@@ -66,6 +75,8 @@ pub(super) async fn list(
 #[serde(deny_unknown_fields)]
 pub(super) struct DeliveriesQuery {
     verification: Option<String>,
+    /// A delivery id: list deliveries older than it (`next_before` of the previous page).
+    before: Option<String>,
     limit: Option<u32>,
 }
 
@@ -74,14 +85,22 @@ pub(super) async fn deliveries(
     query: Result<Query<DeliveriesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = query?;
-    let deliveries = state
+    let page = state
         .store
         .list_deliveries(
             q.verification.as_deref(),
+            q.before.as_deref(),
             q.limit.unwrap_or(50).clamp(1, 1000),
+            state.limits.max_page_bytes,
         )
         .await?;
-    Ok(Json(serde_json::json!({ "deliveries": deliveries })))
+    let next_before = page
+        .more
+        .then(|| page.items.last().map(|d| d.id.clone()))
+        .flatten();
+    Ok(Json(
+        serde_json::json!({ "deliveries": page.items, "next_before": next_before }),
+    ))
 }
 
 pub(super) async fn unknown_types(

@@ -1,14 +1,19 @@
 //! Receiving events: `POST /v1/events` (canonical JSON) and `POST /webhooks/{source}` (a
 //! provider's own webhook, handed to its adapter). A 2xx answer means the event is committed.
+//!
+//! A body is read only once its size is reserved from the ingestion budget
+//! (`server.ingest_bytes_in_flight`), and within `server.body_read_timeout`; the reservation is
+//! held until the answer, so the bodies held at once (and what is parsed from them) stay bounded.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::AppState;
 use crate::error::ApiError;
@@ -22,7 +27,7 @@ const SECRET_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cooki
 pub(super) async fn post_events(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     ingest(&state, &CanonicalProvider, "api", None, &headers, body).await
 }
@@ -31,7 +36,7 @@ pub(super) async fn post_webhook(
     State(state): State<AppState>,
     Path(source): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     webhook(&state, &source, None, &headers, body).await
 }
@@ -40,7 +45,7 @@ pub(super) async fn post_webhook_with_hint(
     State(state): State<AppState>,
     Path((source, hint)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     webhook(&state, &source, Some(&hint), &headers, body).await
 }
@@ -50,10 +55,11 @@ async fn webhook(
     source: &str,
     hint: Option<&str>,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let providers = state.providers.clone();
     let Some(provider) = providers.get(source) else {
+        discard(&state.limits, body);
         let known: Vec<&str> = providers.names().collect();
         return Err(ApiError::NotFound {
             code: "unknown_source",
@@ -66,6 +72,64 @@ async fn webhook(
     ingest(state, provider.as_ref(), source, hint, headers, body).await
 }
 
+/// Reserves the body's size from the ingestion budget, then reads it whole: 413 over
+/// `max_body_bytes` (before reading when `Content-Length` says so), 503 when the budget is
+/// spent (before reading), 408 when it arrives too slowly. The reservation is the caller's to
+/// hold while it uses the body.
+async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Bytes, OwnedSemaphorePermit), ApiError> {
+    let limits = &state.limits;
+    let too_large = ApiError::PayloadTooLarge {
+        limit: limits.max_body_bytes,
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let size = match declared {
+        Some(n) if n > limits.max_body_bytes as u64 => {
+            discard(limits, body);
+            return Err(too_large);
+        }
+        Some(n) => n as usize,
+        // Chunked: it may be as large as allowed.
+        None => limits.max_body_bytes,
+    };
+    let Some(reserved) = limits.reserve_body(size) else {
+        discard(limits, body);
+        return Err(ApiError::Overloaded {
+            what: "too many request bodies in flight",
+        });
+    };
+    let read = Limited::new(body, limits.max_body_bytes).collect();
+    match tokio::time::timeout(limits.body_read_timeout, read).await {
+        Ok(Ok(collected)) => Ok((collected.to_bytes(), reserved)),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_large),
+        Ok(Err(e)) => Err(ApiError::BadRequest {
+            code: "unreadable_body",
+            message: format!("cannot read the request body: {e}"),
+        }),
+        Err(_) => Err(ApiError::BodyTimeout {
+            seconds: limits.body_read_timeout.as_secs_f64().ceil() as u64,
+        }),
+    }
+}
+
+/// Reads and drops a body that is refused unread, in the background, up to `max_body_bytes`
+/// and within `body_read_timeout`. A sender still sending when the answer comes would
+/// otherwise have its connection reset, and might never see the answer; nothing is kept.
+fn discard(limits: &super::Limits, body: Body) {
+    let (max, timeout) = (limits.max_body_bytes, limits.body_read_timeout);
+    tokio::spawn(async move {
+        let mut body = Limited::new(body, max);
+        let drain = async { while let Some(Ok(_)) = body.frame().await {} };
+        let _ = tokio::time::timeout(timeout, drain).await;
+    });
+}
+
 /// Verify, parse, store, answer. Deliveries that fail verification or parsing are stored too
 /// (with the reason and no event), so nothing a sender sent is lost.
 async fn ingest(
@@ -74,17 +138,10 @@ async fn ingest(
     source: &str,
     hint: Option<&str>,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
-            limit: state.max_body_bytes,
-        },
-        _ => ApiError::BadRequest {
-            code: "unreadable_body",
-            message: rejection.body_text(),
-        },
-    })?;
+    // Held until the answer: the body and everything parsed from it live until then.
+    let (body, _reserved) = read_body(state, headers, body).await?;
     let received_at = state.clock.now();
     let inbound = Inbound {
         headers,

@@ -1,19 +1,30 @@
-//! The HTTP API: ingestion endpoints, event reads, health.
+//! The HTTP API: ingestion endpoints, event reads, health; the server that runs it
+//! ([`serve`]) and its bounds ([`limits`]).
 
 mod evaluations;
 mod events;
 mod health;
 mod ingest;
+pub mod limits;
+mod serve;
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 
+pub use limits::{Limits, ServerConfig};
+pub use serve::serve;
+
+use crate::error::ApiError;
 use crate::providers::Registry;
 use crate::store::Store;
 use crate::store::writer::Writer;
@@ -25,7 +36,7 @@ pub struct AppState {
     pub writer: Writer,
     pub providers: Arc<Registry>,
     pub rules: Arc<crate::rules::live::LiveRules>,
-    pub max_body_bytes: usize,
+    pub limits: Limits,
     pub clock: crate::clock::SharedClock,
     pub health: Arc<crate::health::Health>,
     /// How long an event may wait before `/readyz` says processing is stalled.
@@ -33,6 +44,16 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    // At most `max_requests` handled at once, across all routes; one more is answered 503 at
+    // once (load shedding) instead of waiting for a slot.
+    let shed = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+            ApiError::Overloaded {
+                what: "too many requests in flight",
+            }
+        }))
+        .layer(LoadShedLayer::new())
+        .layer(GlobalConcurrencyLimitLayer::new(state.limits.max_requests));
     Router::new()
         .route("/v1/events", post(ingest::post_events).get(events::list))
         .route("/v1/events/{id}", get(events::get_one))
@@ -46,16 +67,18 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/evaluations", get(evaluations::list))
         .route("/v1/rules/status", get(health::rules_status))
-        .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(shed)
+        // Added after the limit, so it is outside it: liveness answers while saturated.
+        .route("/healthz", get(health::healthz))
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
         .with_state(state)
 }
 
-async fn not_found() -> crate::error::ApiError {
-    crate::error::ApiError::NotFound {
+async fn not_found() -> ApiError {
+    ApiError::NotFound {
         code: "not_found",
         message: "no such endpoint".into(),
     }

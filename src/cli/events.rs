@@ -5,7 +5,7 @@ use anyhow::{Context, bail};
 
 use crate::normalize::catalogue::Entry;
 use crate::providers::catalogue;
-use crate::store::{EventFilter, EventState, Store};
+use crate::store::{EventFilter, EventState, Store, StoredEvent};
 
 use super::{EventsArgs, EventsCommand};
 
@@ -38,10 +38,13 @@ async fn list(store: &Store, args: &EventsArgs) -> anyhow::Result<()> {
         state: args.state,
         before: None,
         limit: args.limit.clamp(1, 1000),
+        // An operator's own terminal: the count alone bounds it (lists carry no payloads).
+        max_bytes: usize::MAX,
     };
-    let events = store.list_events(&filter).await?;
+    let events = store.list_events(&filter).await?.items;
     if args.json {
-        out!("{}", serde_json::to_string_pretty(&events)?);
+        let listed: Vec<_> = events.iter().map(StoredEvent::listed).collect();
+        out!("{}", serde_json::to_string_pretty(&listed)?);
         return Ok(());
     }
     out!(

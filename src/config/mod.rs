@@ -17,6 +17,7 @@ pub use interpolate::interpolate_str;
 pub use secret::Secret;
 
 /// The `sources` settings belong to the providers; re-exported as part of the config.
+pub use crate::api::ServerConfig;
 pub use crate::processor::ProcessingConfig;
 pub use crate::providers::{SignatureEncoding, SourceConfig};
 pub use crate::store::StoreConfig;
@@ -38,6 +39,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Log output: `human` (default) or `json`.
     pub log_format: LogFormat,
+    /// Bounds of the HTTP server: timeouts, connections and requests at once, the ingestion
+    /// memory budget, list page size.
+    pub server: ServerConfig,
     pub store: StoreConfig,
     pub processing: ProcessingConfig,
     /// How planned actions are delivered.
@@ -63,6 +67,7 @@ impl Default for Config {
             rule_tests_must_pass: true,
             max_body_bytes: 1024 * 1024,
             log_format: LogFormat::Human,
+            server: ServerConfig::default(),
             store: StoreConfig::default(),
             processing: ProcessingConfig::default(),
             sources: BTreeMap::new(),
@@ -214,9 +219,10 @@ impl Config {
             positive,
         );
         problems.extend(
-            self.actions
-                .problems()
+            self.server
+                .problems(self.max_body_bytes)
                 .into_iter()
+                .chain(self.actions.problems())
                 .map(|(key, message)| ConfigError::Setting { key, message }),
         );
         if let Err(e) = crate::providers::validate_sources(&self.sources) {

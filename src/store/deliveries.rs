@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row;
 
+use super::page::{Page, PageFill, json_len};
 use super::{Store, StoreError, on_pool};
 
 /// A request as it reached an ingestion endpoint, kept for audit and replay.
@@ -42,35 +43,48 @@ pub struct DeliverySummary {
 }
 
 impl Store {
-    /// The newest deliveries first, optionally only those with one verification outcome.
+    /// The newest deliveries first, optionally only those with one verification outcome, older
+    /// than `before` (a delivery id): at most `limit`, and no more once their JSON passes
+    /// `max_bytes` (a page holds at least one).
     pub async fn list_deliveries(
         &self,
         verification: Option<&str>,
+        before: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<DeliverySummary>, StoreError> {
-        on_pool!(self, pool => {
-            let rows = sqlx::query(
-                "SELECT d.id, d.source, d.received_at, d.verification, d.reason,
-                        (SELECT COUNT(*) FROM events e WHERE e.delivery_id = d.id) AS events
-                 FROM deliveries d WHERE ($1 IS NULL OR d.verification = $1)
-                 ORDER BY d.id DESC LIMIT $2",
-            )
-            .bind(verification)
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(DeliverySummary {
-                        id: row.try_get("id")?,
-                        source: row.try_get("source")?,
-                        received_at: row.try_get("received_at")?,
-                        verification: row.try_get("verification")?,
-                        reason: row.try_get("reason")?,
-                        events: row.try_get("events")?,
+        max_bytes: usize,
+    ) -> Result<Page<DeliverySummary>, StoreError> {
+        let mut fill = PageFill::new(limit, max_bytes, before.map(str::to_owned));
+        loop {
+            let wanted = fill.wanted();
+            let rows = on_pool!(self, pool => {
+                let rows = sqlx::query(
+                    "SELECT d.id, d.source, d.received_at, d.verification, d.reason,
+                            (SELECT COUNT(*) FROM events e WHERE e.delivery_id = d.id) AS events
+                     FROM deliveries d WHERE ($1 IS NULL OR d.verification = $1) AND ($2 IS NULL OR d.id < $2)
+                     ORDER BY d.id DESC LIMIT $3",
+                )
+                .bind(verification)
+                .bind(&fill.before)
+                .bind(wanted as i64)
+                .fetch_all(pool)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(DeliverySummary {
+                            id: row.try_get("id")?,
+                            source: row.try_get("source")?,
+                            received_at: row.try_get("received_at")?,
+                            verification: row.try_get("verification")?,
+                            reason: row.try_get("reason")?,
+                            events: row.try_get("events")?,
+                        })
                     })
-                })
-                .collect()
-        })
+                    .collect::<Result<Vec<_>, StoreError>>()
+            })?;
+            let measure = |d: &DeliverySummary| (json_len(d), d.id.clone());
+            if let Some(page) = fill.take(rows, wanted, measure) {
+                return Ok(page);
+            }
+        }
     }
 }

@@ -9,8 +9,9 @@ use std::collections::{HashMap, HashSet};
 use sqlx::types::Json;
 use sqlx::{QueryBuilder, Row};
 
+use super::page::{Page, PageFill, json_len};
 use super::{Backend, EventState, Ingest, Store, StoreError, Stored, on_pool, postgres, sqlite};
-use crate::normalize::{Amount, Event, EventId, EventType, Subject};
+use crate::normalize::{Amount, Event, EventId, EventType, EventView, Subject};
 
 const INSERT_DELIVERIES: &str =
     "INSERT INTO deliveries (id, source, received_at, headers, body, verification, reason) ";
@@ -66,6 +67,32 @@ pub struct EventFailure<'a> {
     pub id: &'a EventId,
     pub error: &'a str,
     pub retry_at: Option<DateTime<Utc>>,
+}
+
+/// An event as lists show it: everything but the raw payload.
+#[derive(Debug, Serialize)]
+pub struct ListedEvent<'a> {
+    #[serde(flatten)]
+    pub event: EventView<'a>,
+    pub state: EventState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processed_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<&'a ProcessingFailure>,
+}
+
+impl StoredEvent {
+    pub fn listed(&self) -> ListedEvent<'_> {
+        ListedEvent {
+            event: self.event.view(),
+            state: self.state,
+            processed_at: self.processed_at,
+            delivery_id: self.delivery_id.as_deref(),
+            failure: self.failure.as_ref(),
+        }
+    }
 }
 
 impl Store {
@@ -278,24 +305,39 @@ impl Store {
         })
     }
 
-    /// The newest events first, optionally of one type or source, older than `before`.
-    pub async fn list_events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
-        on_pool!(self, pool => {
-            let rows = sqlx::query(
-                "SELECT * FROM events
-                 WHERE ($1 IS NULL OR type = $1) AND ($2 IS NULL OR source = $2) AND ($3 IS NULL OR id < $3)
-                   AND ($5 IS NULL OR state = $5)
-                 ORDER BY id DESC LIMIT $4",
-            )
-            .bind(&filter.kind)
-            .bind(&filter.source)
-            .bind(&filter.before)
-            .bind(i64::from(filter.limit))
-            .bind(filter.state.map(EventState::as_str))
-            .fetch_all(pool)
-            .await?;
-            rows.iter().map(decode_event).collect()
-        })
+    /// The newest events first, optionally of one type, source or state, older than `before`,
+    /// without their raw payloads (`get_event` has it): at most `filter.limit`, and no more
+    /// once their JSON as listed passes `filter.max_bytes` (a page holds at least one). Rows
+    /// are read a few at a time (see `PageFill::wanted`), so reading holds little more than
+    /// the page.
+    pub async fn list_events(&self, filter: &EventFilter) -> Result<Page<StoredEvent>, StoreError> {
+        let mut fill = PageFill::new(filter.limit, filter.max_bytes, filter.before.clone());
+        loop {
+            let wanted = fill.wanted();
+            let rows = on_pool!(self, pool => {
+                let rows = sqlx::query(
+                    "SELECT id, source, source_event_id, type, source_type, occurred_at, received_at,
+                            subject, amount_value, amount_currency, data, chain_depth, state,
+                            processed_at, delivery_id, attempts, last_error, next_attempt_ms
+                     FROM events
+                     WHERE ($1 IS NULL OR type = $1) AND ($2 IS NULL OR source = $2) AND ($3 IS NULL OR id < $3)
+                       AND ($5 IS NULL OR state = $5)
+                     ORDER BY id DESC LIMIT $4",
+                )
+                .bind(&filter.kind)
+                .bind(&filter.source)
+                .bind(&fill.before)
+                .bind(wanted as i64)
+                .bind(filter.state.map(EventState::as_str))
+                .fetch_all(pool)
+                .await?;
+                rows.iter().map(decode_event).collect::<Result<Vec<_>, _>>()
+            })?;
+            let measure = |e: &StoredEvent| (json_len(&e.listed()), e.event.id.to_string());
+            if let Some(page) = fill.take(rows, wanted, measure) {
+                return Ok(page);
+            }
+        }
     }
 
     /// When the oldest event that is due for processing arrived, if any is waiting: how far
@@ -372,6 +414,8 @@ pub struct EventFilter {
     pub state: Option<EventState>,
     pub before: Option<String>,
     pub limit: u32,
+    /// Bytes of JSON after which no more events are added to the page.
+    pub max_bytes: usize,
 }
 
 /// Reads an event row of either backend (`sqlx::Row` is the same API on both).
@@ -424,7 +468,12 @@ where
         subject: row.try_get::<Json<Subject>, _>("subject")?.0,
         amount,
         data: row.try_get::<Json<Value>, _>("data")?.0,
-        payload: row.try_get::<Json<Value>, _>("payload")?.0,
+        // Lists leave the raw payload out of their SELECT.
+        payload: match row.try_get::<Json<Value>, _>("payload") {
+            Ok(payload) => payload.0,
+            Err(sqlx::Error::ColumnNotFound(_)) => Value::Null,
+            Err(e) => return Err(e.into()),
+        },
         chain_depth: u32::try_from(row.try_get::<i64, _>("chain_depth")?).unwrap_or(u32::MAX),
         id: EventId::from_stored(id.clone()),
     };

@@ -10,6 +10,7 @@ mod deliveries;
 mod evaluations;
 mod events;
 mod outbox;
+mod page;
 mod postgres;
 mod rule_sets;
 mod sqlite;
@@ -28,9 +29,11 @@ pub use evaluations::{
     EvaluationFilter, EvaluationRecord, NewEvaluation, RuleFailures, ThrottleGate, Verdict,
 };
 pub use events::{
-    ClaimedEvent, EventFailure, EventFilter, ProcessingFailure, StoredEvent, UnknownType,
+    ClaimedEvent, EventFailure, EventFilter, ListedEvent, ProcessingFailure, StoredEvent,
+    UnknownType,
 };
 pub use outbox::{ActionRow, ActionSummary, AttemptRecord, NewAction, NewAttempt, NextStep};
+pub use page::Page;
 pub use rule_sets::StoredRuleSet;
 pub use status::{ActionStatus, AttemptOutcome, EvaluationOutcome, EventState};
 

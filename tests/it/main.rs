@@ -1,5 +1,6 @@
 //! Integration tests: one binary. PostgreSQL cases run when TEST_POSTGRES_URL is set.
 
+mod bounds;
 mod cli;
 mod crash;
 mod delivery;
@@ -7,6 +8,7 @@ mod disk_full;
 mod examples;
 mod hostile;
 mod ingest;
+mod limits;
 mod payloads;
 mod providers;
 mod rules;

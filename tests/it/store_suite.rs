@@ -502,8 +502,9 @@ mod cases {
             state: Some(EventState::Failed),
             before: None,
             limit: 10,
+            max_bytes: usize::MAX,
         };
-        let failed = store.list_events(&failed_filter).await.unwrap();
+        let failed = store.list_events(&failed_filter).await.unwrap().items;
         assert_eq!(failed.len(), 1);
         let failure_of = failed[0].failure.as_ref().expect("the reason is kept");
         assert_eq!(
@@ -572,9 +573,11 @@ mod cases {
                 state: Some(EventState::Failed),
                 before: None,
                 limit: 10,
+                max_bytes: usize::MAX,
             })
             .await
-            .unwrap();
+            .unwrap()
+            .items;
         assert_eq!(failed.len(), 1);
         assert_eq!(failed[0].event.id, ids[0]);
         assert!(

@@ -1,0 +1,204 @@
+//! The HTTP server: an accept loop handing each connection to hyper's HTTP/1 server with the
+//! bounds of `server:` on it. (`axum::serve` has neither timeouts nor a connection limit.)
+//!
+//! - At most `max_connections` are open: the loop takes a slot before it accepts, so further
+//!   connections wait in the listen backlog until one closes.
+//! - hyper closes a connection whose request headers are not complete within
+//!   `header_read_timeout` of the server starting to wait for them.
+//! - A kept-alive connection with no request for `idle_timeout` after a response is closed.
+//! - On shutdown: no more accepting; each connection finishes the request in hand and closes
+//!   (idle ones at once); whatever is still open after `shutdown_timeout` is closed.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+use super::limits::ServerConfig;
+
+/// Where the server is in its life; connections watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Serving,
+    /// Finish the request in hand, then close.
+    Draining,
+    /// Close now.
+    Closing,
+}
+
+/// Serves `router` on `listener` until `shutdown` turns true, then stops as described above.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    config: ServerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let slots = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
+    let connections = Arc::new(Semaphore::new(slots as usize));
+    let (phase, phase_rx) = watch::channel(Phase::Serving);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout);
+    loop {
+        let slot = tokio::select! {
+            slot = connections.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = stopped(&mut shutdown) => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(e) => {
+                    accept_failed(&e).await;
+                    continue;
+                }
+            },
+            () = stopped(&mut shutdown) => break,
+        };
+        tokio::spawn(connection(
+            http.clone(),
+            stream,
+            router.clone(),
+            config.idle_timeout,
+            phase_rx.clone(),
+            slot,
+        ));
+    }
+    drop(listener);
+    let _ = phase.send(Phase::Draining);
+    // Every slot back means every connection has closed.
+    if tokio::time::timeout(config.shutdown_timeout, connections.acquire_many(slots))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = slots as usize - connections.available_permits(),
+            "closing connections still open after server.shutdown_timeout"
+        );
+        let _ = phase.send(Phase::Closing);
+        let _ = connections.acquire_many(slots).await;
+    }
+    Ok(())
+}
+
+/// Errors of one connection (reset before accepted) are nothing; others (out of file
+/// descriptors) are logged and waited out a little, so the loop does not spin.
+async fn accept_failed(e: &std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "cannot accept a connection");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// Serves one connection until it ends, idles too long, or the server stops.
+async fn connection(
+    http: hyper::server::conn::http1::Builder,
+    stream: TcpStream,
+    router: Router,
+    idle_timeout: Duration,
+    mut phase: watch::Receiver<Phase>,
+    _slot: OwnedSemaphorePermit,
+) {
+    let activity = Arc::new(Activity::default());
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let in_flight = activity.begin();
+            let router = router.clone();
+            async move {
+                let response = router.oneshot(request.map(axum::body::Body::new)).await;
+                drop(in_flight);
+                response
+            }
+        })
+    };
+    let conn = http.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let mut closing = false;
+    loop {
+        let idle_deadline = activity.idle_since().map(|since| since + idle_timeout);
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection closed with an error");
+                }
+                return;
+            }
+            () = activity.changed.notified() => {}
+            () = sleep_until(idle_deadline), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            changed = phase.changed() => {
+                let now = *phase.borrow_and_update();
+                if changed.is_err() || now == Phase::Closing {
+                    return;
+                }
+                if now == Phase::Draining && !closing {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+}
+
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Requests in flight on one connection, and since when it has been idle after a response.
+#[derive(Default)]
+struct Activity {
+    state: Mutex<(usize, Option<Instant>)>,
+    changed: Notify,
+}
+
+impl Activity {
+    fn begin(self: &Arc<Self>) -> InFlight {
+        {
+            let mut state = self.state.lock().expect("no panic while held");
+            state.0 += 1;
+            state.1 = None;
+        }
+        self.changed.notify_one();
+        InFlight(self.clone())
+    }
+
+    fn idle_since(&self) -> Option<Instant> {
+        self.state.lock().expect("no panic while held").1
+    }
+}
+
+/// A request being handled; dropping it (answered or cancelled) ends it.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        {
+            let mut state = self.0.state.lock().expect("no panic while held");
+            state.0 -= 1;
+            if state.0 == 0 {
+                state.1 = Some(Instant::now());
+            }
+        }
+        self.0.changed.notify_one();
+    }
+}
