@@ -23,7 +23,8 @@ pub(super) struct EvaluationsQuery {
     limit: Option<u32>,
 }
 
-/// Newest first, 50 by default, at most 1000.
+/// Newest first, 50 by default, at most 1000 and `server.max_page_bytes` of them;
+/// `next_before` is the cursor for the next page, `null` after the last.
 pub(super) async fn list(
     State(state): State<AppState>,
     query: Result<Query<EvaluationsQuery>, axum::extract::rejection::QueryRejection>,
@@ -45,6 +46,15 @@ pub(super) async fn list(
         before: q.before,
         limit: q.limit.unwrap_or(50).clamp(1, 1000),
     };
-    let evaluations = state.store.list_evaluations(&filter).await?;
-    Ok(Json(serde_json::json!({ "evaluations": evaluations })))
+    let page = state
+        .store
+        .list_evaluations(&filter, state.limits.max_page_bytes)
+        .await?;
+    let next_before = page
+        .more
+        .then(|| page.items.last().map(|e| e.id.clone()))
+        .flatten();
+    Ok(Json(
+        serde_json::json!({ "evaluations": page.items, "next_before": next_before }),
+    ))
 }

@@ -39,7 +39,7 @@ async fn list(
         before: None,
         limit: args.limit.clamp(1, 1000),
     };
-    let records = store.list_evaluations(&filter).await?;
+    let records = store.list_evaluations(&filter, usize::MAX).await?.items;
     out!(
         "{:<32}  {:<36}  {:<20}  {:<9}  {:<5}  ERROR",
         "RULE",

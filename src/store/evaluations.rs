@@ -9,6 +9,7 @@ use sqlx::types::Json;
 use sqlx::{QueryBuilder, Row};
 
 use super::outbox::NewAction;
+use super::page::{Page, PageFill, json_len};
 use super::{Backend, EvaluationOutcome, Store, StoreError, on_pool, parse_word, postgres, sqlite};
 use crate::normalize::EventId;
 
@@ -196,27 +197,37 @@ impl Store {
     }
 
     /// Recorded evaluations, newest first: of one outcome (`failed`, say), one rule, since a
-    /// time, older than the id `before` (the last of the previous page).
+    /// time, older than the id `before` (the last of the previous page); at most
+    /// `filter.limit` of them and about `max_bytes` of JSON.
     pub async fn list_evaluations(
         &self,
         filter: &EvaluationFilter,
-    ) -> Result<Vec<EvaluationRecord>, StoreError> {
-        on_pool!(self, pool => {
-            let rows = sqlx::query(
-                "SELECT * FROM evaluations
-                 WHERE ($1 IS NULL OR outcome = $1) AND ($2 IS NULL OR rule_id = $2)
-                   AND ($3 IS NULL OR evaluated_at >= $3) AND ($4 IS NULL OR id < $4)
-                 ORDER BY id DESC LIMIT $5",
-            )
-            .bind(filter.outcome.map(EvaluationOutcome::as_str))
-            .bind(filter.rule.as_deref())
-            .bind(filter.since)
-            .bind(filter.before.as_deref())
-            .bind(i64::from(filter.limit))
-            .fetch_all(pool)
-            .await?;
-            rows.iter().map(decode_evaluation).collect()
-        })
+        max_bytes: usize,
+    ) -> Result<Page<EvaluationRecord>, StoreError> {
+        let mut fill = PageFill::new(filter.limit, max_bytes, filter.before.clone());
+        loop {
+            let wanted = fill.wanted();
+            let rows = on_pool!(self, pool => {
+                let rows = sqlx::query(
+                    "SELECT * FROM evaluations
+                     WHERE ($1 IS NULL OR outcome = $1) AND ($2 IS NULL OR rule_id = $2)
+                       AND ($3 IS NULL OR evaluated_at >= $3) AND ($4 IS NULL OR id < $4)
+                     ORDER BY id DESC LIMIT $5",
+                )
+                .bind(filter.outcome.map(EvaluationOutcome::as_str))
+                .bind(filter.rule.as_deref())
+                .bind(filter.since)
+                .bind(&fill.before)
+                .bind(wanted as i64)
+                .fetch_all(pool)
+                .await?;
+                rows.iter().map(decode_evaluation).collect::<Result<Vec<_>, StoreError>>()
+            })?;
+            let measure = |e: &EvaluationRecord| (json_len(e), e.id.clone());
+            if let Some(page) = fill.take(rows, wanted, measure) {
+                return Ok(page);
+            }
+        }
     }
 
     /// Per rule, how many evaluations failed since `since`, and when the last did.

@@ -385,6 +385,7 @@ rules:
             .get("/v1/evaluations?outcome=failed&rule=broken_at_runtime")
             .await;
         assert_eq!(status, 200, "{listed}");
+        assert!(listed["next_before"].is_null(), "one page: {listed}");
         let listed = listed["evaluations"].as_array().unwrap();
         assert_eq!(listed.len(), 1, "{listed:?}");
         assert_eq!(listed[0]["event_id"], id.as_str());
