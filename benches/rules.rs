@@ -190,4 +190,73 @@ fn main() {
             direct.as_secs_f64() * 1e6 / evaluated,
         );
     }
+
+    hostile(now);
+}
+
+/// Peak resident memory of this process so far, in MiB (`VmHWM`).
+fn peak_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// What the bounds cost a hostile rule: each evaluated once, with its wall time, how it was
+/// stopped, and how far it raised the process's peak memory (the hoarder first, so its peak
+/// is its own).
+fn hostile(now: chrono::DateTime<chrono::Utc>) {
+    let cases = [
+        (
+            "map of 60 KB strings",
+            "script: |\n  let s = \"x\";\n  s.pad(60000, \"y\");\n  let m = #{};\n  let n = 0;\n  while n < 20000 { m[`k${n}`] = s + n; n += 1; }\n",
+        ),
+        (
+            "slow string operations",
+            "script: |\n  let s = \"x\";\n  s.pad(60000, \"y\");\n  let n = 0;\n  while n < 15000 { let t = s.to_upper(); n += 1; }\n",
+        ),
+        (
+            "endless loop",
+            "script: |\n  let n = 0;\n  loop { n += 1; }\n",
+        ),
+    ];
+    let event: Event = serde_json::from_value(serde_json::json!({
+        "id": "evt_1", "source": "api", "source_event_id": "h", "type": "claim.created",
+        "occurred_at": "2026-11-20T08:00:00Z", "received_at": "2026-11-20T08:00:00Z"
+    }))
+    .unwrap();
+    println!(
+        "\nhostile rules, each evaluated once (time budget {} ms)",
+        signalbox::script::TIME_BUDGET.as_millis()
+    );
+    println!(
+        "{:>24}  {:>9}  {:>14}  stopped by",
+        "script", "ms", "peak +MiB"
+    );
+    for (name, script) in cases {
+        let text = format!(
+            "version: 1\nid: hostile\non: [claim.created]\n{script}actions: [{{type: emit, event_type: claim.flagged}}]\n"
+        );
+        let files = BTreeMap::from([(PathBuf::from("h.yaml"), text)]);
+        let set = RuleSet::compile(&files).unwrap();
+        // Reset the peak to what is resident now, so the case's own peak shows.
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+        let before = peak_mib();
+        let started = Instant::now();
+        let evaluation = set.evaluate(&event, now).remove(0);
+        let elapsed = started.elapsed();
+        let how = match &evaluation.outcome {
+            Outcome::Failed { error, .. } => error.clone(),
+            other => format!("{other:?}"),
+        };
+        println!(
+            "{name:>24}  {:>9.1}  {:>14.1}  {how}",
+            elapsed.as_secs_f64() * 1e3,
+            peak_mib() - before
+        );
+    }
 }

@@ -23,7 +23,7 @@ pub(super) const MAX_ITEMS: usize = 10_000;
 pub(super) const OUT_OF_TIME: &str = "time budget";
 
 /// How often (in operations) a run looks at the clock.
-const CLOCK_EVERY: u64 = 256;
+const CLOCK_EVERY: u64 = 32;
 
 static ENGINE: LazyLock<Engine> = LazyLock::new(|| build(None));
 
