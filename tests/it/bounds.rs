@@ -56,19 +56,8 @@ impl Binary {
             db_url,
             _dir: dir,
         };
-        let client = reqwest::Client::new();
-        for _ in 0..200 {
-            if client
-                .get(format!("{}/healthz", binary.base))
-                .send()
-                .await
-                .is_ok()
-            {
-                return binary;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("engine did not answer /healthz within 10 s");
+        crate::support::wait_healthy(&binary.base).await;
+        binary
     }
 
     /// The engine's store, opened alongside it.

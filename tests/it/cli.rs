@@ -8,18 +8,7 @@ use chrono::{Duration, Utc};
 use signalbox::config::StoreConfig;
 use signalbox::store::{EventFailure, Ingest, NewDelivery, Store};
 
-fn signalbox(args: &[&str]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_signalbox"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
-}
+use crate::support::signalbox;
 
 #[test]
 fn a_closed_pipe_ends_the_listing_quietly() {

@@ -57,19 +57,8 @@ impl Engine {
             child,
             base: format!("http://127.0.0.1:{port}"),
         };
-        let client = reqwest::Client::new();
-        for _ in 0..200 {
-            if client
-                .get(format!("{}/healthz", engine.base))
-                .send()
-                .await
-                .is_ok()
-            {
-                return engine;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("engine did not answer /healthz within 10 s");
+        crate::support::wait_healthy(&engine.base).await;
+        engine
     }
 }
 

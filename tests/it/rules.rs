@@ -1,7 +1,6 @@
 //! Rules in the running engine (both backends) and the rule author's commands.
 
 use std::path::Path;
-use std::process::Command;
 
 crate::on_both_backends!(cases:
     evaluations_are_recorded_with_the_event,
@@ -13,19 +12,7 @@ crate::on_both_backends!(cases:
     failed_evaluations_are_listed_by_rule_with_their_line,
 );
 
-fn signalbox(args: &[&str]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_signalbox"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
-}
+use crate::support::signalbox;
 
 #[test]
 fn the_sample_rules_pass_check_and_their_tests() {

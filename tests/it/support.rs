@@ -458,3 +458,31 @@ impl SmtpServer {
         );
     }
 }
+
+/// Waits until an engine at `base` answers `/healthz`, at most 10 s.
+pub(crate) async fn wait_healthy(base: &str) {
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("engine did not answer /healthz within 10 s");
+}
+
+/// Runs the `signalbox` binary in the project folder: whether it succeeded, and its stdout
+/// and stderr together.
+pub(crate) fn signalbox(args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_signalbox"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the signalbox binary runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
