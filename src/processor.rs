@@ -225,6 +225,8 @@ impl Processor {
                 Err(error) => failures.push((id, error)),
             }
         }
+        // Events whose completion the store refused (they fail alone, below).
+        let mut refused = 0_u64;
         let done = match self
             .store
             .complete(&self.owner, &processed, self.clock.now())
@@ -248,10 +250,13 @@ impl Processor {
                     {
                         Ok(n) => done += n,
                         Err(e) if e.is_unavailable() => return Err(e),
-                        Err(e) => failures.push((
-                            one[0].0.clone(),
-                            format!("cannot store its evaluations: {e}"),
-                        )),
+                        Err(e) => {
+                            refused += 1;
+                            failures.push((
+                                one[0].0.clone(),
+                                format!("cannot store its evaluations: {e}"),
+                            ));
+                        }
                     }
                 }
                 done
@@ -265,8 +270,7 @@ impl Processor {
         if fired {
             self.planned.notify_one();
         }
-        let expected = (processed.len() - failures.len().min(processed.len())) as u64;
-        if done < expected {
+        if done + refused < processed.len() as u64 {
             tracing::warn!(
                 taken,
                 completed = done,
