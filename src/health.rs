@@ -1,17 +1,16 @@
 //! What `/readyz` reports: whether the engine can do its work. The stages write into one
-//! [`Health`]: the processor its heartbeat, the writer and processor whether the store took
-//! their writes, the supervisor which background loops are down and how often they died.
+//! [`Health`]: the writer and processor whether the store took their writes, the supervisor
+//! which background loops are down and how often they died.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Shared by the stages and the health endpoint.
 #[derive(Debug, Default)]
 pub struct Health {
-    /// When the processor last made progress (finished a round, evaluated an event, or found
-    /// nothing to do), in epoch milliseconds; 0 before its first round.
-    processor_beat_ms: AtomicI64,
+    /// A write probe is running (so concurrent `/readyz` calls do not add more).
+    probing: AtomicBool,
     /// The last write the store refused, until one succeeds.
     write_failure: Mutex<Option<String>>,
     loops: Mutex<BTreeMap<&'static str, LoopState>>,
@@ -26,13 +25,13 @@ pub struct LoopState {
 }
 
 impl Health {
-    pub fn beat(&self, now_ms: i64) {
-        self.processor_beat_ms.store(now_ms, Ordering::Relaxed);
+    /// Takes the right to run the one write probe; `false` while another runs.
+    pub fn start_probe(&self) -> bool {
+        !self.probing.swap(true, Ordering::AcqRel)
     }
 
-    /// The processor's last heartbeat, if it has had one.
-    pub fn last_beat_ms(&self) -> Option<i64> {
-        Some(self.processor_beat_ms.load(Ordering::Relaxed)).filter(|&ms| ms > 0)
+    pub fn end_probe(&self) {
+        self.probing.store(false, Ordering::Release);
     }
 
     /// Records the outcome of a write to the store.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use crate::actions::Payload;
-use crate::actions::retry::{RetryConfig, next_delay};
+use crate::actions::retry::{RetryConfig, RetryPatch, next_delay};
 use crate::clock::SharedClock;
 use crate::health::Health;
 use crate::normalize::EventId;
@@ -71,7 +71,7 @@ struct ProcessingFile {
     #[serde(default, with = "humantime_serde")]
     poll_interval: Option<Duration>,
     poll_interval_ms: Option<u64>,
-    retry: Option<RetryConfig>,
+    retry: Option<RetryPatch>,
     #[serde(default, with = "humantime_serde")]
     max_lag: Option<Duration>,
 }
@@ -100,7 +100,7 @@ impl TryFrom<ProcessingFile> for ProcessingConfig {
                 Unit::Millis,
             )?
             .unwrap_or(default.poll_interval),
-            retry: file.retry.unwrap_or(default.retry),
+            retry: file.retry.unwrap_or_default().over(default.retry),
             max_lag: file.max_lag.unwrap_or(default.max_lag),
         })
     }
@@ -204,13 +204,29 @@ impl Processor {
                 &self.owner,
                 self.config.batch_size,
                 now,
-                now + lease,
+                now.checked_add_signed(lease)
+                    .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
                 self.config.retry.max_attempts,
             )
             .await?;
         if claimed.is_empty() {
             return Ok(0);
         }
+        match self.process(claimed).await {
+            // The store went away mid-round: give the events back without counting this as
+            // one of their attempts (the store's trouble is not theirs).
+            Err(e) if e.is_unavailable() => {
+                if let Err(again) = self.store.give_back(&self.owner).await {
+                    tracing::warn!(error = %again, "cannot give back leased events; their leases expire by themselves");
+                }
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    /// Evaluates and completes leased events; returns how many there were.
+    async fn process(&self, claimed: Vec<ClaimedEvent>) -> Result<usize, StoreError> {
         let taken = claimed.len();
         let attempts: std::collections::HashMap<EventId, u32> = claimed
             .iter()

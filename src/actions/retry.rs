@@ -40,6 +40,31 @@ impl RetryConfig {
     }
 }
 
+/// A retry policy as written where the defaults are not [`RetryConfig::default`]'s: each key
+/// given replaces the owner's default, the others keep it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPatch {
+    policy: Option<RetryPolicyKind>,
+    max_attempts: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    initial_delay: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    max_delay: Option<Duration>,
+}
+
+impl RetryPatch {
+    /// `base` with the keys this patch sets.
+    pub fn over(self, base: RetryConfig) -> RetryConfig {
+        RetryConfig {
+            policy: self.policy.unwrap_or(base.policy),
+            max_attempts: self.max_attempts.unwrap_or(base.max_attempts),
+            initial_delay: self.initial_delay.unwrap_or(base.initial_delay),
+            max_delay: self.max_delay.unwrap_or(base.max_delay),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RetryPolicyKind {

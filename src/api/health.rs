@@ -20,13 +20,22 @@ pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<V
     let store = match state.store.ping().await {
         Err(_) => Err("unreachable"),
         // A write failed since the last success: only a write tells whether it would now.
-        Ok(()) if state.health.write_failure().is_some() => match state.store.probe_write().await {
-            Ok(()) => {
-                state.health.wrote(Ok(()));
-                Ok(())
+        // One probe at a time: callers meanwhile hear what is known (the last write failed).
+        Ok(()) if state.health.write_failure().is_some() => {
+            if state.health.start_probe() {
+                let probed = state.store.probe_write().await;
+                state.health.end_probe();
+                match probed {
+                    Ok(()) => {
+                        state.health.wrote(Ok(()));
+                        Ok(())
+                    }
+                    Err(_) => Err("cannot write"),
+                }
+            } else {
+                Err("cannot write")
             }
-            Err(_) => Err("cannot write"),
-        },
+        }
         Ok(()) => Ok(()),
     };
     let loops = state.health.loops();
@@ -41,8 +50,13 @@ pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<V
             .map(|oldest| (now - oldest).to_std().unwrap_or_default()),
         Err(_) => None,
     };
+    let rules = state.rules.status();
     let processing = if !processor_running {
         Err("the processor is not running".to_owned())
+    } else if !rules.in_force {
+        // Evaluation waits for fixed rules on purpose: that is degraded (below), not stalled,
+        // so intake keeps its traffic.
+        Ok(())
     } else {
         match lag {
             Some(lag) if lag > state.max_lag => Err(format!(
@@ -54,7 +68,6 @@ pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<V
         }
     };
     let loops_ok = loops.values().all(|l| l.running);
-    let rules = state.rules.status();
     let ready = store.is_ok() && processing.is_ok() && loops_ok;
     // Broken rule files at start: intake works (ready), but the body says it is degraded.
     let rules_problem = if !rules.in_force {

@@ -62,7 +62,9 @@ async fn list(
     out!("\n{} shown", records.len());
     if args.outcome == EvaluationOutcome::Failed {
         let failing = store
-            .failures_by_rule(Utc::now() - Duration::days(1))
+            .failures_by_rule(
+                crate::clock::Clock::now(&crate::clock::SystemClock) - Duration::days(1),
+            )
             .await?;
         if !failing.is_empty() {
             out!("failed in the last 24 hours:");

@@ -218,6 +218,17 @@ impl Config {
             "processing.poll_interval",
             positive,
         );
+        check(
+            self.processing.lease <= std::time::Duration::from_secs(86_400),
+            "processing.lease",
+            "must be at most 24h",
+        );
+        let retry = self.processing.retry.problem();
+        check(
+            retry.is_none(),
+            "processing.retry",
+            retry.unwrap_or_default(),
+        );
         problems.extend(
             self.server
                 .problems(self.max_body_bytes)
@@ -313,6 +324,27 @@ mod tests {
             .to_string();
         assert!(
             err.contains("lease and lease_seconds set the same thing"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_partial_processing_retry_keeps_its_defaults_and_is_checked() {
+        use std::time::Duration;
+        let file = write("processing:\n  retry: { max_attempts: 3 }\n");
+        let config = Config::load(Some(file.path()), &vars(&[])).unwrap();
+        let retry = &config.processing.retry;
+        assert_eq!(
+            (retry.max_attempts, retry.initial_delay, retry.max_delay),
+            (3, Duration::from_secs(1), Duration::from_secs(300))
+        );
+        let file = write("processing:\n  retry: { max_attempts: 0 }\n");
+        let err = Config::load(Some(file.path()), &vars(&[]))
+            .and_then(|c| c.validate().map(|()| c))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("processing.retry: max_attempts must be at least 1"),
             "{err}"
         );
     }

@@ -131,7 +131,7 @@ impl LiveRules {
             tracing::error!(problem = %e, "the rules folder has problems");
         }
         let problems: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        let last = match store.last_rule_set().await {
+        let last = match store.last_rule_set(&dir.to_string_lossy()).await {
             Ok(last) => last,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the last good rule set");
@@ -247,8 +247,10 @@ impl LiveRules {
 
     /// Loads the folder again: swaps it in if valid, else keeps the running set.
     pub fn reload(&self) -> Result<(), Vec<RuleError>> {
+        // Compile (and run the tests) first: the status lock is taken by async handlers.
+        let loaded = load_checked(&self.dir, self.require_passing_tests);
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        match load_checked(&self.dir, self.require_passing_tests) {
+        match loaded {
             Ok(set) => {
                 tracing::info!(rules = set.len(), files = set.files.len(), "rules reloaded");
                 *status = RulesStatus {

@@ -258,9 +258,12 @@ fn templates_may_only_read_what_exists() {
 #[test]
 fn a_scripts_top_level_variables_are_found() {
     let names = crate::script::top_level_names(
-        "let a = 1;\nconst B = \"let c = 2;\";\nif a > 0 { let inner = 3; }\n// let commented = 4;\nlet d = #{ e: 1 };\nlet f",
+        "let a = 1;\nconst B = \"let c = 2;\";\nif a > 0 { let inner = 3; }\n// let commented = 4;\nlet d = #{ e: 1 };\nlet brace = '{';\n/* { let hidden = 5; */\nlet f",
     );
-    assert_eq!(names.into_iter().collect::<Vec<_>>(), ["B", "a", "d", "f"]);
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        ["B", "a", "brace", "d", "f"]
+    );
 }
 
 /// Problems point at what is wrong: an unfinished script at its last line (not at the

@@ -262,11 +262,31 @@ pub fn top_level_names(source: &str) -> std::collections::BTreeSet<String> {
                     }
                 }
             }
+            '\'' => {
+                // A character literal: '{', '\''.
+                while let Some((_, c)) = chars.next() {
+                    if c == '\\' {
+                        chars.next();
+                    } else if c == '\'' {
+                        break;
+                    }
+                }
+            }
             '/' if chars.peek().is_some_and(|(_, n)| *n == '/') => {
                 for (_, c) in chars.by_ref() {
                     if c == '\n' {
                         break;
                     }
+                }
+            }
+            '/' if chars.peek().is_some_and(|(_, n)| *n == '*') => {
+                chars.next();
+                let mut star = false;
+                for (_, c) in chars.by_ref() {
+                    if star && c == '/' {
+                        break;
+                    }
+                    star = c == '*';
                 }
             }
             '{' | '(' | '[' => depth += 1,

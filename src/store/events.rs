@@ -283,6 +283,23 @@ impl Store {
         })
     }
 
+    /// Gives back the events `owner` leased in a round that failed for the store's sake,
+    /// without counting the lease as one of their processing attempts.
+    pub async fn give_back(&self, owner: &str) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
+        on_pool!(self, pool => {
+            Ok(sqlx::query(
+                "UPDATE events SET lease_owner = NULL, lease_until_ms = NULL,
+                    attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END
+                 WHERE state = 'pending' AND lease_owner = $1",
+            )
+            .bind(owner)
+            .execute(pool)
+            .await?
+            .rows_affected())
+        })
+    }
+
     /// Gives back the leases `owner` holds (on shutdown), or all leases when `owner` is `None`
     /// (SQLite at start: one instance owns the file, so any lease is a dead process's).
     pub async fn release_leases(&self, owner: Option<&str>) -> Result<u64, StoreError> {

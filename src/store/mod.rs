@@ -133,7 +133,7 @@ pub enum StoreError {
     /// The database cannot be reached or is too busy: callers answer 503 so senders retry.
     #[error("store unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
-    #[error("cannot open store {url}: {source}")]
+    #[error("cannot open store {}: {source}", redact_url(.url))]
     Open { url: String, source: sqlx::Error },
     #[error(
         "no database at {0}: run this where `signalbox serve` runs, or give --database-url (or -c with the engine's config)"
@@ -165,6 +165,17 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// `url` without its password (`postgres://app:[redacted]@db/signalbox`), for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("[redacted]"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// A closed word read back from a text column.
 fn parse_word<T: std::str::FromStr<Err = String>>(text: String) -> Result<T, StoreError> {
     text.parse().map_err(StoreError::Corrupt)
@@ -180,9 +191,13 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
-            // SQLite: SQLITE_BUSY (5), SQLITE_LOCKED (6), SQLITE_FULL (13). PostgreSQL: class 08
-            // (connection exception), 53 (insufficient resources), 57P (operator intervention).
-            matches!(code.as_ref(), "5" | "6" | "13")
+            // SQLite: SQLITE_BUSY (5), SQLITE_LOCKED (6), SQLITE_FULL (13), extended codes
+            // included (the primary code is the low byte: 517 is BUSY_SNAPSHOT). PostgreSQL:
+            // class 08 (connection exception), 53 (insufficient resources), 57P (operator
+            // intervention), 40001 (serialization failure), 40P01 (deadlock).
+            let sqlite_primary = code.parse::<i64>().ok().map(|c| c & 0xff);
+            matches!(sqlite_primary, Some(5 | 6 | 13))
+                || matches!(code.as_ref(), "40001" | "40P01")
                 || code.starts_with("08")
                 || code.starts_with("53")
                 || code.starts_with("57P")

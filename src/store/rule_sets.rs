@@ -38,10 +38,12 @@ impl Store {
         })
     }
 
-    /// The rule set that most recently went into force, if any did.
-    pub async fn last_rule_set(&self) -> Result<Option<StoredRuleSet>, StoreError> {
+    /// The rule set from `origin` (a rules folder) that most recently went into force, if any
+    /// did. (Instances sharing a store with other folders do not take each other's rules.)
+    pub async fn last_rule_set(&self, origin: &str) -> Result<Option<StoredRuleSet>, StoreError> {
         on_pool!(self, pool => {
-            let row = sqlx::query("SELECT id, files, loaded_at, origin FROM rule_sets ORDER BY loaded_at DESC LIMIT 1")
+            let row = sqlx::query("SELECT id, files, loaded_at, origin FROM rule_sets WHERE origin = $1 ORDER BY loaded_at DESC LIMIT 1")
+                .bind(origin)
                 .fetch_optional(pool)
                 .await?;
             row.map(|row| {

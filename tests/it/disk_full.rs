@@ -68,6 +68,19 @@ async fn a_full_disk_never_gets_a_2xx_and_recovers_without_restart() {
         "not ready while nothing can be written: {ready}"
     );
 
+    // Space comes back: the store writes again without a restart.
+    sqlx::query("DROP TABLE ballast")
+        .execute(&ballast)
+        .await
+        .unwrap();
+    ballast.close().await;
+    let (status, ready) = app.get("/readyz").await;
+    assert_eq!(status, 200, "ready again by itself: {ready}");
+    let event = json!({"type": "claim.created", "source_event_id": "after"});
+    let (status, body) = app.post("/v1/events", event.to_string()).await;
+    assert_eq!(status, 201, "{body}");
+    acknowledged.push(body["id"].as_str().unwrap().to_owned());
+
     // Every acknowledged event is there, also after a restart.
     app.stop().await;
     let app = TestApp::spawn(config).await;
@@ -75,17 +88,5 @@ async fn a_full_disk_never_gets_a_2xx_and_recovers_without_restart() {
         let (status, _) = app.get(&format!("/v1/events/{id}")).await;
         assert_eq!(status, 200, "{id} was acknowledged but is not stored");
     }
-
-    // Space comes back: the store writes again without a restart.
-    sqlx::query("DROP TABLE ballast")
-        .execute(&ballast)
-        .await
-        .unwrap();
-    ballast.close().await;
-    let event = json!({"type": "claim.created", "source_event_id": "after"});
-    let (status, body) = app.post("/v1/events", event.to_string()).await;
-    assert_eq!(status, 201, "{body}");
-    let (status, ready) = app.get("/readyz").await;
-    assert_eq!(status, 200, "{ready}");
     app.stop().await;
 }

@@ -339,7 +339,10 @@ rules:
     pub(super) async fn with_no_good_set_events_wait_until_the_folder_is_fixed(db: TestDb) {
         let dir = tempfile::tempdir().unwrap();
         write_rules(dir.path(), &[("rules.yaml", BROKEN)]);
-        let app = start(&db, dir.path()).await;
+        let mut config = test_config(&db);
+        config.rules_dir = dir.path().to_owned();
+        let clock = signalbox::clock::ManualClock::starting_now();
+        let app = TestApp::spawn_with_clock(config, clock.clone()).await;
         let (status, ready) = app.get("/readyz").await;
         assert_eq!(status, 200, "{ready}");
         assert_eq!(ready["status"], "degraded");
@@ -355,6 +358,14 @@ rules:
             json!({"type": "claim.created", "source_event_id": "w-1"}),
         )
         .await;
+        // Waiting for fixed rules is degraded, not stalled: intake keeps its traffic.
+        clock.advance(Duration::from_secs(600));
+        let (status, ready) = app.get("/readyz").await;
+        assert_eq!(
+            (status, &ready["status"]),
+            (200, &json!("degraded")),
+            "{ready}"
+        );
         // Fixed: the waiting event is evaluated by the fixed rules (not by an empty set).
         write_rules(dir.path(), &[("rules.yaml", GOOD)]);
         assert_eq!(rule_ids(&evaluations(&app, &id).await), ["flag"]);

@@ -537,6 +537,17 @@ mod cases {
             [(ids[0].clone(), 1)],
             "retried from its first attempt"
         );
+        // A round that failed for the store's sake gives its events back uncounted.
+        assert_eq!(store.give_back("a").await.unwrap(), 1);
+        let again = store
+            .claim_pending("b", 10, later, lease(later), 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            again.iter().map(|c| c.attempt).collect::<Vec<_>>(),
+            [1],
+            "the given-back lease is not an attempt"
+        );
         store.close().await;
     }
 
