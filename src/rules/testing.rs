@@ -194,10 +194,86 @@ fn compare_actions(expected: &[Value], actual: &[Value]) -> Result<(), String> {
     if expected.len() == actual.len() && expected.iter().zip(actual).all(|(e, a)| matches(e, a)) {
         return Ok(());
     }
-    Err(diff(
-        &pretty(&Value::Array(expected.to_vec())),
-        &pretty(&Value::Array(actual.to_vec())),
+    Err(format!(
+        "{}{}",
+        differences(expected, actual),
+        diff(
+            &pretty(&Value::Array(expected.to_vec())),
+            &pretty(&Value::Array(actual.to_vec())),
+        )
     ))
+}
+
+/// Each difference on a line of its own: the path, the expected and the actual value, strings
+/// written as JSON so that a trailing space or newline shows (`"text\n"`).
+fn differences(expected: &[Value], actual: &[Value]) -> String {
+    let mut out = String::from("what differs:\n");
+    for (i, e) in expected.iter().enumerate() {
+        let path = format!("actions[{i}]");
+        let Some(a) = actual.get(i) else {
+            out += &format!(
+                "  {path}: expected {}, but only {} action(s) were planned\n",
+                show(e),
+                actual.len()
+            );
+            continue;
+        };
+        match e {
+            Value::String(kind) if a["type"] != *kind => {
+                out += &format!(
+                    "  {path}.type: expected {}, actual {}\n",
+                    show(e),
+                    show(&a["type"])
+                );
+            }
+            Value::Object(fields) => {
+                for (key, want) in fields {
+                    compare_value(&format!("{path}.{key}"), want, a.get(key), &mut out);
+                }
+            }
+            _ => {}
+        }
+    }
+    for (i, a) in actual.iter().enumerate().skip(expected.len()) {
+        out += &format!(
+            "  actions[{i}]: not expected, but planned: {}\n",
+            show(&a["type"])
+        );
+    }
+    out
+}
+
+fn compare_value(path: &str, expected: &Value, actual: Option<&Value>, out: &mut String) {
+    match (expected, actual) {
+        (_, None) => *out += &format!("  {path}: expected {}, but it is missing\n", show(expected)),
+        (Value::Object(want), Some(Value::Object(got))) => {
+            for (key, value) in want {
+                compare_value(&format!("{path}.{key}"), value, got.get(key), out);
+            }
+            for (key, value) in got.iter().filter(|(k, _)| !want.contains_key(*k)) {
+                *out += &format!("  {path}.{key}: not expected, but it is {}\n", show(value));
+            }
+        }
+        (want, Some(got)) if want != got => {
+            *out += &format!(
+                "  {path}: expected {}\n  {:width$}    actual {}\n",
+                show(want),
+                "",
+                show(got),
+                width = path.len()
+            );
+        }
+        _ => {}
+    }
+}
+
+/// A value on one line, as JSON (strings quoted, whitespace escaped), cut if long.
+fn show(value: &Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(200) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text,
+    }
 }
 
 fn pretty(value: &Value) -> String {

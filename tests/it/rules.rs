@@ -70,6 +70,32 @@ fn test_shows_a_diff_when_a_rule_test_fails() {
     assert!(out.contains("0 passed, 1 failed"), "{out}");
 }
 
+/// The real difference is named, key by key, with whitespace visible: a trailing newline in a
+/// rendered text, a key the action does not have.
+#[test]
+fn test_failures_name_each_differing_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("r.yaml"),
+        "version: 1\nid: r\non: [claim.created]\nactions:\n  - type: email\n    to: a@example.com\n    subject: s\n    text: |\n      Hello\ntests:\n  - name: wrong\n    event: {type: claim.created, source_event_id: x}\n    expect: [{type: email, text: Hello, cc: [b@example.com]}]\n",
+    )
+    .unwrap();
+    let (ok, out) = signalbox(&["test", dir.path().to_str().unwrap()]);
+    assert!(!ok);
+    let text_at = out
+        .find("actions[0].text: expected \"Hello\"\n")
+        .unwrap_or_else(|| panic!("{out}"));
+    let next_line = out[text_at..].lines().nth(1).unwrap_or_default();
+    assert!(
+        next_line.trim_start() == "actual \"Hello\\n\"",
+        "the trailing newline shows: {out}"
+    );
+    assert!(
+        out.contains("actions[0].cc: expected [\"b@example.com\"], but it is missing"),
+        "{out}"
+    );
+}
+
 #[test]
 fn try_explains_a_match_and_a_non_match() {
     let (ok, out) = signalbox(&[
