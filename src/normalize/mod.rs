@@ -269,35 +269,32 @@ impl Event {
                 value.as_str().unwrap_or_default(),
             )?;
         }
+        let nul = |at: &str| {
+            Err(format!(
+                "{at} contains a NUL character (\\u0000), which cannot be stored"
+            ))
+        };
         let texts = [
-            (
-                "source_event_id",
-                Value::String(self.source_event_id.clone()),
-            ),
-            (
-                "source_type",
-                Value::String(self.source_type.clone().unwrap_or_default()),
-            ),
-            ("subject", subject),
+            ("source_event_id", Some(self.source_event_id.as_str())),
+            ("source_type", self.source_type.as_deref()),
             (
                 "amount.currency",
-                Value::String(
-                    self.amount
-                        .as_ref()
-                        .and_then(|a| a.currency.clone())
-                        .unwrap_or_default(),
-                ),
+                self.amount.as_ref().and_then(|a| a.currency.as_deref()),
             ),
         ];
-        for (name, value) in texts
+        if let Some((name, _)) = texts
             .iter()
-            .map(|(n, v)| (*n, v))
-            .chain([("data", &self.data), ("payload", &self.payload)])
+            .find(|(_, text)| text.is_some_and(|t| t.contains('\0')))
         {
+            return nul(name);
+        }
+        for (name, value) in [
+            ("subject", &subject),
+            ("data", &self.data),
+            ("payload", &self.payload),
+        ] {
             if let Some(at) = nul_at(value, name) {
-                return Err(format!(
-                    "{at} contains a NUL character (\\u0000), which cannot be stored"
-                ));
+                return nul(&at);
             }
         }
         Ok(())

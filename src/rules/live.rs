@@ -235,7 +235,10 @@ impl LiveRules {
 
     /// Whether a rule set is in force (else evaluation waits).
     pub fn in_force(&self) -> bool {
-        self.status().in_force
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .in_force
     }
 
     pub fn status(&self) -> RulesStatus {
