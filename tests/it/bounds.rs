@@ -3,18 +3,10 @@
 //! and slow connections are closed while real requests are answered; SIGTERM stops it with
 //! such connections open.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 /// A port free at the moment of asking (the child binds it right after).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A `signalbox serve` process on a loopback port with its own SQLite file and empty rules.
 pub(crate) struct Binary {
     pub child: Child,
@@ -28,26 +20,9 @@ impl Binary {
     pub(crate) async fn start(config_yaml: &str) -> Self {
         crate::support::init();
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let config = dir.path().join("signalbox.yaml");
-        std::fs::write(&config, config_yaml).unwrap();
         std::fs::create_dir(dir.path().join("rules")).unwrap();
         let db_url = format!("sqlite://{}", dir.path().join("signalbox.db").display());
-        let child = Command::new(env!("CARGO_BIN_EXE_signalbox"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--config",
-            ])
-            .arg(&config)
-            .env("SIGNALBOX_DATABASE_URL", &db_url)
-            .env("SIGNALBOX_RULES_DIR", dir.path().join("rules"))
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("engine binary starts");
+        let (child, port) = crate::support::spawn_engine(dir.path(), &db_url, config_yaml);
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         let binary = Self {
             child,

@@ -1,7 +1,7 @@
 //! A real `signalbox serve` process is killed with SIGKILL while senders post to it; after a
 //! restart every acknowledged event is there, exactly once, and gets processed.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,14 +10,6 @@ use crate::support::{TestDb, event_json};
 crate::on_both_backends!(cases: kill_9_loses_no_acknowledged_event, kill_9_while_delivering_then_restart_delivers_every_action);
 
 /// A port free at the moment of asking (the child binds it right after).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Engine {
     child: Child,
     base: String,
@@ -35,23 +27,7 @@ impl Engine {
     }
 
     async fn start_with(db: &TestDb, dir: &std::path::Path, config_yaml: &str) -> Self {
-        let port = free_port();
-        let config = dir.join("signalbox.yaml");
-        std::fs::write(&config, config_yaml).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_signalbox"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--config",
-            ])
-            .arg(&config)
-            .env("SIGNALBOX_DATABASE_URL", &db.url)
-            .env("SIGNALBOX_RULES_DIR", dir.join("rules"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("engine binary starts");
+        let (child, port) = crate::support::spawn_engine(dir, &db.url, config_yaml);
         // Owned by `Engine` at once, so a failed start still kills and reaps the child.
         let engine = Self {
             child,

@@ -486,3 +486,35 @@ pub(crate) fn signalbox(args: &[&str]) -> (bool, String) {
     );
     (output.status.success(), text)
 }
+
+/// Starts `signalbox serve` on a free loopback port with `config_yaml` (written into `dir`),
+/// the store at `db_url` and the rules in `dir/rules`; returns the process and its port.
+/// The caller owns the child at once, so a failed start still kills and reaps it.
+pub(crate) fn spawn_engine(
+    dir: &std::path::Path,
+    db_url: &str,
+    config_yaml: &str,
+) -> (std::process::Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port();
+    let config = dir.join("signalbox.yaml");
+    std::fs::write(&config, config_yaml).expect("config written");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_signalbox"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--config",
+        ])
+        .arg(&config)
+        .env("SIGNALBOX_DATABASE_URL", db_url)
+        .env("SIGNALBOX_RULES_DIR", dir.join("rules"))
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("engine binary starts");
+    (child, port)
+}
