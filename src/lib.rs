@@ -30,6 +30,7 @@
 //!   tests and hot reload.
 //! - [`outbox`]: the dispatcher: leases, per-target limits, recording, retry scheduling.
 //! - [`processor`]: the durable processing stage between stored events and the outbox.
+//! - [`auth`]: API tokens (config and stored, hashed) and their roles.
 //! - [`api`]: the axum router; [`error::ApiError`] is its only error response. `api::serve` is
 //!   the accept loop over hyper with the `server:` bounds (`api::limits`): timeouts,
 //!   connection and request limits, the ingestion memory budget.
@@ -43,6 +44,7 @@
 pub mod actions;
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;

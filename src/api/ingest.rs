@@ -7,7 +7,7 @@
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::AppState;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::normalize::Event;
 use crate::providers::{Inbound, Provider, ProviderError, canonical::CanonicalProvider};
@@ -24,12 +25,24 @@ use crate::store::{Ingest, NewDelivery, Stored};
 /// Headers never stored with a delivery: they carry credentials.
 const SECRET_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
 
+/// `POST /v1/events` and `POST /webhooks/canonical`: canonical events, from a token with the
+/// `ingest` role (or anyone while the API is open).
 pub(super) async fn post_events(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    ingest(&state, &CanonicalProvider, "api", None, &headers, body).await
+    ingest(
+        &state,
+        &CanonicalProvider,
+        "api",
+        Some(&caller),
+        None,
+        &headers,
+        body,
+    )
+    .await
 }
 
 pub(super) async fn post_webhook(
@@ -58,9 +71,17 @@ async fn webhook(
     body: Body,
 ) -> Result<Response, ApiError> {
     let providers = state.providers.clone();
-    let Some(provider) = providers.get(source) else {
+    // Canonical events are posted with a token (`/webhooks/canonical` on the management
+    // listener, routed apart); they are never taken here, unsigned, on a platform's path.
+    let provider = providers
+        .get(source)
+        .filter(|p| p.name() != CanonicalProvider.name());
+    let Some(provider) = provider else {
         discard(&state.limits, body);
-        let known: Vec<&str> = providers.names().collect();
+        let known: Vec<&str> = providers
+            .names()
+            .filter(|n| *n != CanonicalProvider.name())
+            .collect();
         return Err(ApiError::NotFound {
             code: "unknown_source",
             message: format!(
@@ -69,7 +90,7 @@ async fn webhook(
             ),
         });
     };
-    ingest(state, provider.as_ref(), source, hint, headers, body).await
+    ingest(state, provider.as_ref(), source, None, hint, headers, body).await
 }
 
 /// Reserves the body's size from the ingestion budget, then reads it whole: 413 over
@@ -132,10 +153,13 @@ fn discard(limits: &super::Limits, body: Body) {
 
 /// Verify, parse, store, answer. Deliveries that fail verification or parsing are stored too
 /// (with the reason and no event), so nothing a sender sent is lost.
+/// Reads, verifies, parses and stores one delivery. `caller` is the token that posted canonical
+/// events (whose claimed sources it must allow); `None` for a platform's signed webhook.
 async fn ingest(
     state: &AppState,
     provider: &dyn Provider,
     source: &str,
+    caller: Option<&Caller>,
     hint: Option<&str>,
     headers: &HeaderMap,
     body: Body,
@@ -157,6 +181,7 @@ async fn ingest(
         body: body.clone(),
         verification: "rejected",
         reason: None,
+        token: caller.and_then(Caller::name).map(str::to_owned),
     };
     let verification = match provider.verify(&inbound) {
         Ok(v) => v,
@@ -172,6 +197,18 @@ async fn ingest(
         Ok(events) => events,
         Err(e) => return Err(refuse(state, delivery, e).await),
     };
+    if let Some(caller) = caller
+        && let Some(event) = events
+            .iter()
+            .find(|e| !caller.may_claim(&e.source, &crate::providers::reserved_source))
+    {
+        let reason = caller.claim_refusal(&event.source);
+        delivery.verification = "rejected";
+        delivery.reason = Some(reason.clone());
+        tracing::info!(delivery_id = %delivery.id, token = caller.name().unwrap_or_default(), "delivery refused: source not allowed");
+        store_refused(state, delivery).await;
+        return Err(ApiError::Forbidden(reason));
+    }
     events.iter().for_each(|e| state.providers.note_unknown(e));
     let receipts: Vec<Receipt> = events.iter().map(Receipt::of).collect();
     let stored = state
@@ -186,6 +223,11 @@ async fn ingest(
 async fn refuse(state: &AppState, mut delivery: NewDelivery, error: ProviderError) -> ApiError {
     delivery.reason = Some(error.to_string());
     tracing::info!(source = %delivery.source, delivery_id = %delivery.id, reason = %error, "delivery refused");
+    store_refused(state, delivery).await;
+    ApiError::from(error)
+}
+
+async fn store_refused(state: &AppState, delivery: NewDelivery) {
     if let Err(e) = state
         .writer
         .store(Ingest {
@@ -196,7 +238,6 @@ async fn refuse(state: &AppState, mut delivery: NewDelivery, error: ProviderErro
     {
         tracing::warn!(error = %e, "cannot record a refused delivery");
     }
-    ApiError::from(error)
 }
 
 /// What the sender is told about one event.

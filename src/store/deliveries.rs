@@ -20,6 +20,8 @@ pub struct NewDelivery {
     pub body: bytes::Bytes,
     pub verification: &'static str,
     pub reason: Option<String>,
+    /// The API token that posted it (`None`: a platform's signed webhook, or the open API).
+    pub token: Option<String>,
 }
 
 impl NewDelivery {
@@ -40,6 +42,8 @@ pub struct DeliverySummary {
     pub reason: Option<String>,
     /// Events stored from it (0 for refused deliveries).
     pub events: i64,
+    /// The API token that posted it, if one did.
+    pub token: Option<String>,
 }
 
 impl Store {
@@ -58,7 +62,7 @@ impl Store {
             let wanted = fill.wanted();
             let rows = on_pool!(self, pool => {
                 let rows = sqlx::query(
-                    "SELECT d.id, d.source, d.received_at, d.verification, d.reason,
+                    "SELECT d.id, d.source, d.received_at, d.verification, d.reason, d.token,
                             (SELECT COUNT(*) FROM events e WHERE e.delivery_id = d.id) AS events
                      FROM deliveries d WHERE ($1 IS NULL OR d.verification = $1) AND ($2 IS NULL OR d.id < $2)
                      ORDER BY d.id DESC LIMIT $3",
@@ -77,6 +81,7 @@ impl Store {
                             verification: row.try_get("verification")?,
                             reason: row.try_get("reason")?,
                             events: row.try_get("events")?,
+                            token: row.try_get("token")?,
                         })
                     })
                     .collect::<Result<Vec<_>, StoreError>>()

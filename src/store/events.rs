@@ -14,7 +14,7 @@ use super::{Backend, EventState, Ingest, Store, StoreError, Stored, on_pool, pos
 use crate::normalize::{Amount, Event, EventId, EventType, EventView, Subject};
 
 const INSERT_DELIVERIES: &str =
-    "INSERT INTO deliveries (id, source, received_at, headers, body, verification, reason) ";
+    "INSERT INTO deliveries (id, source, received_at, headers, body, verification, reason, token) ";
 
 const INSERT_EVENTS: &str =
     "INSERT INTO events (id, source, source_event_id, type, source_type, occurred_at,
@@ -120,7 +120,8 @@ impl Store {
                         .push_bind(Json(&d.headers))
                         .push_bind(d.body.as_ref())
                         .push_bind(d.verification)
-                        .push_bind(d.reason.as_deref());
+                        .push_bind(d.reason.as_deref())
+                        .push_bind(d.token.as_deref());
                 });
                 insert.build().execute(&mut *tx).await?;
             }

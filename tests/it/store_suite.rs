@@ -64,6 +64,7 @@ mod cases {
             body: bytes::Bytes::from_static(b"{}"),
             verification: "unsigned",
             reason: None,
+            token: None,
         };
         Ingest { delivery, events }
     }
