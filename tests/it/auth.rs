@@ -513,3 +513,99 @@ mod cases {
         app.stop().await;
     }
 }
+
+/// `serve` will not answer the world without tokens: on an address other than loopback it
+/// refuses to start, and says how to fix it.
+#[test]
+fn serve_refuses_an_unprotected_api_on_a_non_loopback_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("open.db").display());
+    let (ok, output) =
+        crate::support::signalbox(&["serve", "--listen", "0.0.0.0:0", "--database-url", &db]);
+    assert!(!ok, "{output}");
+    assert!(
+        output.contains("would answer anyone on 0.0.0.0")
+            && output.contains("signalbox tokens create"),
+        "{output}"
+    );
+}
+
+/// The real binary: a token from the config and one made with `signalbox tokens create`,
+/// each allowed what its role allows and no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_binary_takes_config_and_cli_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    let db = format!("sqlite://{}", dir.path().join("tokens.db").display());
+    let (ok, created) = crate::support::signalbox(&[
+        "tokens",
+        "create",
+        "ops",
+        "--role",
+        "operate",
+        "--database-url",
+        &db,
+    ]);
+    assert!(ok, "{created}");
+    let ops = created
+        .lines()
+        .find(|l| l.starts_with("sbt_"))
+        .expect("the token is printed")
+        .to_owned();
+    let (ok, listed) = crate::support::signalbox(&["tokens", "list", "--database-url", &db]);
+    assert!(
+        ok && listed.contains("ops") && listed.contains("operate"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(&ops),
+        "the token's text is never shown again: {listed}"
+    );
+    let config =
+        "tokens:\n  - name: reader\n    token: reader-token-0123456789abcdef\n    roles: [read]\n";
+    let (child, port) = crate::support::spawn_engine(dir.path(), &db, config);
+    let _engine = KillOnDrop(child);
+    let base = format!("http://127.0.0.1:{port}");
+    crate::support::wait_healthy(&base).await;
+    let client = reqwest::Client::new();
+    let status = |request: reqwest::RequestBuilder| async move {
+        request.send().await.unwrap().status().as_u16()
+    };
+    let events = format!("{base}/v1/events");
+    assert_eq!(status(client.get(&events)).await, 401);
+    assert_eq!(
+        status(
+            client
+                .get(&events)
+                .bearer_auth("reader-token-0123456789abcdef")
+        )
+        .await,
+        200
+    );
+    assert_eq!(status(client.get(&events).bearer_auth(&ops)).await, 200);
+    assert_eq!(
+        status(
+            client
+                .post(&events)
+                .bearer_auth("reader-token-0123456789abcdef")
+                .body(crate::support::event_json("bin-1"))
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        status(client.get(format!("{base}/v1/tokens")).bearer_auth(&ops)).await,
+        403,
+        "operate is not admin"
+    );
+}
+
+/// Stops the engine however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
