@@ -95,6 +95,7 @@ pub async fn start_with_store(
     } else {
         tracing::info!(dir = %config.rules_dir.display(), rules = status.rules, files = status.files, "rules loaded");
     }
+    crate::metrics::handle();
     let tokens = Arc::new(Tokens::load(&config.tokens, store.clone(), clock.clone()).await?);
     if !tokens.any() {
         if !addr.ip().is_loopback() && !config.allow_unauthenticated {

@@ -235,7 +235,11 @@ impl Tokens {
     /// Reads the store's active tokens again.
     pub async fn reload(&self) -> Result<(), StoreError> {
         let _one = self.reloading.lock().await;
-        let now = self.clock.now();
+        self.read_stored().await
+    }
+
+    async fn read_stored(&self) -> Result<(), StoreError> {
+        *self.loaded_at.lock().expect("not poisoned") = Some(self.clock.now());
         let stored = self.store.active_tokens().await?;
         let stored = stored
             .into_iter()
@@ -251,7 +255,6 @@ impl Tokens {
             })
             .collect();
         self.stored.store(Arc::new(stored));
-        *self.loaded_at.lock().expect("not poisoned") = Some(now);
         Ok(())
     }
 
@@ -268,15 +271,22 @@ impl Tokens {
         }
     }
 
+    /// Reads the stored tokens again when the last read is 5 s old: one request does, the
+    /// others meanwhile use the tokens last read (and so does everyone while the store is away).
     async fn fresh(&self) {
         let due = self
             .loaded_at
             .lock()
             .expect("not poisoned")
             .is_none_or(|at| self.clock.now() - at >= RELOAD_EVERY);
-        if due && let Err(e) = self.reload().await {
-            // The tokens last read stay in force; the store's trouble shows in /readyz.
-            tracing::warn!(error = %e, "cannot read API tokens again");
+        if !due {
+            return;
+        }
+        let Ok(_one) = self.reloading.try_lock() else {
+            return;
+        };
+        if let Err(e) = self.read_stored().await {
+            tracing::warn!(error = %e, "cannot read API tokens again; those read before stay in force");
         }
     }
 

@@ -16,6 +16,7 @@
 //!
 //! - [`clock`]: the only source of the time of day (`SystemClock`, `ManualClock` for tests).
 //! - [`health`]: what the stages report for `/readyz` (heartbeats, write failures, loops).
+//! - [`metrics`]: the Prometheus recorder behind `/metrics`; stages count with `metrics::*!`.
 //! - [`config`]: loading the config file, `${VAR}` interpolation, secrets, the duration
 //!   convention; each subsystem's settings live next to their owner and are gathered here.
 //! - [`store`]: SQLite or PostgreSQL through sqlx. Takes its own records (`NewDelivery`,
@@ -50,6 +51,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod metrics;
 pub mod normalize;
 pub mod outbox;
 pub mod processor;

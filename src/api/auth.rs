@@ -29,9 +29,12 @@ pub(super) async fn check(State(gate): State<Gate>, mut request: Request, next: 
     let caller = match tokens.authorize(authorization, gate.role).await {
         Ok(caller) => caller,
         Err(Denied::Unauthenticated(why)) => {
+            metrics::counter!("signalbox_api_refused_total", "reason" => "unauthenticated")
+                .increment(1);
             return ApiError::Unauthenticated(why.into()).into_response();
         }
         Err(Denied::Forbidden(why)) => {
+            metrics::counter!("signalbox_api_refused_total", "reason" => "forbidden").increment(1);
             tracing::info!(path = %request.uri().path(), reason = %why, "request refused: role");
             return ApiError::Forbidden(why).into_response();
         }

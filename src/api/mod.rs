@@ -98,6 +98,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/rules/status",
             get(health::rules_status).route_layer(gate(Role::Read)),
         )
+        .route("/metrics", get(metrics).route_layer(gate(Role::Read)))
         .route(
             "/v1/tokens",
             get(tokens::list)
@@ -152,6 +153,17 @@ fn finish(routes: Router<AppState>, state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
         .with_state(state)
+}
+
+/// Prometheus text exposition.
+async fn metrics() -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(),
+    )
 }
 
 async fn not_found() -> ApiError {

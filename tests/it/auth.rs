@@ -225,6 +225,21 @@ mod cases {
                 }
             }
         }
+        // Refusals are counted for Prometheus.
+        let metrics = app
+            .client
+            .get(format!("{}/metrics", app.base))
+            .bearer_auth(token("read"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("signalbox_api_refused_total{reason=\"forbidden\"}"),
+            "{metrics}"
+        );
         // Health answers anyone.
         for path in ["/healthz", "/readyz"] {
             let (status, _, _) = call(&app, "GET", path, None, None).await;
