@@ -80,6 +80,8 @@ pub async fn start_with_store(
     clock: SharedClock,
 ) -> Result<App, AppError> {
     let addr = listener.local_addr().map_err(AppError::Listener)?;
+    // Before anything counts: what is counted before the recorder exists is lost.
+    crate::metrics::handle();
     let providers = Registry::from_config(&config.sources)?;
     // Broken rule files never stop intake: the last good set runs, or evaluation waits.
     let rules = LiveRules::start(
@@ -95,7 +97,6 @@ pub async fn start_with_store(
     } else {
         tracing::info!(dir = %config.rules_dir.display(), rules = status.rules, files = status.files, "rules loaded");
     }
-    crate::metrics::handle();
     let tokens = Arc::new(Tokens::load(&config.tokens, store.clone(), clock.clone()).await?);
     if !tokens.any() {
         if !addr.ip().is_loopback() && !config.allow_unauthenticated {

@@ -549,6 +549,7 @@ fn serve_refuses_an_unprotected_api_on_a_non_loopback_address() {
 /// each allowed what its role allows and no more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_engine_binary_takes_config_and_cli_tokens() {
+    crate::support::init();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("rules")).unwrap();
     let db = format!("sqlite://{}", dir.path().join("tokens.db").display());
