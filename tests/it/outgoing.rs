@@ -9,6 +9,7 @@ crate::on_both_backends!(cases:
     disguised_loopback_webhooks_are_refused_before_any_connection,
     a_name_resolving_to_loopback_is_refused_unless_allow_listed,
     connectors_and_smtp_on_local_names_are_refused_unless_allow_listed,
+    hostile_values_arrive_percent_encoded_in_the_request_path,
 );
 
 mod cases {
@@ -227,6 +228,48 @@ mod cases {
             dead.len(),
             4,
             "three from before, the mapped connector again: {dead:?}"
+        );
+        app.stop().await;
+    }
+
+    /// The attack of issue 10 on `rules/email_unsubscribe.yaml`: an account of `42/delete?x=`
+    /// must not steer the request to another path. Each hostile value stays one path segment;
+    /// `| safe` writes it raw.
+    pub(super) async fn hostile_values_arrive_percent_encoded_in_the_request_path(db: TestDb) {
+        let receiver = Receiver::start().await;
+        let base = &receiver.url;
+        let rules = format!(
+            "version: 1\nid: prefs\non: [email.unsubscribe_requested]\nactions:\n  - type: webhook\n    method: PUT\n    url: \"{base}/api/accounts/{{{{ event.subject.account }}}}/preferences/email\"\n  - type: webhook\n    url: \"{base}/raw/{{{{ event.subject.account | safe }}}}\"\n"
+        );
+        let (app, _dir) = spawn(&db, &rules, |c| {
+            c.actions.allowed_hosts = vec!["127.0.0.1".into()];
+        })
+        .await;
+        let values = [
+            ("42/delete?x=", "42%2Fdelete%3Fx%3D"),
+            ("a b#c", "a%20b%23c"),
+            ("../../admin", "..%2F..%2Fadmin"),
+            ("%2e%2e", "%252e%252e"),
+            ("Müller & Söhne", "M%C3%BCller%20%26%20S%C3%B6hne"),
+        ];
+        for (i, (value, _)) in values.iter().enumerate() {
+            let event = json!({"type": "email.unsubscribe_requested", "source_event_id": format!("u-{i}"), "subject": {"account": value}});
+            let (status, body) = app.post("/v1/events", event.to_string()).await;
+            assert_eq!(status, 201, "{body}");
+        }
+        let requests = receiver.wait_for(2 * values.len()).await;
+        let paths: Vec<(String, String)> =
+            requests.into_iter().map(|r| (r.method, r.path)).collect();
+        for (value, encoded) in values {
+            let expected = (
+                "PUT".to_owned(),
+                format!("/api/accounts/{encoded}/preferences/email"),
+            );
+            assert!(paths.contains(&expected), "{value}: {paths:?}");
+        }
+        assert!(
+            paths.contains(&("POST".to_owned(), "/raw/42/delete".to_owned())),
+            "| safe writes the value raw: {paths:?}"
         );
         app.stop().await;
     }
