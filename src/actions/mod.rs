@@ -17,11 +17,13 @@ pub mod emit;
 pub mod guard;
 pub(crate) mod http;
 pub mod retry;
+pub mod secrets;
 pub mod strategy;
 pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -230,6 +232,9 @@ pub struct ActionsConfig {
     /// (compared without case and without a trailing dot) or IP addresses. Every other target
     /// is refused when any address it resolves to is local. Default none.
     pub allowed_hosts: Vec<String>,
+    /// Folder of secret files for `${secret:NAME}` in webhook headers: the file `NAME`, read at
+    /// delivery, when no environment variable `NAME` is set. Default none (environment only).
+    pub secrets_dir: Option<PathBuf>,
     pub webhook: webhook::WebhookSettings,
     pub email: email::EmailSettings,
     /// Strategy connectors, keyed by platform (the `platform` of pause/resume actions).
@@ -247,6 +252,7 @@ impl Default for ActionsConfig {
             poll_interval: Duration::from_millis(500),
             max_chain_depth: 5,
             allowed_hosts: Vec::new(),
+            secrets_dir: None,
             webhook: webhook::WebhookSettings::default(),
             email: email::EmailSettings::default(),
             connectors: BTreeMap::new(),

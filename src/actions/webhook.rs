@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::retry::RetryConfig;
-use super::{ActionsConfig, Deliver, Delivery, Executors, Outcome, Params, guard};
+use super::{ActionsConfig, Deliver, Delivery, Executors, Outcome, Params, guard, secrets};
 use crate::config::Secret;
 use crate::providers::signature::hmac_sha256;
 
@@ -96,6 +96,9 @@ impl Params for WebhookConfig {
                 problems.push(format!("header name '{name}' is not valid"));
             }
             super::one_line(&format!("header {name}"), value, &mut problems);
+            if let Err(e) = secrets::references(value) {
+                problems.push(format!("header {name}: {e}"));
+            }
         }
         if let Some(timeout) = &self.timeout
             && humantime::parse_duration(timeout).is_err()
@@ -252,15 +255,60 @@ async fn call(executors: &Executors, action: &Delivery, webhook: &WebhookV1) -> 
             signature(&settings.signing_secrets, timestamp, &body),
         );
     }
+    // Secrets are read now, for this request only: what is stored keeps the references.
+    let source = secrets::EnvAndDir {
+        dir: executors.config.secrets_dir.as_deref(),
+    };
+    let mut used = Vec::new();
     for (name, value) in &webhook.headers {
-        request = request.header(name, value);
+        let (value, mut values) = match secrets::resolve(value, &source) {
+            Ok(resolved) => resolved,
+            Err(reason) => return failed(reason),
+        };
+        let mut header = match reqwest::header::HeaderValue::from_str(&value) {
+            Ok(header) => header,
+            Err(_) if !values.is_empty() => {
+                return failed(format!(
+                    "header {name}: a secret it references is not a valid header value (one line of visible characters)"
+                ));
+            }
+            Err(_) => return failed(format!("header {name}: not a valid header value")),
+        };
+        if !values.is_empty() {
+            header.set_sensitive(true);
+        }
+        used.append(&mut values);
+        request = request.header(name, header);
     }
-    super::http::send(
+    let outcome = super::http::send(
         request.body(body),
         webhook.success.as_deref(),
         executors.clock.as_ref(),
     )
-    .await
+    .await;
+    if used.is_empty() {
+        return outcome;
+    }
+    // A target may echo a header back: its secrets stay out of the recorded reply.
+    match outcome {
+        Outcome::Delivered { status, reply } => Outcome::Delivered {
+            status,
+            reply: reply.map(|r| secrets::redact(&r, &used)),
+        },
+        Outcome::Retry {
+            reason,
+            status,
+            not_before,
+        } => Outcome::Retry {
+            reason: secrets::redact(&reason, &used),
+            status,
+            not_before,
+        },
+        Outcome::Failed { reason, status } => Outcome::Failed {
+            reason: secrets::redact(&reason, &used),
+            status,
+        },
+    }
 }
 
 #[cfg(test)]
@@ -320,6 +368,25 @@ mod tests {
             .unwrap()
             .contains("loopback"),
             "another spelling of a listed address is not listed"
+        );
+    }
+
+    #[test]
+    fn malformed_secret_references_in_headers_are_load_errors() {
+        let mut webhook: WebhookConfig =
+            serde_json::from_value(serde_json::json!({"url": "https://crm.example.com/"})).unwrap();
+        webhook
+            .headers
+            .insert("authorization".into(), "Bearer ${secret:CRM_TOKEN}".into());
+        assert_eq!(webhook.check(&|_| false), Vec::<String>::new());
+        webhook
+            .headers
+            .insert("x-key".into(), "${secret:crm-token}".into());
+        let problems = webhook.check(&|_| false);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("header x-key: secret reference '${secret:crm-token}'"),
+            "{problems:?}"
         );
     }
 

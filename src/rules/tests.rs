@@ -484,3 +484,63 @@ fn values_in_webhook_urls_are_percent_encoded_unless_marked_safe() {
         );
     }
 }
+
+/// A webhook header keeps the rule's `${secret:NAME}` as written (it is resolved only when
+/// sending); a value cannot write a secret reference into a header, whole or in pieces.
+#[test]
+fn secret_references_in_headers_come_from_the_rule_only() {
+    let rule = |header: &str| {
+        format!(
+            "version: 1\nid: crm\non: [claim.created]\nactions:\n  - type: webhook\n    url: https://crm.example.com/x\n    headers: {{ Authorization: \"{header}\" }}\n"
+        )
+    };
+    let fire = |header: &str, account: &str| {
+        let rules = set(&[("rules/r.yaml", &rule(header))]).unwrap();
+        let event = event(
+            "claim.created",
+            json!({"subject": {"claim": "C-1", "account": account}}),
+        );
+        rules.evaluate(&event, now()).remove(0).outcome
+    };
+    let Outcome::Fired { actions, .. } = fire(
+        "Bearer ${secret:CRM_TOKEN} {{ event.subject.claim }}",
+        "A-1",
+    ) else {
+        panic!("the rule's reference fires")
+    };
+    assert_eq!(
+        json_of(&actions)[0]["headers"]["Authorization"],
+        "Bearer ${secret:CRM_TOKEN} C-1"
+    );
+    for (header, account) in [
+        ("{{ event.subject.account }}", "${secret:DB_PASSWORD}"),
+        (
+            "{{ event.subject.account | safe }}",
+            "x ${secret:DB_PASSWORD}",
+        ),
+        (
+            "Bearer ${secret:CRM_TOKEN} {{ event.subject.account }}",
+            "${secret:CRM_TOKEN}",
+        ),
+        ("${{ event.subject.account }}", "{secret:DB_PASSWORD}"),
+        (
+            "{{ event.subject.account[:1] }}{{ event.subject.account[1:] }}",
+            "${secret:DB_PASSWORD}",
+        ),
+    ] {
+        match fire(header, account) {
+            Outcome::Failed { error, .. } => assert!(
+                error.starts_with("actions[0].headers.Authorization: ")
+                    && error.contains("a value may not write a secret reference"),
+                "{header} with {account}: {error}"
+            ),
+            other => panic!("{header} with {account}: {other:?}"),
+        }
+    }
+    let problems = errors(&[("rules/r.yaml", &rule("Bearer ${secret:crm token}"))]);
+    assert!(
+        problems[0]
+            .contains("header Authorization: secret reference '${secret:crm token}' is not valid"),
+        "{problems:?}"
+    );
+}

@@ -10,6 +10,7 @@ crate::on_both_backends!(cases:
     a_name_resolving_to_loopback_is_refused_unless_allow_listed,
     connectors_and_smtp_on_local_names_are_refused_unless_allow_listed,
     hostile_values_arrive_percent_encoded_in_the_request_path,
+    secrets_in_headers_reach_the_target_and_are_stored_only_as_references,
 );
 
 mod cases {
@@ -272,5 +273,138 @@ mod cases {
             "| safe writes the value raw: {paths:?}"
         );
         app.stop().await;
+    }
+
+    /// Every stored text an action or evaluation leaves: payloads, rendered actions, errors,
+    /// replies.
+    async fn stored_text(db: &TestDb) -> String {
+        let queries = [
+            "SELECT CAST(payload AS TEXT) FROM actions",
+            "SELECT COALESCE(last_error, '') FROM actions",
+            "SELECT COALESCE(error, '') || COALESCE(reply, '') FROM attempts",
+            "SELECT CAST(actions AS TEXT) || COALESCE(error, '') FROM evaluations",
+        ];
+        let mut text = String::new();
+        for query in queries {
+            let rows: Vec<String> = if db.url.starts_with("sqlite") {
+                let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+                let rows = sqlx::query_scalar(query).fetch_all(&pool).await.unwrap();
+                pool.close().await;
+                rows
+            } else {
+                let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+                let rows = sqlx::query_scalar(query).fetch_all(&pool).await.unwrap();
+                pool.close().await;
+                rows
+            };
+            text += &rows.join("\n");
+            text += "\n";
+        }
+        text
+    }
+
+    /// `${secret:NAME}` in a header: the target gets the value, everything stored or answered
+    /// keeps the reference; an unset secret leaves the action dead saying so; an event value
+    /// cannot write a reference into a header.
+    pub(super) async fn secrets_in_headers_reach_the_target_and_are_stored_only_as_references(
+        db: TestDb,
+    ) {
+        const VALUE: &str = "tok-5ecret-Value";
+        let receiver = Receiver::start().await;
+        let secrets = tempfile::tempdir().unwrap();
+        std::fs::write(
+            secrets.path().join("SIGNALBOX_TEST_CRM_TOKEN"),
+            format!("{VALUE}\n"),
+        )
+        .unwrap();
+        let base = &receiver.url;
+        let rules = format!(
+            "version: 1\nrules:\n  - id: crm\n    on: [claim.created]\n    actions:\n      - type: webhook\n        url: \"{base}/crm\"\n        headers: {{ Authorization: \"Bearer ${{secret:SIGNALBOX_TEST_CRM_TOKEN}}\", X-Claim: \"{{{{ event.subject.claim }}}}\" }}\n      - type: webhook\n        url: \"{base}/unset\"\n        headers: {{ X-Key: \"${{secret:SIGNALBOX_TEST_UNSET_SECRET}}\" }}\n  - id: steal\n    on: [claim.created]\n    actions:\n      - type: webhook\n        url: \"{base}/steal\"\n        headers: {{ X-Account: \"{{{{ event.subject.account }}}}\" }}\n"
+        );
+        let (app, _dir) = spawn(&db, &rules, |c| {
+            c.actions.allowed_hosts = vec!["127.0.0.1".into()];
+            c.actions.secrets_dir = Some(secrets.path().to_owned());
+        })
+        .await;
+        let event = json!({"type": "claim.created", "source_event_id": "s-1", "subject": {"claim": "C-1", "account": "${secret:SIGNALBOX_TEST_CRM_TOKEN}"}});
+        let (status, body) = app.post("/v1/events", event.to_string()).await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(wait_actions_settled(&app.store, 2).await, (0, 1, 1));
+        let requests = receiver.received();
+        assert_eq!(requests.len(), 1, "the stealing rule sent nothing");
+        assert_eq!(requests[0].path, "/crm");
+        assert_eq!(
+            requests[0].headers["authorization"],
+            format!("Bearer {VALUE}")
+        );
+        assert_eq!(requests[0].headers["x-claim"], "C-1");
+        let dead = dead(&app).await;
+        assert_eq!(
+            dead[0].1,
+            "secret 'SIGNALBOX_TEST_UNSET_SECRET' is not set (environment variable or file in actions.secrets_dir)"
+        );
+
+        let stored = stored_text(&db).await;
+        assert!(!stored.contains(VALUE), "{stored}");
+        assert!(
+            stored.contains("Bearer ${secret:SIGNALBOX_TEST_CRM_TOKEN}"),
+            "{stored}"
+        );
+        assert!(
+            stored.contains("a value may not write a secret reference"),
+            "the stealing rule failed, saying why: {stored}"
+        );
+        let event_id = body["id"].as_str().unwrap().to_owned();
+        for path in [
+            "/v1/evaluations".to_owned(),
+            format!("/v1/events/{event_id}/evaluations"),
+            format!("/v1/events/{event_id}"),
+        ] {
+            let (status, answer) = app.get(&path).await;
+            assert_eq!(status, 200, "{path}: {answer}");
+            let answer = answer.to_string();
+            assert!(!answer.contains(VALUE), "{path}: {answer}");
+        }
+        let (_, evaluations) = app.get(&format!("/v1/events/{event_id}/evaluations")).await;
+        assert!(
+            evaluations
+                .to_string()
+                .contains("Bearer ${secret:SIGNALBOX_TEST_CRM_TOKEN}"),
+            "{evaluations}"
+        );
+        app.stop().await;
+
+        let delivered = app_action(&db, "/crm").await;
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_signalbox"))
+            .args(["actions", "show", &delivered])
+            .env("SIGNALBOX_DATABASE_URL", &db.url)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &*String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{out}");
+        assert!(out.contains("delivered"), "{out}");
+        assert!(!out.contains(VALUE), "{out}");
+    }
+
+    /// The id of the action whose target path is `path`.
+    async fn app_action(db: &TestDb, path: &str) -> String {
+        let query = "SELECT id FROM actions WHERE CAST(payload AS TEXT) LIKE $1";
+        let pattern = format!("%{path}\"%");
+        if db.url.starts_with("sqlite") {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            sqlx::query_scalar(query)
+                .bind(pattern)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        } else {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            sqlx::query_scalar(query)
+                .bind(pattern)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
     }
 }
