@@ -226,6 +226,18 @@ impl Mailer {
         }))
     }
 
+    /// The address to connect to: the kept transport's if the host still resolves to it (a
+    /// host answering its addresses in turn keeps its pool), else the first.
+    fn pick(&self, addresses: &[std::net::SocketAddr]) -> IpAddr {
+        let kept = self.transport.lock().expect("no panics while held");
+        let kept = kept.as_ref().map(|(ip, _)| *ip);
+        addresses
+            .iter()
+            .map(std::net::SocketAddr::ip)
+            .find(|ip| Some(*ip) == kept)
+            .unwrap_or_else(|| addresses[0].ip())
+    }
+
     /// The transport to `ip`: the one kept if it goes there, else a new one.
     fn transport(&self, ip: IpAddr) -> AsyncSmtpTransport<Tokio1Executor> {
         let mut kept = self.transport.lock().expect("no panics while held");
@@ -257,7 +269,7 @@ impl Mailer {
             }
         };
         let address = match guard::resolve(&self.host, self.port, &self.allowed).await {
-            Ok(addresses) => addresses[0].ip(),
+            Ok(addresses) => self.pick(&addresses),
             Err(e) if e.is_permanent() => {
                 return Outcome::Failed {
                     reason: format!("SMTP server: {e}"),
