@@ -10,6 +10,7 @@ mod examples;
 mod hostile;
 mod ingest;
 mod limits;
+mod outgoing;
 mod payloads;
 mod providers;
 mod rules;
