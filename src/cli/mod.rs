@@ -142,6 +142,9 @@ pub struct CheckArgs {
     /// Rules folder
     #[arg(default_value = "rules")]
     pub dir: PathBuf,
+    /// Fail on warnings too (a template reading a field some of the rule's events lack)
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Args)]

@@ -30,14 +30,30 @@ fn load(dir: &Path) -> anyhow::Result<RuleSet> {
 
 pub(super) fn check(args: CheckArgs) -> anyhow::Result<()> {
     let set = load(&args.dir)?;
+    let warnings = crate::rules::optional::warnings(&set);
+    for w in &warnings {
+        out!("{w}");
+    }
     let tests: usize = set.rules().iter().map(|r| r.tests.len()).sum();
-    out!(
-        "{}: {} rules in {} files, {tests} inline tests: no problems",
+    let summary = format!(
+        "{}: {} rules in {} files, {tests} inline tests",
         args.dir.display(),
         set.len(),
         set.files.len()
     );
+    match warnings.len() {
+        0 => out!("{summary}: no problems"),
+        n if args.strict => bail!("{summary}: {n} warning{} (--strict)", plural(n)),
+        n => out!(
+            "{summary}: no errors, {n} warning{} (--strict fails on them)",
+            plural(n)
+        ),
+    }
     Ok(())
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 pub(super) fn test(args: TestArgs) -> anyhow::Result<()> {

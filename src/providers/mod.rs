@@ -18,6 +18,7 @@ pub mod amili;
 pub mod b54;
 pub mod bemmbo;
 pub mod canonical;
+pub mod carried;
 pub mod catalogue;
 pub mod hubpay;
 pub mod receeve;

@@ -141,7 +141,7 @@ fn explain_serde(message: &str) -> String {
 }
 
 /// Line (1-based) where `id: <id>` appears, the rule's first line for error positions.
-fn rule_line(text: &str, id: &str) -> usize {
+pub(super) fn rule_line(text: &str, id: &str) -> usize {
     text.lines()
         .position(|l| {
             let l = l.trim_start().trim_start_matches("- ").trim_start();
@@ -464,7 +464,7 @@ fn compile_rule(
     })
 }
 
-fn collect_templates(value: &Value, pointer: String, out: &mut Vec<(String, String)>) {
+pub(super) fn collect_templates(value: &Value, pointer: String, out: &mut Vec<(String, String)>) {
     match value {
         Value::String(s) if is_template(s) => out.push((pointer, s.clone())),
         Value::Array(items) => items
@@ -596,7 +596,7 @@ fn quoted(message: &str) -> Option<&str> {
 }
 
 /// Where `needle` first appears in the rule starting at line `from`: `(line, column)`.
-fn find_in_rule(text: &str, from: usize, needle: &str) -> Option<(usize, usize)> {
+pub(super) fn find_in_rule(text: &str, from: usize, needle: &str) -> Option<(usize, usize)> {
     text.lines()
         .enumerate()
         .skip(from.saturating_sub(1))

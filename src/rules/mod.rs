@@ -9,6 +9,7 @@ pub mod compile;
 pub mod config;
 pub mod evaluate;
 pub mod live;
+pub mod optional;
 pub mod testing;
 pub mod trigger;
 

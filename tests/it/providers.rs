@@ -383,3 +383,45 @@ mod never_panic {
         }
     }
 }
+
+/// `providers::carried::CARRIED` is what the fixtures (the docs' examples) show: for each
+/// canonical type, the subject references and amount present in every example of it.
+#[test]
+fn the_fields_each_type_carries_match_the_fixtures() {
+    let registry = Registry::from_config(&Default::default()).unwrap();
+    let mut carried: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for fixture in fixtures() {
+        let event = normalize(&registry, &fixture);
+        let mut fields: BTreeSet<String> = serde_json::to_value(&event.subject)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| format!("subject.{k}"))
+            .collect();
+        if event.amount.is_some() {
+            fields.insert("amount".into());
+        }
+        carried
+            .entry(event.kind.as_str().to_owned())
+            .and_modify(|known| known.retain(|f| fields.contains(f)))
+            .or_insert(fields);
+    }
+    let table: Vec<(String, Vec<String>)> = carried
+        .into_iter()
+        .map(|(k, f)| (k, f.into_iter().collect()))
+        .collect();
+    let actual: Vec<(String, Vec<String>)> = signalbox::providers::carried::CARRIED
+        .iter()
+        .map(|(k, f)| (k.to_string(), f.iter().map(|s| s.to_string()).collect()))
+        .collect();
+    if actual != table {
+        let mut text = String::from("pub const CARRIED: &[(&str, &[&str])] = &[\n");
+        for (kind, fields) in &table {
+            let fields: Vec<String> = fields.iter().map(|f| format!("\"{f}\"")).collect();
+            text += &format!("    (\"{kind}\", &[{}]),\n", fields.join(", "));
+        }
+        text += "];\n";
+        panic!("src/providers/carried.rs differs from the fixtures; it should read:\n{text}");
+    }
+}

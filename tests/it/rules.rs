@@ -52,6 +52,48 @@ fn check_reports_each_problem_with_its_position_and_fails() {
     assert!(out.contains("3 problems in"), "{out}");
 }
 
+/// A template reading a reference that some of the rule's event types lack (promise_to_pay.expired
+/// carries no account in the platforms' examples) is a warning at the place it is read; a
+/// guarded use is not; `--strict` makes it fail.
+#[test]
+fn check_warns_about_fields_some_events_lack() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("alert.yaml"),
+        "version: 1\nid: alert\non: [promise_to_pay.expired, promise_to_pay.invalidated]\nactions:\n  - type: emit\n    event_type: claim.flagged\n    subject: { claim: \"{{ event.subject.claim }}\", account: \"{{ event.subject.account }}\" }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("guarded.yaml"),
+        "version: 1\nid: guarded\non: [promise_to_pay.expired]\nwhen: event.subject.account != ()\nactions:\n  - type: emit\n    event_type: claim.flagged\n    subject: { account: \"{{ event.subject.account }}\", claim: \"{{ event.subject.debtor | default('-') }}\" }\n",
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap();
+    let (ok, out) = signalbox(&["check", path]);
+    assert!(ok, "warnings alone do not fail: {out}");
+    let alert = dir.path().join("alert.yaml");
+    assert!(
+        out.contains(&format!(
+            "{}:7:65: rule alert: warning: 'event.subject.account' may be missing: promise_to_pay.expired events do not always carry it, and for such an event the template fails",
+            alert.display()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("`when: event.subject.account != ()`"), "{out}");
+    assert_eq!(
+        out.matches("warning:").count(),
+        1,
+        "claim is carried by both types; guarded uses pass: {out}"
+    );
+    assert!(
+        out.contains("no errors, 1 warning (--strict fails on them)"),
+        "{out}"
+    );
+    let (ok, out) = signalbox(&["check", "--strict", path]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("1 warning (--strict)"), "{out}");
+}
+
 #[test]
 fn test_shows_a_diff_when_a_rule_test_fails() {
     let dir = tempfile::tempdir().unwrap();
