@@ -157,6 +157,7 @@ async fn ingest(
         body: body.clone(),
         verification: "rejected",
         reason: None,
+        body_size: None,
     };
     let verification = match provider.verify(&inbound) {
         Ok(v) => v,

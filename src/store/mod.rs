@@ -12,6 +12,7 @@ mod events;
 mod outbox;
 mod page;
 mod postgres;
+pub mod retention;
 mod rule_sets;
 mod sqlite;
 mod status;
@@ -24,7 +25,7 @@ use std::sync::Arc;
 use crate::normalize::{Event, EventId};
 use std::time::Duration;
 
-pub use deliveries::{DeliverySummary, NewDelivery};
+pub use deliveries::{DeliverySummary, NewDelivery, StoredDelivery};
 pub use evaluations::{
     EvaluationFilter, EvaluationRecord, NewEvaluation, RuleFailures, ThrottleGate, Verdict,
 };
@@ -34,6 +35,7 @@ pub use events::{
 };
 pub use outbox::{ActionRow, ActionSummary, AttemptRecord, NewAction, NewAttempt, NextStep};
 pub use page::Page;
+pub use retention::{RejectedConfig, RetentionConfig};
 pub use rule_sets::StoredRuleSet;
 pub use status::{ActionStatus, AttemptOutcome, EvaluationOutcome, EventState};
 
@@ -308,3 +310,4 @@ impl Store {
         on_pool!(self, pool => pool.close().await)
     }
 }
+

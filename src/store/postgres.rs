@@ -63,6 +63,9 @@ pub(super) const RETAKE_EXPIRED_ACTIONS: &str = "
     )
     RETURNING *";
 
+/// Row locks for a batch a pruner takes: rows another instance is pruning are skipped.
+pub(super) const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
+
 /// The URL without its password, for error messages.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
