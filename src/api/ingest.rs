@@ -21,8 +21,11 @@ use crate::normalize::Event;
 use crate::providers::{Inbound, Provider, ProviderError, canonical::CanonicalProvider};
 use crate::store::{Ingest, NewDelivery, Stored};
 
-/// Headers never stored with a delivery: they carry credentials.
-const SECRET_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
+/// Headers stored with every delivery. Each provider adds those it reads (signature, event
+/// type, ids, timestamps: [`Provider::keeps_header`]); no other header is stored, so
+/// credentials (`authorization`, `cookie`, `x-api-key`) and whatever else a client sends stay
+/// out.
+const STORED_HEADERS: &[&str] = &["content-type", "content-length", "user-agent"];
 
 pub(super) async fn post_events(
     State(state): State<AppState>,
@@ -153,7 +156,7 @@ async fn ingest(
         id: NewDelivery::new_id(),
         source: source.to_owned(),
         received_at,
-        headers: headers_to_store(headers),
+        headers: headers_to_store(headers, provider),
         body: body.clone(),
         verification: "rejected",
         reason: None,
@@ -260,11 +263,13 @@ fn answer(receipts: Vec<Receipt>, stored: Vec<Stored>) -> Response {
         .into_response()
 }
 
-/// The request's headers as a JSON object, without credentials; repeated headers become arrays.
-fn headers_to_store(headers: &HeaderMap) -> Value {
+/// The request's headers that are kept (see [`STORED_HEADERS`]) as a JSON object; repeated
+/// headers become arrays.
+fn headers_to_store(headers: &HeaderMap, provider: &dyn Provider) -> Value {
     let mut map = Map::new();
     for name in headers.keys() {
-        if SECRET_HEADERS.contains(&name.as_str()) {
+        let name_text = name.as_str();
+        if !STORED_HEADERS.contains(&name_text) && !provider.keeps_header(name_text) {
             continue;
         }
         let values: Vec<Value> = headers

@@ -16,10 +16,12 @@ pub static PLATFORM: Platform = Platform {
     normalize,
     catalogue: CATALOGUE,
     aliases: &[],
+    headers: &[EVENT_HEADER, IDEMPOTENCY_HEADER, REQUEST_ID_HEADER],
 };
 
 pub const EVENT_HEADER: &str = "x-amili-event";
 pub const IDEMPOTENCY_HEADER: &str = "idempotencykey";
+pub const REQUEST_ID_HEADER: &str = "x-amili-request-id";
 
 /// The type is in `type` or `eventType` (or the `X-Amili-Event` header); the dedupe key is the
 /// `IdempotencyKey` header, else the body's `id`.
