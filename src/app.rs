@@ -133,14 +133,19 @@ pub async fn start_with_store(
     let pruner = {
         let (store, retention, clock) = (store.clone(), config.retention.clone(), clock.clone());
         let shutdown = shutdown_rx.clone();
-        supervise("retention", health.clone(), shutdown_rx.clone(), move || {
-            crate::store::retention::run(
-                store.clone(),
-                retention.clone(),
-                clock.clone(),
-                shutdown.clone(),
-            )
-        })
+        supervise(
+            "retention",
+            health.clone(),
+            shutdown_rx.clone(),
+            move || {
+                crate::store::retention::run(
+                    store.clone(),
+                    retention.clone(),
+                    clock.clone(),
+                    shutdown.clone(),
+                )
+            },
+        )
     };
     let watcher = rules.clone().watch(store.clone(), shutdown_rx.clone());
 
@@ -153,6 +158,9 @@ pub async fn start_with_store(
         clock,
         health,
         max_lag: config.processing.max_lag,
+        rejections: Arc::new(crate::api::rejections::Rejections::new(
+            &config.retention.rejected,
+        )),
     };
     let server = tokio::spawn(crate::api::serve(
         listener,

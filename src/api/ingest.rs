@@ -13,9 +13,11 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::net::IpAddr;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::AppState;
+use super::rejections::{ClientAddr, Verdict};
 use crate::error::ApiError;
 use crate::normalize::Event;
 use crate::providers::{Inbound, Provider, ProviderError, canonical::CanonicalProvider};
@@ -27,39 +29,68 @@ use crate::store::{Ingest, NewDelivery, Stored};
 /// out.
 const STORED_HEADERS: &[&str] = &["content-type", "content-length", "user-agent"];
 
+/// Bytes of each header value a refused delivery keeps.
+const REFUSED_HEADER_BYTES: usize = 1024;
+
 pub(super) async fn post_events(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    ingest(&state, &CanonicalProvider, "api", None, &headers, body).await
+    let request = Request {
+        source: "api",
+        hint: None,
+        client,
+        headers: &headers,
+    };
+    ingest(&state, &CanonicalProvider, request, body).await
 }
 
 pub(super) async fn post_webhook(
     State(state): State<AppState>,
     Path(source): Path<String>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    webhook(&state, &source, None, &headers, body).await
+    let request = Request {
+        source: &source,
+        hint: None,
+        client,
+        headers: &headers,
+    };
+    webhook(&state, request, body).await
 }
 
 pub(super) async fn post_webhook_with_hint(
     State(state): State<AppState>,
     Path((source, hint)): Path<(String, String)>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    webhook(&state, &source, Some(&hint), &headers, body).await
+    let request = Request {
+        source: &source,
+        hint: Some(&hint),
+        client,
+        headers: &headers,
+    };
+    webhook(&state, request, body).await
 }
 
-async fn webhook(
-    state: &AppState,
-    source: &str,
-    hint: Option<&str>,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
+/// What ingestion knows of a request besides its body.
+#[derive(Clone, Copy)]
+struct Request<'a> {
+    source: &'a str,
+    hint: Option<&'a str>,
+    /// The peer's address, if the server gave it.
+    client: Option<IpAddr>,
+    headers: &'a HeaderMap,
+}
+
+async fn webhook(state: &AppState, request: Request<'_>, body: Body) -> Result<Response, ApiError> {
+    let source = request.source;
     let providers = state.providers.clone();
     let Some(provider) = providers.get(source) else {
         discard(&state.limits, body);
@@ -72,7 +103,7 @@ async fn webhook(
             ),
         });
     };
-    ingest(state, provider.as_ref(), source, hint, headers, body).await
+    ingest(state, provider.as_ref(), request, body).await
 }
 
 /// Reserves the body's size from the ingestion budget, then reads it whole: 413 over
@@ -134,15 +165,20 @@ fn discard(limits: &super::Limits, body: Body) {
 }
 
 /// Verify, parse, store, answer. Deliveries that fail verification or parsing are stored too
-/// (with the reason and no event), so nothing a sender sent is lost.
+/// (with the reason and no event, a prefix of the body, and within the limits per client of
+/// `retention.rejected`), so an operator sees why a sender is refused.
 async fn ingest(
     state: &AppState,
     provider: &dyn Provider,
-    source: &str,
-    hint: Option<&str>,
-    headers: &HeaderMap,
+    request: Request<'_>,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let Request {
+        source,
+        hint,
+        headers,
+        ..
+    } = request;
     // Held until the answer: the body and everything parsed from it live until then.
     let (body, _reserved) = read_body(state, headers, body).await?;
     let received_at = state.clock.now();
@@ -164,7 +200,7 @@ async fn ingest(
     };
     let verification = match provider.verify(&inbound) {
         Ok(v) => v,
-        Err(e) => return Err(refuse(state, delivery, e).await),
+        Err(e) => return Err(refuse(state, delivery, e, request.client).await),
     };
     delivery.verification = verification.as_str();
     let events = match provider.parse(&inbound).and_then(|events| {
@@ -174,7 +210,7 @@ async fn ingest(
         }
     }) {
         Ok(events) => events,
-        Err(e) => return Err(refuse(state, delivery, e).await),
+        Err(e) => return Err(refuse(state, delivery, e, request.client).await),
     };
     events.iter().for_each(|e| state.providers.note_unknown(e));
     let receipts: Vec<Receipt> = events.iter().map(Receipt::of).collect();
@@ -186,10 +222,21 @@ async fn ingest(
     Ok(answer(receipts, stored))
 }
 
-/// Records a delivery that is answered with an error, then gives that error.
-async fn refuse(state: &AppState, mut delivery: NewDelivery, error: ProviderError) -> ApiError {
-    delivery.reason = Some(error.to_string());
-    tracing::info!(source = %delivery.source, delivery_id = %delivery.id, reason = %error, "delivery refused");
+/// Records a delivery that is answered with an error, then gives that error. Past the
+/// client's limit per minute the delivery is only counted, not stored or logged.
+async fn refuse(
+    state: &AppState,
+    mut delivery: NewDelivery,
+    error: ProviderError,
+    client: Option<IpAddr>,
+) -> ApiError {
+    if state.rejections.admit(client, delivery.received_at) == Verdict::Drop {
+        return ApiError::from(error);
+    }
+    let reason = error.to_string();
+    tracing::info!(source = %delivery.source, delivery_id = %delivery.id, %reason, "delivery refused");
+    delivery.reason = Some(reason);
+    delivery.truncate(state.rejections.body_bytes(), REFUSED_HEADER_BYTES);
     if let Err(e) = state
         .writer
         .store(Ingest {
