@@ -20,6 +20,7 @@ use super::AppState;
 use super::rejections::{ClientAddr, Verdict};
 use crate::error::ApiError;
 use crate::normalize::Event;
+use crate::normalize::redact::without_values;
 use crate::providers::{Inbound, Provider, ProviderError, canonical::CanonicalProvider};
 use crate::store::{Ingest, NewDelivery, Stored};
 
@@ -222,8 +223,10 @@ async fn ingest(
     Ok(answer(receipts, stored))
 }
 
-/// Records a delivery that is answered with an error, then gives that error. Past the
-/// client's limit per minute the delivery is only counted, not stored or logged.
+/// Records a delivery that is answered with an error, then gives that error. The sender is
+/// answered the whole reason; the stored one and the log say where and what kind of value,
+/// without the values (they may be personal data). Past the client's limit per minute the
+/// delivery is only counted, not stored or logged.
 async fn refuse(
     state: &AppState,
     mut delivery: NewDelivery,
@@ -233,7 +236,7 @@ async fn refuse(
     if state.rejections.admit(client, delivery.received_at) == Verdict::Drop {
         return ApiError::from(error);
     }
-    let reason = error.to_string();
+    let reason = without_values(&error.to_string());
     tracing::info!(source = %delivery.source, delivery_id = %delivery.id, %reason, "delivery refused");
     delivery.reason = Some(reason);
     delivery.truncate(state.rejections.body_bytes(), REFUSED_HEADER_BYTES);
