@@ -9,6 +9,7 @@ mod examples;
 mod hostile;
 mod ingest;
 mod limits;
+mod minimisation;
 mod payloads;
 mod providers;
 mod rules;
