@@ -11,7 +11,8 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::actions::Executors;
-use crate::api::{AppState, Limits, router};
+use crate::api::{AppState, Limits, public_router, router};
+use crate::auth::Tokens;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::health::Health;
@@ -24,12 +25,15 @@ use crate::store::{Store, StoreError};
 
 /// A running engine.
 pub struct App {
-    /// Where the HTTP server listens (useful when bound to port 0).
+    /// Where the management listener listens (useful when bound to port 0).
     pub addr: SocketAddr,
+    /// Where the public listener listens, if there is one (`public_listen`).
+    pub public_addr: Option<SocketAddr>,
     pub store: Store,
     pub rules: Arc<LiveRules>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
+    public_server: Option<JoinHandle<std::io::Result<()>>>,
     writer: JoinHandle<()>,
     processor: JoinHandle<()>,
     dispatcher: JoinHandle<()>,
@@ -49,6 +53,15 @@ pub enum AppError {
     Actions(String),
     #[error("cannot read the listening address: {0}")]
     Listener(std::io::Error),
+    #[error("cannot listen on {addr} (public_listen): {source}")]
+    PublicListener {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "the API would answer anyone on {0} without a token: create one (`signalbox tokens create NAME --role admin`) or list some under `tokens:` in the config, listen on 127.0.0.1, or set `allow_unauthenticated: true` if something in front of Signalbox checks who calls"
+    )]
+    Unprotected(SocketAddr),
     #[error("http server failed: {0}")]
     Server(std::io::Error),
     #[error("a task of the engine failed: {0}")]
@@ -69,6 +82,8 @@ pub async fn start_with_store(
     clock: SharedClock,
 ) -> Result<App, AppError> {
     let addr = listener.local_addr().map_err(AppError::Listener)?;
+    // Before anything counts: what is counted before the recorder exists is lost.
+    crate::metrics::handle();
     let providers = Registry::from_config(&config.sources)?;
     // Broken rule files never stop intake: the last good set runs, or evaluation waits.
     let rules = LiveRules::start(
@@ -84,6 +99,27 @@ pub async fn start_with_store(
     } else {
         tracing::info!(dir = %config.rules_dir.display(), rules = status.rules, files = status.files, "rules loaded");
     }
+    let tokens = Arc::new(Tokens::load(&config.tokens, store.clone(), clock.clone()).await?);
+    if !tokens.any() {
+        if !addr.ip().is_loopback() && !config.allow_unauthenticated {
+            return Err(AppError::Unprotected(addr));
+        }
+        tracing::warn!(%addr, "no API tokens: every endpoint of the management listener answers without a token (create one with `signalbox tokens create`)");
+    }
+    let public =
+        match config.public_listen {
+            Some(public) => Some(TcpListener::bind(public).await.map_err(|source| {
+                AppError::PublicListener {
+                    addr: public,
+                    source,
+                }
+            })?),
+            None => None,
+        };
+    let public_addr = match &public {
+        Some(listener) => Some(listener.local_addr().map_err(AppError::Listener)?),
+        None => None,
+    };
     let (shutdown, shutdown_rx) = watch::channel(false);
     let health = Arc::new(Health::default());
     let stored = Arc::new(Notify::new());
@@ -161,16 +197,33 @@ pub async fn start_with_store(
         rejections: Arc::new(crate::api::rejections::Rejections::new(
             &config.retention.rejected,
         )),
+        tokens,
     };
+    let public_server = public.map(|listener| {
+        tokio::spawn(crate::api::serve(
+            listener,
+            public_router(state.clone()),
+            config.server.clone(),
+            shutdown_rx.clone(),
+        ))
+    });
     let server = tokio::spawn(crate::api::serve(
         listener,
         router(state),
         config.server.clone(),
         shutdown_rx,
     ));
-    tracing::info!(%addr, store = store.backend_name(), "signalbox listening");
+    tracing::info!(%addr, store = store.backend_name(), "signalbox listening (management: API, webhooks)");
+    if let Some(public) = public_addr {
+        tracing::info!(addr = %public, "public listener: POST /webhooks/{{source}} and /healthz, /readyz only");
+    }
+    tracing::info!(
+        "open without a token: POST /webhooks/{{source}} (each platform's signature checked), GET /healthz, GET /readyz"
+    );
     Ok(App {
         addr,
+        public_addr,
+        public_server,
         store,
         rules,
         shutdown,
@@ -189,6 +242,10 @@ impl App {
     pub async fn stop(self) -> Result<(), AppError> {
         let _ = self.shutdown.send(true);
         let served = self.server.await?;
+        let public = match self.public_server {
+            Some(server) => server.await?,
+            None => Ok(()),
+        };
         // The server dropped its writer handles: the writer drains its queue and ends.
         self.writer.await?;
         self.processor.await?;
@@ -199,7 +256,7 @@ impl App {
         self.watcher.await?;
         self.store.close().await;
         tracing::info!("signalbox stopped");
-        served.map_err(AppError::Server)
+        served.and(public).map_err(AppError::Server)
     }
 }
 

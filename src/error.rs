@@ -16,6 +16,12 @@ pub enum ApiError {
     BadRequest { code: &'static str, message: String },
     #[error("{0}")]
     Unauthorized(String),
+    /// No API token, or an unknown one (401, `WWW-Authenticate: Bearer`).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A known token without the role, or limited to other sources (403).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
     #[error("request body is larger than the limit of {limit} bytes")]
@@ -39,6 +45,8 @@ impl ApiError {
         match self {
             Self::BadRequest { code, .. } | Self::NotFound { code, .. } => code,
             Self::Unauthorized(_) => "invalid_signature",
+            Self::Unauthenticated(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Unavailable => "store_unavailable",
             Self::Overloaded { .. } => "overloaded",
@@ -50,7 +58,8 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized(_) | Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -118,6 +127,11 @@ impl IntoResponse for ApiError {
             Json(json!({ "code": self.code(), "message": message })),
         )
             .into_response();
+        if matches!(self, Self::Unauthenticated(_)) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         let retry_after = match self {
             Self::Unavailable => Some(HeaderValue::from_static("5")),
             Self::Overloaded { .. } => {

@@ -16,6 +16,7 @@
 //!
 //! - [`clock`]: the only source of the time of day (`SystemClock`, `ManualClock` for tests).
 //! - [`health`]: what the stages report for `/readyz` (heartbeats, write failures, loops).
+//! - [`metrics`]: the Prometheus recorder behind `/metrics`; stages count with `metrics::*!`.
 //! - [`config`]: loading the config file, `${VAR}` interpolation, secrets, the duration
 //!   convention; each subsystem's settings live next to their owner and are gathered here.
 //! - [`store`]: SQLite or PostgreSQL through sqlx. Takes its own records (`NewDelivery`,
@@ -30,6 +31,7 @@
 //!   tests and hot reload.
 //! - [`outbox`]: the dispatcher: leases, per-target limits, recording, retry scheduling.
 //! - [`processor`]: the durable processing stage between stored events and the outbox.
+//! - [`auth`]: API tokens (config and stored, hashed) and their roles.
 //! - [`api`]: the axum router; [`error::ApiError`] is its only error response. `api::serve` is
 //!   the accept loop over hyper with the `server:` bounds (`api::limits`): timeouts,
 //!   connection and request limits, the ingestion memory budget.
@@ -43,11 +45,13 @@
 pub mod actions;
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod metrics;
 pub mod normalize;
 pub mod outbox;
 pub mod processor;

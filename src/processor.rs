@@ -320,8 +320,15 @@ impl Processor {
                     let one = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         let evaluations = rules.evaluate_with(event, clock.now(), &facts);
                         for e in &evaluations {
-                            if let Outcome::Failed { error, line } = &e.outcome {
-                                tracing::warn!(event_id = %event.id, rule_id = %e.rule_id, line = ?line, error = %error, "rule failed");
+                            match &e.outcome {
+                                Outcome::Failed { error, line } => {
+                                    metrics::counter!("signalbox_rule_failures_total", "rule" => e.rule_id.clone()).increment(1);
+                                    tracing::warn!(event_id = %event.id, rule_id = %e.rule_id, line = ?line, error = %error, "rule failed");
+                                }
+                                Outcome::Fired { .. } => {
+                                    metrics::counter!("signalbox_rule_fired_total", "rule" => e.rule_id.clone()).increment(1);
+                                }
+                                _ => {}
                             }
                         }
                         evaluations.iter().filter_map(record).collect::<Vec<_>>()

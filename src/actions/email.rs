@@ -1,7 +1,9 @@
 //! `email`: SMTP with lettre. Addresses are parsed as mailboxes and headers are encoded by
 //! lettre, so a template value can never add a header.
 
+use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -9,8 +11,10 @@ use serde::{Deserialize, Serialize};
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
+use super::guard::{self, AllowList};
 use super::retry::RetryConfig;
 use super::{ActionsConfig, Deliver, Delivery, Executors, Outcome, Params, one_line, one_or_many};
 use crate::config::Secret;
@@ -157,34 +161,54 @@ impl Deliver for EmailV1 {
     }
 }
 
+/// The SMTP server's connection. The host is resolved at each send and every address it
+/// resolves to is checked (see [`super::guard`]); the transport connects to the checked IP
+/// address (TLS still verifies the host's name), so a DNS answer cannot change between the
+/// check and the connection. A transport, with its pool, is kept while the address stays.
 pub struct Mailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    host: String,
+    port: u16,
+    /// `None`, or TLS parameters for the host's name.
+    tls: Tls,
+    credentials: Option<Credentials>,
+    allowed: AllowList,
+    transport: Mutex<Option<(IpAddr, AsyncSmtpTransport<Tokio1Executor>)>>,
     from: Option<Mailbox>,
 }
 
 impl Mailer {
-    /// The mailer for the configured SMTP server, or `None` when none is configured.
-    pub fn new(settings: &EmailSettings) -> Result<Option<Self>, String> {
+    /// The mailer for the configured SMTP server, or `None` when none is configured. `allowed`:
+    /// hosts the server may be although local (`actions.allowed_hosts`).
+    pub fn new(settings: &EmailSettings, allowed: AllowList) -> Result<Option<Self>, String> {
         let Some(host) = &settings.host else {
             return Ok(None);
         };
-        let builder = match settings.tls {
-            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
-            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
-                .map_err(|e| format!("actions.email.host: {e}"))?,
-            SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
-                .map_err(|e| format!("actions.email.host: {e}"))?,
+        let parameters = || {
+            let name = host.trim_start_matches('[').trim_end_matches(']');
+            TlsParameters::new(name.to_owned()).map_err(|e| format!("actions.email.host: {e}"))
+        };
+        let tls = match settings.tls {
+            SmtpTls::None => Tls::None,
+            SmtpTls::Starttls => Tls::Required(parameters()?),
+            SmtpTls::Tls => Tls::Wrapper(parameters()?),
         };
         let port = settings.port.unwrap_or(match settings.tls {
             SmtpTls::None => 25,
             SmtpTls::Starttls => 587,
             SmtpTls::Tls => 465,
         });
-        let mut builder = builder.port(port).timeout(Some(Duration::from_secs(30)));
-        if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
-            builder =
-                builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
-        }
+        let credentials = match (&settings.username, &settings.password) {
+            (Some(user), Some(password)) => {
+                if settings.tls == SmtpTls::None {
+                    tracing::warn!(
+                        host = %host,
+                        "actions.email: tls is none and a password is set: the SMTP password is sent in clear"
+                    );
+                }
+                Some(Credentials::new(user.clone(), password.expose().to_owned()))
+            }
+            _ => None,
+        };
         let from = settings
             .from
             .as_deref()
@@ -192,9 +216,46 @@ impl Mailer {
             .transpose()
             .map_err(|e| format!("actions.email.from: {e}"))?;
         Ok(Some(Self {
-            transport: builder.build(),
+            host: host.clone(),
+            port,
+            tls,
+            credentials,
+            allowed,
+            transport: Mutex::new(None),
             from,
         }))
+    }
+
+    /// The address to connect to: the kept transport's if the host still resolves to it (a
+    /// host answering its addresses in turn keeps its pool), else the first.
+    fn pick(&self, addresses: &[std::net::SocketAddr]) -> IpAddr {
+        let kept = self.transport.lock().expect("no panics while held");
+        let kept = kept.as_ref().map(|(ip, _)| *ip);
+        addresses
+            .iter()
+            .map(std::net::SocketAddr::ip)
+            .find(|ip| Some(*ip) == kept)
+            .unwrap_or_else(|| addresses[0].ip())
+    }
+
+    /// The transport to `ip`: the one kept if it goes there, else a new one.
+    fn transport(&self, ip: IpAddr) -> AsyncSmtpTransport<Tokio1Executor> {
+        let mut kept = self.transport.lock().expect("no panics while held");
+        if let Some((at, transport)) = kept.as_ref()
+            && *at == ip
+        {
+            return transport.clone();
+        }
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(ip.to_string())
+            .port(self.port)
+            .tls(self.tls.clone())
+            .timeout(Some(Duration::from_secs(30)));
+        if let Some(credentials) = &self.credentials {
+            builder = builder.credentials(credentials.clone());
+        }
+        let transport = builder.build();
+        *kept = Some((ip, transport.clone()));
+        transport
     }
 
     async fn send(&self, action: &Delivery, email: &EmailV1) -> Outcome {
@@ -207,7 +268,23 @@ impl Mailer {
                 };
             }
         };
-        match self.transport.send(message).await {
+        let address = match guard::resolve(&self.host, self.port, &self.allowed).await {
+            Ok(addresses) => self.pick(&addresses),
+            Err(e) if e.is_permanent() => {
+                return Outcome::Failed {
+                    reason: format!("SMTP server: {e}"),
+                    status: None,
+                };
+            }
+            Err(e) => {
+                return Outcome::Retry {
+                    reason: format!("SMTP server: {e}"),
+                    status: None,
+                    not_before: None,
+                };
+            }
+        };
+        match self.transport(address).send(message).await {
             Ok(response) => Outcome::Delivered {
                 status: response.code().to_string().parse().ok(),
                 reply: Some(response.message().collect::<Vec<_>>().join(" ")),

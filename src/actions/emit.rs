@@ -119,7 +119,7 @@ async fn emit(executors: &Executors, action: &Delivery, emit: &EmitV1) -> Outcom
     let params = serde_json::to_value(emit).expect("emit payloads serialize");
     let event = Event {
         id: EventId::new(),
-        source: "signalbox".into(),
+        source: crate::providers::ENGINE_SOURCE.into(),
         source_event_id: action.id.clone(),
         kind,
         source_type: None,
@@ -136,13 +136,14 @@ async fn emit(executors: &Executors, action: &Delivery, emit: &EmitV1) -> Outcom
     }
     let delivery = NewDelivery {
         id: NewDelivery::new_id(),
-        source: "signalbox".into(),
+        source: crate::providers::ENGINE_SOURCE.into(),
         received_at: now,
         headers: serde_json::json!({}),
         body: bytes::Bytes::from(serde_json::to_vec(&event.payload).expect("values serialize")),
         verification: "internal",
         reason: None,
         body_size: None,
+        token: None,
     };
     let stored = store
         .insert_batch(&[Ingest {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::Outcome;
+use super::guard::{AllowList, GuardedResolver};
 use crate::clock::Clock;
 
 /// Most characters of a target's answer kept with an attempt.
@@ -15,11 +16,16 @@ const REPLY_CHARS: usize = 500;
 /// so a target answering without end costs this much, not its size.
 const REPLY_READ_BYTES: usize = 64 * 1024;
 
-/// The one HTTP client of an engine: no redirects followed, Signalbox's user agent.
-pub(crate) fn client() -> Result<reqwest::Client, String> {
+/// An HTTP client of an engine: no redirects followed, Signalbox's user agent, every name
+/// resolved through the guard (local addresses refused unless the host is in `allowed`), and
+/// no proxy from the environment (through a proxy, the address connected to could not be
+/// checked).
+pub(crate) fn client(allowed: AllowList) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .user_agent(concat!("signalbox/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(GuardedResolver::new(allowed))
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
@@ -111,8 +117,15 @@ async fn read_reply(mut response: reqwest::Response) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// A request error: timeouts and connection failures are worth retrying.
+/// A request error: timeouts and connection failures are worth retrying; a target the guard
+/// refused is not.
 fn request_error(e: &reqwest::Error) -> Outcome {
+    if let Some(refused) = super::guard::refusal_in(e).filter(|r| r.is_permanent()) {
+        return Outcome::Failed {
+            reason: refused.to_string(),
+            status: None,
+        };
+    }
     let reason = if e.is_timeout() {
         "timed out waiting for the target".to_owned()
     } else if e.is_connect() {

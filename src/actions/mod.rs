@@ -14,13 +14,16 @@
 
 pub mod email;
 pub mod emit;
+pub mod guard;
 pub(crate) mod http;
 pub mod retry;
+pub mod secrets;
 pub mod strategy;
 pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -224,6 +227,14 @@ pub struct ActionsConfig {
     pub poll_interval: Duration,
     /// How many `emit` actions may chain (an emitted event's rules emitting again ...). Default 5.
     pub max_chain_depth: u32,
+    /// Hosts that outgoing requests (webhooks, strategy connectors, SMTP) may reach although
+    /// they are, or resolve to, loopback, private, link-local or other local addresses: names
+    /// (compared without case and without a trailing dot) or IP addresses. Every other target
+    /// is refused when any address it resolves to is local. Default none.
+    pub allowed_hosts: Vec<String>,
+    /// Folder of secret files for `${secret:NAME}` in webhook headers: the file `NAME`, read at
+    /// delivery, when no environment variable `NAME` is set. Default none (environment only).
+    pub secrets_dir: Option<PathBuf>,
     pub webhook: webhook::WebhookSettings,
     pub email: email::EmailSettings,
     /// Strategy connectors, keyed by platform (the `platform` of pause/resume actions).
@@ -240,6 +251,8 @@ impl Default for ActionsConfig {
             lease: Duration::from_secs(60),
             poll_interval: Duration::from_millis(500),
             max_chain_depth: 5,
+            allowed_hosts: Vec::new(),
+            secrets_dir: None,
             webhook: webhook::WebhookSettings::default(),
             email: email::EmailSettings::default(),
             connectors: BTreeMap::new(),
@@ -253,7 +266,15 @@ impl Default for ActionsConfig {
     }
 }
 
+/// The setting named when a local target is refused.
+const ALLOWED_HOSTS_SETTING: &str = "actions.allowed_hosts";
+
 impl ActionsConfig {
+    /// Hosts every kind of outgoing request may reach although local (`allowed_hosts`).
+    pub fn local_allowed(&self) -> guard::AllowList {
+        guard::AllowList::new(&self.allowed_hosts, ALLOWED_HOSTS_SETTING)
+    }
+
     /// Every problem with values that parse but cannot work, as `(key, message)`. Does no IO.
     pub fn problems(&self) -> Vec<(String, String)> {
         let mut problems = Vec::new();
@@ -293,7 +314,10 @@ impl ActionsConfig {
 pub struct Executors {
     store: Store,
     config: ActionsConfig,
+    /// For webhooks: local hosts allowed when in `allowed_hosts` or `webhook.allowed_hosts`.
     http: reqwest::Client,
+    /// For strategy connectors: local hosts allowed when in `allowed_hosts`.
+    connector_http: reqwest::Client,
     mailer: Option<email::Mailer>,
     /// Notified when an emitted event is stored, so the processor takes it at once.
     stored: Arc<Notify>,
@@ -307,10 +331,18 @@ impl Executors {
         stored: Arc<Notify>,
         clock: SharedClock,
     ) -> Result<Self, String> {
-        let mailer = email::Mailer::new(&config.email)?;
+        let mailer = email::Mailer::new(&config.email, config.local_allowed())?;
+        let webhook_allowed = guard::AllowList::new(
+            config
+                .allowed_hosts
+                .iter()
+                .chain(&config.webhook.allowed_hosts),
+            ALLOWED_HOSTS_SETTING,
+        );
         Ok(Self {
             store,
-            http: http::client()?,
+            http: http::client(webhook_allowed)?,
+            connector_http: http::client(config.local_allowed())?,
             config,
             mailer,
             stored,

@@ -205,9 +205,27 @@ async fn call(
         connector.base_url.trim_end_matches('/'),
         path.replace("{claim}", &claim)
     );
+    // The connector's host: a literal address is checked here, a name when it resolves.
+    let parsed = match url::Url::parse(&url) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            return Outcome::Failed {
+                reason: format!("connector url '{url}' is not a URL: {e}"),
+                status: None,
+            };
+        }
+    };
+    if let Some(host) = parsed.host()
+        && let Err(refused) = super::guard::check_host(&host, &executors.config.local_allowed())
+    {
+        return Outcome::Failed {
+            reason: format!("connector {}: {refused}", params.platform),
+            status: None,
+        };
+    }
     let mut request = executors
-        .http
-        .post(&url)
+        .connector_http
+        .post(parsed)
         .timeout(TIMEOUT)
         .header(super::webhook::IDEMPOTENCY_HEADER, &action.id)
         .json(&serde_json::json!({ "claim": params.claim, "reason": params.reason, "rule_id": action.rule_id, "action_id": action.id }));

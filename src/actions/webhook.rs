@@ -4,7 +4,6 @@
 //! one `v1=` per configured secret (so receivers can rotate). See docs/actions.md.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::retry::RetryConfig;
-use super::{ActionsConfig, Deliver, Delivery, Executors, Outcome, Params};
+use super::{ActionsConfig, Deliver, Delivery, Executors, Outcome, Params, guard, secrets};
 use crate::config::Secret;
 use crate::providers::signature::hmac_sha256;
 
@@ -62,8 +61,8 @@ pub struct WebhookV1 {
 pub struct WebhookSettings {
     /// Secrets signing every webhook (`Signalbox-Signature`); several while rotating.
     pub signing_secrets: Vec<Secret>,
-    /// Hosts webhooks may go to. Empty: any public host. Loopback and private addresses are
-    /// refused unless listed here.
+    /// Hosts webhooks may go to. Empty: any public host. A listed host may also be local
+    /// (loopback, private ...), as with `actions.allowed_hosts`.
     pub allowed_hosts: Vec<String>,
     pub retry: RetryConfig,
 }
@@ -97,6 +96,9 @@ impl Params for WebhookConfig {
                 problems.push(format!("header name '{name}' is not valid"));
             }
             super::one_line(&format!("header {name}"), value, &mut problems);
+            if let Err(e) = secrets::references(value) {
+                problems.push(format!("header {name}: {e}"));
+            }
         }
         if let Some(timeout) = &self.timeout
             && humantime::parse_duration(timeout).is_err()
@@ -145,34 +147,30 @@ pub const SIGNATURE_HEADER: &str = "signalbox-signature";
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Why a URL may not be called, if it may not: hosts outside the allow-list, and loopback or
-/// private addresses unless allow-listed.
-pub fn refuse_target(url: &url::Url, settings: &WebhookSettings) -> Option<String> {
-    let host = url
-        .host_str()?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_ascii_lowercase();
-    let listed = settings
-        .allowed_hosts
-        .iter()
-        .any(|h| h.eq_ignore_ascii_case(&host));
-    if !settings.allowed_hosts.is_empty() && !listed {
+/// Why a URL may not be called, if it may not: hosts outside `actions.webhook.allowed_hosts`
+/// when it is set, and literal local addresses (and `*.localhost`) unless allow-listed there
+/// or in `actions.allowed_hosts`. Names are checked again when they resolve (see
+/// [`super::guard`]).
+pub fn refuse_target(url: &url::Url, config: &ActionsConfig) -> Option<String> {
+    let host = url.host()?;
+    let settings = &config.webhook;
+    let only = guard::AllowList::new(&settings.allowed_hosts, "actions.webhook.allowed_hosts");
+    let text = match &host {
+        url::Host::Domain(d) => (*d).to_owned(),
+        url::Host::Ipv4(ip) => ip.to_string(),
+        url::Host::Ipv6(ip) => ip.to_string(),
+    };
+    if !settings.allowed_hosts.is_empty() && !only.contains(&text) {
         return Some(format!(
-            "host '{host}' is not in actions.webhook.allowed_hosts"
+            "host '{text}' is not in actions.webhook.allowed_hosts"
         ));
     }
-    let private = host == "localhost"
-        || host.ends_with(".localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| match ip {
-            IpAddr::V4(v4) => {
-                v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified()
-            }
-            IpAddr::V6(v6) => {
-                v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00
-            }
-        });
-    (private && !listed).then(|| format!("host '{host}' is a loopback or private address; list it in actions.webhook.allowed_hosts to allow it"))
+    if only.contains(&text) {
+        return None;
+    }
+    guard::check_host(&host, &config.local_allowed())
+        .err()
+        .map(|e| e.to_string())
 }
 
 /// `t=<seconds>,v1=<hex>[,v1=<hex>...]` over `"<t>.<body>"`.
@@ -201,7 +199,7 @@ async fn call(executors: &Executors, action: &Delivery, webhook: &WebhookV1) -> 
         Ok(url) if matches!(url.scheme(), "http" | "https") => url,
         _ => return failed(format!("url '{}' is not an http(s) URL", webhook.url)),
     };
-    if let Some(reason) = refuse_target(&url, settings) {
+    if let Some(reason) = refuse_target(&url, &executors.config) {
         return failed(reason);
     }
     let method = match reqwest::Method::from_bytes(webhook.method.to_ascii_uppercase().as_bytes()) {
@@ -257,15 +255,60 @@ async fn call(executors: &Executors, action: &Delivery, webhook: &WebhookV1) -> 
             signature(&settings.signing_secrets, timestamp, &body),
         );
     }
+    // Secrets are read now, for this request only: what is stored keeps the references.
+    let source = secrets::EnvAndDir {
+        dir: executors.config.secrets_dir.as_deref(),
+    };
+    let mut used = Vec::new();
     for (name, value) in &webhook.headers {
-        request = request.header(name, value);
+        let (value, mut values) = match secrets::resolve(value, &source) {
+            Ok(resolved) => resolved,
+            Err(reason) => return failed(reason),
+        };
+        let mut header = match reqwest::header::HeaderValue::from_str(&value) {
+            Ok(header) => header,
+            Err(_) if !values.is_empty() => {
+                return failed(format!(
+                    "header {name}: a secret it references is not a valid header value (one line of visible characters)"
+                ));
+            }
+            Err(_) => return failed(format!("header {name}: not a valid header value")),
+        };
+        if !values.is_empty() {
+            header.set_sensitive(true);
+        }
+        used.append(&mut values);
+        request = request.header(name, header);
     }
-    super::http::send(
+    let outcome = super::http::send(
         request.body(body),
         webhook.success.as_deref(),
         executors.clock.as_ref(),
     )
-    .await
+    .await;
+    if used.is_empty() {
+        return outcome;
+    }
+    // A target may echo a header back: its secrets stay out of the recorded reply.
+    match outcome {
+        Outcome::Delivered { status, reply } => Outcome::Delivered {
+            status,
+            reply: reply.map(|r| secrets::redact(&r, &used)),
+        },
+        Outcome::Retry {
+            reason,
+            status,
+            not_before,
+        } => Outcome::Retry {
+            reason: secrets::redact(&reason, &used),
+            status,
+            not_before,
+        },
+        Outcome::Failed { reason, status } => Outcome::Failed {
+            reason: secrets::redact(&reason, &used),
+            status,
+        },
+    }
 }
 
 #[cfg(test)]
@@ -273,41 +316,77 @@ mod tests {
     use super::*;
     use crate::config::Secret;
 
-    fn settings(allowed: &[&str]) -> WebhookSettings {
-        WebhookSettings {
-            allowed_hosts: allowed.iter().map(|s| s.to_string()).collect(),
-            ..WebhookSettings::default()
-        }
+    fn config(webhook_hosts: &[&str], hosts: &[&str]) -> ActionsConfig {
+        let list = |h: &[&str]| h.iter().map(|s| s.to_string()).collect();
+        let mut config = ActionsConfig {
+            allowed_hosts: list(hosts),
+            ..ActionsConfig::default()
+        };
+        config.webhook.allowed_hosts = list(webhook_hosts);
+        config
     }
 
     #[test]
     fn private_and_unlisted_targets_are_refused() {
         let url = |u: &str| url::Url::parse(u).unwrap();
-        assert!(refuse_target(&url("https://crm.example.com/x"), &settings(&[])).is_none());
+        assert!(refuse_target(&url("https://crm.example.com/x"), &config(&[], &[])).is_none());
         for private in [
             "http://127.0.0.1:8080/",
-            "http://localhost/",
+            "http://app.localhost/",
             "http://10.1.2.3/",
             "http://192.168.0.1/",
             "http://[::1]/",
+            "http://[::ffff:127.0.0.1]/",
             "http://169.254.169.254/latest",
         ] {
             assert!(
-                refuse_target(&url(private), &settings(&[])).is_some(),
+                refuse_target(&url(private), &config(&[], &[])).is_some(),
                 "{private}"
             );
         }
         assert!(
-            refuse_target(&url("http://127.0.0.1:9/"), &settings(&["127.0.0.1"])).is_none(),
-            "allow-listed"
+            refuse_target(&url("http://127.0.0.1:9/"), &config(&["127.0.0.1"], &[])).is_none(),
+            "allow-listed for webhooks"
+        );
+        assert!(
+            refuse_target(&url("http://127.0.0.1:9/"), &config(&[], &["127.0.0.1"])).is_none(),
+            "allow-listed for all outgoing requests"
         );
         assert!(
             refuse_target(
                 &url("https://evil.example.com/"),
-                &settings(&["crm.example.com"])
+                &config(&["crm.example.com"], &[])
             )
             .unwrap()
             .contains("not in actions.webhook.allowed_hosts")
+        );
+        assert!(
+            refuse_target(
+                &url("http://[::ffff:127.0.0.1]:9/"),
+                &config(&[], &["127.0.0.1"])
+            )
+            .unwrap()
+            .contains("loopback"),
+            "another spelling of a listed address is not listed"
+        );
+    }
+
+    #[test]
+    fn malformed_secret_references_in_headers_are_load_errors() {
+        let mut webhook: WebhookConfig =
+            serde_json::from_value(serde_json::json!({"url": "https://crm.example.com/"})).unwrap();
+        webhook
+            .headers
+            .insert("authorization".into(), "Bearer ${secret:CRM_TOKEN}".into());
+        assert_eq!(webhook.check(&|_| false), Vec::<String>::new());
+        webhook
+            .headers
+            .insert("x-key".into(), "${secret:crm-token}".into());
+        let problems = webhook.check(&|_| false);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("header x-key: secret reference '${secret:crm-token}'"),
+            "{problems:?}"
         );
     }
 

@@ -126,3 +126,25 @@ pub(super) async fn evaluations(
         serde_json::json!({ "evaluations": state.store.evaluations_for_event(&id).await? }),
     ))
 }
+
+/// `POST /v1/events/{id}/retry` (operate): a parked (`failed`) event is processed again.
+pub(super) async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if state.store.get_event(&id).await?.is_none() {
+        return Err(ApiError::NotFound {
+            code: "event_not_found",
+            message: format!("no event with id '{id}'"),
+        });
+    }
+    let retried = state.store.retry_events(&[id.as_str()]).await?;
+    let message = if retried == 0 {
+        "the event is not failed: only failed events are retried"
+    } else {
+        "the event will be processed again"
+    };
+    Ok(Json(
+        serde_json::json!({ "retried": retried, "message": message }),
+    ))
+}

@@ -7,7 +7,7 @@
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -18,6 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::AppState;
 use super::rejections::{ClientAddr, Verdict};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::normalize::Event;
 use crate::normalize::redact::without_values;
@@ -33,8 +34,11 @@ const STORED_HEADERS: &[&str] = &["content-type", "content-length", "user-agent"
 /// Bytes of each header value a refused delivery keeps.
 const REFUSED_HEADER_BYTES: usize = 1024;
 
+/// `POST /v1/events` and `POST /webhooks/canonical`: canonical events, from a token with the
+/// `ingest` role (or anyone while the API is open).
 pub(super) async fn post_events(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     body: Body,
@@ -42,6 +46,7 @@ pub(super) async fn post_events(
     let request = Request {
         source: "api",
         hint: None,
+        caller: Some(&caller),
         client,
         headers: &headers,
     };
@@ -58,6 +63,7 @@ pub(super) async fn post_webhook(
     let request = Request {
         source: &source,
         hint: None,
+        caller: None,
         client,
         headers: &headers,
     };
@@ -74,6 +80,7 @@ pub(super) async fn post_webhook_with_hint(
     let request = Request {
         source: &source,
         hint: Some(&hint),
+        caller: None,
         client,
         headers: &headers,
     };
@@ -85,6 +92,8 @@ pub(super) async fn post_webhook_with_hint(
 struct Request<'a> {
     source: &'a str,
     hint: Option<&'a str>,
+    /// The token that posted canonical events; `None` for a platform's webhook.
+    caller: Option<&'a Caller>,
     /// The peer's address, if the server gave it.
     client: Option<IpAddr>,
     headers: &'a HeaderMap,
@@ -93,9 +102,17 @@ struct Request<'a> {
 async fn webhook(state: &AppState, request: Request<'_>, body: Body) -> Result<Response, ApiError> {
     let source = request.source;
     let providers = state.providers.clone();
-    let Some(provider) = providers.get(source) else {
+    // Canonical events are posted with a token (`/webhooks/canonical` on the management
+    // listener, routed apart); they are never taken here, unsigned, on a platform's path.
+    let provider = providers
+        .get(source)
+        .filter(|p| p.name() != CanonicalProvider.name());
+    let Some(provider) = provider else {
         discard(&state.limits, body);
-        let known: Vec<&str> = providers.names().collect();
+        let known: Vec<&str> = providers
+            .names()
+            .filter(|n| *n != CanonicalProvider.name())
+            .collect();
         return Err(ApiError::NotFound {
             code: "unknown_source",
             message: format!(
@@ -167,7 +184,9 @@ fn discard(limits: &super::Limits, body: Body) {
 
 /// Verify, parse, store, answer. Deliveries that fail verification or parsing are stored too
 /// (with the reason and no event, a prefix of the body, and within the limits per client of
-/// `retention.rejected`), so an operator sees why a sender is refused.
+/// `retention.rejected`), so an operator sees why a sender is refused. `caller` is the token
+/// that posted canonical events (whose claimed sources it must allow); `None` for a
+/// platform's signed webhook.
 async fn ingest(
     state: &AppState,
     provider: &dyn Provider,
@@ -177,6 +196,7 @@ async fn ingest(
     let Request {
         source,
         hint,
+        caller,
         headers,
         ..
     } = request;
@@ -198,6 +218,7 @@ async fn ingest(
         verification: "rejected",
         reason: None,
         body_size: None,
+        token: caller.and_then(Caller::name).map(str::to_owned),
     };
     let verification = match provider.verify(&inbound) {
         Ok(v) => v,
@@ -213,6 +234,18 @@ async fn ingest(
         Ok(events) => events,
         Err(e) => return Err(refuse(state, delivery, e, request.client).await),
     };
+    if let Some(caller) = caller
+        && let Some(event) = events
+            .iter()
+            .find(|e| !caller.may_claim(&e.source, &crate::providers::reserved_source))
+    {
+        let reason = caller.claim_refusal(&event.source);
+        delivery.verification = "rejected";
+        delivery.reason = Some(reason.clone());
+        tracing::info!(delivery_id = %delivery.id, token = caller.name().unwrap_or_default(), "delivery refused: source not allowed");
+        store_refused(state, delivery, request.client).await;
+        return Err(ApiError::Forbidden(reason));
+    }
     events.iter().for_each(|e| state.providers.note_unknown(e));
     let receipts: Vec<Receipt> = events.iter().map(Receipt::of).collect();
     let stored = state
@@ -225,20 +258,33 @@ async fn ingest(
 
 /// Records a delivery that is answered with an error, then gives that error. The sender is
 /// answered the whole reason; the stored one and the log say where and what kind of value,
-/// without the values (they may be personal data). Past the client's limit per minute the
-/// delivery is only counted, not stored or logged.
+/// without the values (they may be personal data).
 async fn refuse(
     state: &AppState,
     mut delivery: NewDelivery,
     error: ProviderError,
     client: Option<IpAddr>,
 ) -> ApiError {
-    if state.rejections.admit(client, delivery.received_at) == Verdict::Drop {
-        return ApiError::from(error);
-    }
     let reason = without_values(&error.to_string());
-    tracing::info!(source = %delivery.source, delivery_id = %delivery.id, %reason, "delivery refused");
-    delivery.reason = Some(reason);
+    let (source, id) = (delivery.source.clone(), delivery.id.clone());
+    delivery.reason = Some(reason.clone());
+    if store_refused(state, delivery, client).await {
+        tracing::info!(%source, delivery_id = %id, %reason, "delivery refused");
+    }
+    ApiError::from(error)
+}
+
+/// Stores a refused delivery (its reason set) within `retention.rejected`: a prefix of its
+/// body, and only while its client is under the limit per minute; past it the delivery is only
+/// counted. Returns whether it was stored (or tried to be).
+async fn store_refused(
+    state: &AppState,
+    mut delivery: NewDelivery,
+    client: Option<IpAddr>,
+) -> bool {
+    if state.rejections.admit(client, delivery.received_at) == Verdict::Drop {
+        return false;
+    }
     delivery.truncate(state.rejections.body_bytes(), REFUSED_HEADER_BYTES);
     if let Err(e) = state
         .writer
@@ -250,7 +296,7 @@ async fn refuse(
     {
         tracing::warn!(error = %e, "cannot record a refused delivery");
     }
-    ApiError::from(error)
+    true
 }
 
 /// What the sender is told about one event.

@@ -1,6 +1,7 @@
 //! The HTTP API: ingestion endpoints, event reads, health; the server that runs it
 //! ([`serve`]) and its bounds ([`limits`]).
 
+mod auth;
 mod evaluations;
 mod events;
 mod health;
@@ -8,6 +9,7 @@ mod ingest;
 pub mod limits;
 pub mod rejections;
 mod serve;
+mod tokens;
 
 use std::sync::Arc;
 
@@ -16,7 +18,7 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
@@ -25,6 +27,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 pub use limits::{Limits, ServerConfig};
 pub use serve::serve;
 
+use crate::auth::{Role, Tokens};
 use crate::error::ApiError;
 use crate::providers::Registry;
 use crate::store::Store;
@@ -44,9 +47,97 @@ pub struct AppState {
     pub max_lag: std::time::Duration,
     /// Which refused deliveries are stored (`retention.rejected`).
     pub rejections: Arc<rejections::Rejections>,
+    pub tokens: Arc<Tokens>,
 }
 
+/// The management listener: the whole API, each route behind the token check of its role.
+/// Platform webhooks and health answer without a token (webhooks are signed).
 pub fn router(state: AppState) -> Router {
+    let gate = |role: Role| {
+        axum::middleware::from_fn_with_state(
+            auth::Gate {
+                state: state.clone(),
+                role,
+            },
+            auth::check,
+        )
+    };
+    let routes = Router::new()
+        .route(
+            "/v1/events",
+            post(ingest::post_events)
+                .route_layer(gate(Role::Ingest))
+                .merge(get(events::list).route_layer(gate(Role::Read))),
+        )
+        .route(
+            "/webhooks/canonical",
+            post(ingest::post_events).route_layer(gate(Role::Ingest)),
+        )
+        .route(
+            "/v1/events/{id}",
+            get(events::get_one).route_layer(gate(Role::Read)),
+        )
+        .route(
+            "/v1/events/{id}/evaluations",
+            get(events::evaluations).route_layer(gate(Role::Read)),
+        )
+        .route(
+            "/v1/events/{id}/retry",
+            post(events::retry).route_layer(gate(Role::Operate)),
+        )
+        .route(
+            "/v1/deliveries",
+            get(events::deliveries).route_layer(gate(Role::Read)),
+        )
+        .route(
+            "/v1/unknown-types",
+            get(events::unknown_types).route_layer(gate(Role::Read)),
+        )
+        .route(
+            "/v1/evaluations",
+            get(evaluations::list).route_layer(gate(Role::Read)),
+        )
+        .route(
+            "/v1/rules/status",
+            get(health::rules_status).route_layer(gate(Role::Read)),
+        )
+        .route("/metrics", get(metrics).route_layer(gate(Role::Read)))
+        .route(
+            "/v1/tokens",
+            get(tokens::list)
+                .post(tokens::create)
+                .route_layer(gate(Role::Admin)),
+        )
+        .route(
+            "/v1/tokens/{name}",
+            delete(tokens::revoke).route_layer(gate(Role::Admin)),
+        )
+        .route(
+            "/v1/token-uses",
+            get(tokens::uses).route_layer(gate(Role::Admin)),
+        );
+    finish(with_webhooks(routes), state)
+}
+
+/// The public listener: only the platforms' signed webhooks, and health.
+pub fn public_router(state: AppState) -> Router {
+    finish(with_webhooks(Router::new()), state)
+}
+
+/// What both listeners serve without a token: the platforms' webhooks (each verified by its
+/// signature) and readiness.
+fn with_webhooks(routes: Router<AppState>) -> Router<AppState> {
+    routes
+        .route("/webhooks/{source}", post(ingest::post_webhook))
+        .route(
+            "/webhooks/{source}/{hint}",
+            post(ingest::post_webhook_with_hint),
+        )
+        .route("/readyz", get(health::readyz))
+}
+
+/// The bounds and fallbacks every listener has.
+fn finish(routes: Router<AppState>, state: AppState) -> Router {
     // At most `max_requests` handled at once, across all routes; one more is answered 503 at
     // once (load shedding) instead of waiting for a slot.
     let shed = ServiceBuilder::new()
@@ -57,20 +148,7 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(LoadShedLayer::new())
         .layer(GlobalConcurrencyLimitLayer::new(state.limits.max_requests));
-    Router::new()
-        .route("/v1/events", post(ingest::post_events).get(events::list))
-        .route("/v1/events/{id}", get(events::get_one))
-        .route("/v1/events/{id}/evaluations", get(events::evaluations))
-        .route("/v1/deliveries", get(events::deliveries))
-        .route("/v1/unknown-types", get(events::unknown_types))
-        .route("/webhooks/{source}", post(ingest::post_webhook))
-        .route(
-            "/webhooks/{source}/{hint}",
-            post(ingest::post_webhook_with_hint),
-        )
-        .route("/v1/evaluations", get(evaluations::list))
-        .route("/v1/rules/status", get(health::rules_status))
-        .route("/readyz", get(health::readyz))
+    routes
         .fallback(not_found)
         .layer(shed)
         // Added after the limit, so it is outside it: liveness answers while saturated.
@@ -78,6 +156,17 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
         .with_state(state)
+}
+
+/// Prometheus text exposition.
+async fn metrics() -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(),
+    )
 }
 
 async fn not_found() -> ApiError {

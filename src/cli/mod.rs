@@ -16,6 +16,7 @@ mod evaluations;
 mod events;
 mod rules;
 mod serve;
+mod tokens;
 
 use std::path::PathBuf;
 
@@ -55,6 +56,38 @@ pub enum Command {
     /// List recorded evaluations (failed ones by default), with the error and its rule line,
     /// and how often each rule failed in the last day.
     Evaluations(EvaluationsArgs),
+    /// Create, list and revoke API tokens (kept hashed in the store).
+    Tokens(TokensArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokensArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(subcommand)]
+    pub command: TokensCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a token and print it (once: only its hash is kept)
+    Create {
+        /// Who holds it, recorded with what it does (e.g. crm-ingest, grafana)
+        name: String,
+        /// ingest, read, operate or admin (repeat for several)
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// ingest: a source its events may claim (repeat for several); without, any source
+        /// that is not a platform's or the engine's own
+        #[arg(long = "source")]
+        sources: Vec<String>,
+    },
+    /// List stored tokens: roles, revoked or not, last use
+    List,
+    /// Revoke a stored token
+    Revoke { name: String },
+    /// Print a new random token without storing it (for the config's `tokens:`)
+    Generate,
 }
 
 #[derive(Debug, Args)]
@@ -244,6 +277,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Try(args) => rules::try_event(args),
         Command::Actions(args) => actions::run(args),
         Command::Evaluations(args) => evaluations::run(args),
+        Command::Tokens(args) => tokens::run(args),
     }
 }
 

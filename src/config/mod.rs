@@ -25,8 +25,19 @@ pub use crate::store::{RejectedConfig, RetentionConfig, StoreConfig};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Address and port the HTTP server listens on. Default `127.0.0.1:8080`.
+    /// The management listener: the API (behind tokens), and the platforms' webhooks unless
+    /// `public_listen` is set. Default `127.0.0.1:8080`.
     pub listen: SocketAddr,
+    /// A second, public listener serving only `POST /webhooks/{source}` (signed platform
+    /// webhooks) and `/healthz`, `/readyz`: the address the platforms are given. Default none.
+    pub public_listen: Option<SocketAddr>,
+    /// API tokens, each `{name, token: ${VAR}, roles: [ingest|read|operate|admin], sources}`
+    /// (`sources` limits what an ingest token's events may claim). With no tokens here or
+    /// created by `signalbox tokens create`, the API answers without a token. Default none.
+    pub tokens: Vec<crate::auth::TokenConfig>,
+    /// Serve the API without tokens on an address other than loopback. Default false: `serve`
+    /// refuses to start so.
+    pub allow_unauthenticated: bool,
     /// Where events are stored: `sqlite://FILE` (created if missing) or `postgres://...`.
     /// Default `sqlite://signalbox.db`. May contain `${VAR}` for a password.
     pub database_url: String,
@@ -65,6 +76,9 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_listen: None,
+            tokens: Vec::new(),
+            allow_unauthenticated: false,
             database_url: "sqlite://signalbox.db".into(),
             rules_dir: PathBuf::from("rules"),
             rule_tests_must_pass: true,
@@ -104,6 +118,7 @@ pub enum ConfigError {
 /// Environment variables that override keys, with the key each sets.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("SIGNALBOX_LISTEN", "listen"),
+    ("SIGNALBOX_PUBLIC_LISTEN", "public_listen"),
     ("SIGNALBOX_DATABASE_URL", "database_url"),
     ("SIGNALBOX_RULES_DIR", "rules_dir"),
     ("SIGNALBOX_MAX_BODY_BYTES", "max_body_bytes"),
@@ -161,6 +176,12 @@ impl Config {
                 self.listen = value
                     .parse()
                     .map_err(|e| format!("'{value}' is not an address like 127.0.0.1:8080: {e}"))?
+            }
+            "public_listen" => {
+                self.public_listen =
+                    Some(value.parse().map_err(|e| {
+                        format!("'{value}' is not an address like 0.0.0.0:8443: {e}")
+                    })?)
             }
             "database_url" => self.database_url = value.to_owned(),
             "rules_dir" => self.rules_dir = PathBuf::from(value),
@@ -227,6 +248,11 @@ impl Config {
             "processing.lease",
             "must be at most 24h",
         );
+        check(
+            self.public_listen != Some(self.listen),
+            "public_listen",
+            "must differ from listen",
+        );
         let retry = self.processing.retry.problem();
         check(
             retry.is_none(),
@@ -239,6 +265,7 @@ impl Config {
                 .into_iter()
                 .chain(self.actions.problems())
                 .chain(self.retention.problems())
+                .chain(crate::auth::config_problems(&self.tokens))
                 .map(|(key, message)| ConfigError::Setting { key, message }),
         );
         if let Err(e) = crate::providers::validate_sources(&self.sources) {

@@ -73,6 +73,15 @@ pub fn platform(name: &str) -> Option<&'static Platform> {
     PLATFORMS.iter().copied().find(|p| p.name == name)
 }
 
+/// The source the engine's own events carry (`emit`).
+pub const ENGINE_SOURCE: &str = "signalbox";
+
+/// Whether a posted canonical event may claim `source` only with a token that names it: a
+/// platform's source (its signature is the proof) or the engine's own.
+pub fn reserved_source(source: &str) -> bool {
+    source == ENGINE_SOURCE || source == "canonical" || platform(source).is_some()
+}
+
 /// One request as it reached `POST /webhooks/{source}[/{hint}]`.
 pub struct Inbound<'a> {
     pub headers: &'a HeaderMap,

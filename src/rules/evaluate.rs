@@ -117,6 +117,21 @@ impl<'a> EventView<'a> {
     }
 }
 
+/// A rendered header may hold only secret references its template's own text holds: values
+/// cannot add one, even in pieces (`{{ a }}{{ b }}` with `a` = `$`, `b` = `{secret:X}`).
+fn secret_references_are_the_rules(source: &str, rendered: &[u8]) -> Result<(), String> {
+    use crate::actions::secrets;
+    let rendered = String::from_utf8_lossy(rendered);
+    let written = secrets::references(source).unwrap_or_default();
+    let made = secrets::references(&rendered)?;
+    match made.iter().find(|name| !written.contains(name)) {
+        Some(name) => Err(format!(
+            "the rendered header references secret '{name}', which the rule's text does not: a value may not write a secret reference"
+        )),
+        None => Ok(()),
+    }
+}
+
 impl RuleSet {
     /// Every rule whose trigger takes the event, evaluated in rule order, knowing no facts.
     pub fn evaluate(&self, event: &Event, now: DateTime<Utc>) -> Vec<Evaluation> {
@@ -252,7 +267,11 @@ impl RuleSet {
                 .get_template(name)
                 .map_err(|e| e.to_string())?;
             let mut out = Bounded::default();
-            match template.render_captured_to(context.clone(), &mut out) {
+            let rendered = template.render_captured_to(context.clone(), &mut out);
+            if rendered.is_ok() && super::Slot::of(name) == super::Slot::Header {
+                secret_references_are_the_rules(template.source(), &out.bytes)?;
+            }
+            match rendered {
                 Ok(_) if out.bytes.contains(&0) => Err(
                     "the rendered text contains a NUL character (\\u0000), which cannot be sent or stored".into(),
                 ),

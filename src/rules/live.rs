@@ -122,6 +122,7 @@ impl LiveRules {
         let errors = match load_checked(dir, require_passing_tests) {
             Ok(set) => {
                 let live = Self::with(set, dir, clock, require_passing_tests, None);
+                publish(&live.status());
                 live.record(store).await;
                 return Arc::new(live);
             }
@@ -174,10 +175,11 @@ impl LiveRules {
                 live
             }
         };
-        live.status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .rejected_reload = Some(problems);
+        {
+            let mut status = live.status.lock().unwrap_or_else(|p| p.into_inner());
+            status.rejected_reload = Some(problems);
+            publish(&status);
+        }
         Arc::new(live)
     }
 
@@ -267,6 +269,7 @@ impl LiveRules {
                     set_id: Some(set.id()),
                 };
                 self.current.store(Arc::new(set));
+                publish(&status);
                 Ok(())
             }
             Err(errors) => {
@@ -274,6 +277,7 @@ impl LiveRules {
                     tracing::error!(problem = %e, "rules change refused; the running rules stay");
                 }
                 status.rejected_reload = Some(errors.iter().map(ToString::to_string).collect());
+                publish(&status);
                 Err(errors)
             }
         }
@@ -324,4 +328,18 @@ impl LiveRules {
             }
         })
     }
+}
+
+/// The rules' state as metrics: `signalbox_rules_degraded` is 1 while the folder's rules are not
+/// the ones in force (the last good set runs, or evaluation waits), `signalbox_rules_reload_refused`
+/// 1 while the last change was refused, `signalbox_rules_in_force` the number of rules running.
+fn publish(status: &RulesStatus) {
+    let degraded = status.fallback.is_some() || !status.in_force;
+    metrics::gauge!("signalbox_rules_degraded").set(if degraded { 1.0 } else { 0.0 });
+    metrics::gauge!("signalbox_rules_reload_refused").set(if status.rejected_reload.is_some() {
+        1.0
+    } else {
+        0.0
+    });
+    metrics::gauge!("signalbox_rules_in_force").set(status.rules as f64);
 }

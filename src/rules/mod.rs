@@ -217,17 +217,89 @@ pub const TEMPLATE_FUEL: u64 = 50_000;
 /// Most bytes one rendered template may produce (an email body, a webhook body).
 pub const TEMPLATE_OUTPUT_BYTES: usize = 256 * 1024;
 
+/// Where a template's text goes, which decides how the values in it are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// A webhook `url`: values percent-encoded.
+    Url,
+    /// A webhook header: a value may not write a secret reference.
+    Header,
+    /// An email's `html`: values HTML-escaped.
+    Html,
+    /// Anything else: values as they are.
+    Text,
+}
+
+impl Slot {
+    /// The slot of a template by its name, `{rule_id}/actions/{index}{json pointer}` (rule ids
+    /// are snake_case, so the parts split on `/`). Only webhooks have a top-level `url` or
+    /// `headers`.
+    pub(crate) fn of(name: &str) -> Self {
+        let mut parts = name.splitn(4, '/').skip(1);
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some("actions"), Some(_), Some("url")) => Self::Url,
+            (Some("actions"), Some(_), Some(field)) if field.starts_with("headers/") => {
+                Self::Header
+            }
+            _ if name.ends_with("/html") => Self::Html,
+            _ => Self::Text,
+        }
+    }
+}
+
+const URL_ESCAPE: &str = "url";
+const HEADER_ESCAPE: &str = "header";
+
+/// What values rendered into a URL keep as they are: RFC 3986's unreserved characters, so a
+/// value is one path segment, query key or value, or fragment, whatever it holds.
+const URL_COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// The template environment: `{{ ... }}` with strict undefined values (a misspelt field is an
-/// error, not an empty string), HTML escaping only in `html` bodies.
+/// error, not an empty string); values HTML-escaped in `html` bodies, percent-encoded in
+/// webhook URLs (`| safe` writes a value as it is), and never writing a secret reference into a
+/// webhook header.
 fn environment() -> minijinja::Environment<'static> {
+    use minijinja::AutoEscape;
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.set_fuel(Some(TEMPLATE_FUEL));
-    env.set_auto_escape_callback(|name| {
-        if name.ends_with("/html") {
-            minijinja::AutoEscape::Html
-        } else {
-            minijinja::AutoEscape::None
+    env.set_auto_escape_callback(|name| match Slot::of(name) {
+        Slot::Url => AutoEscape::Custom(URL_ESCAPE.into()),
+        Slot::Header => AutoEscape::Custom(HEADER_ESCAPE.into()),
+        Slot::Html => AutoEscape::Html,
+        Slot::Text => AutoEscape::None,
+    });
+    env.set_formatter(|out, state, value| {
+        match state.auto_escape() {
+            AutoEscape::Custom(kind) if kind == URL_ESCAPE => {
+                if value.is_safe() {
+                    write!(out, "{value}")?;
+                } else {
+                    let text = value.to_string();
+                    write!(
+                        out,
+                        "{}",
+                        percent_encoding::utf8_percent_encode(&text, URL_COMPONENT)
+                    )?;
+                }
+                Ok(())
+            }
+            AutoEscape::Custom(kind) if kind == HEADER_ESCAPE => {
+                let text = value.to_string();
+                if text.contains(crate::actions::secrets::PREFIX) {
+                    return Err(minijinja::Error::new(
+                        minijinja::ErrorKind::InvalidOperation,
+                        "a value may not write a secret reference (${secret:...}) into a header; only the rule's own text may",
+                    ));
+                }
+                out.write_str(&text)?;
+                Ok(())
+            }
+            _ => minijinja::escape_formatter(out, state, value),
         }
     });
     env.add_filter("money", money_filter);

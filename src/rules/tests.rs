@@ -433,3 +433,114 @@ fn json_of(actions: &[crate::actions::ActionConfig]) -> Vec<serde_json::Value> {
         .map(|a| serde_json::to_value(a).unwrap())
         .collect()
 }
+
+const HOSTILE_VALUES: &[(&str, &str)] = &[
+    ("42/delete?x=", "42%2Fdelete%3Fx%3D"),
+    ("a b#c", "a%20b%23c"),
+    ("../../admin", "..%2F..%2Fadmin"),
+    ("%2e%2e", "%252e%252e"),
+    ("Müller&Söhne", "M%C3%BCller%26S%C3%B6hne"),
+    ("plain-A_1.b~", "plain-A_1.b~"),
+];
+
+/// Values rendered into a webhook URL are percent-encoded (all but RFC 3986 unreserved
+/// characters), so each stays one path segment or query value; the template's own text is
+/// not; `| safe` writes a value as it is; other parameters are not encoded.
+#[test]
+fn values_in_webhook_urls_are_percent_encoded_unless_marked_safe() {
+    let rules = set(&[(
+        "rules/r.yaml",
+        "version: 1\nid: crm\non: [claim.created]\nactions:\n  - type: webhook\n    url: \"https://crm.example.com/api/accounts/{{ event.subject.account }}/preferences?claim={{ event.subject.claim }}#{{ event.subject.claim }}\"\n    body: { account: \"{{ event.subject.account }}\" }\n    headers: { X-Account: \"{{ event.subject.account }}\" }\n  - type: webhook\n    url: \"https://crm.example.com/{{ event.subject.account | safe }}\"\n",
+    )])
+    .unwrap();
+    for (value, encoded) in HOSTILE_VALUES {
+        let evaluations = rules.evaluate(
+            &event(
+                "claim.created",
+                json!({"subject": {"claim": value, "account": value}}),
+            ),
+            now(),
+        );
+        let Outcome::Fired { actions, .. } = &evaluations[0].outcome else {
+            panic!("{value}: {:?}", evaluations[0])
+        };
+        let actions = json_of(actions);
+        assert_eq!(
+            actions[0]["url"],
+            format!(
+                "https://crm.example.com/api/accounts/{encoded}/preferences?claim={encoded}#{encoded}"
+            ),
+            "{value}"
+        );
+        assert_eq!(
+            actions[0]["body"]["account"], *value,
+            "bodies are not encoded"
+        );
+        assert_eq!(actions[0]["headers"]["X-Account"], *value);
+        assert_eq!(
+            actions[1]["url"],
+            format!("https://crm.example.com/{value}"),
+            "| safe"
+        );
+    }
+}
+
+/// A webhook header keeps the rule's `${secret:NAME}` as written (it is resolved only when
+/// sending); a value cannot write a secret reference into a header, whole or in pieces.
+#[test]
+fn secret_references_in_headers_come_from_the_rule_only() {
+    let rule = |header: &str| {
+        format!(
+            "version: 1\nid: crm\non: [claim.created]\nactions:\n  - type: webhook\n    url: https://crm.example.com/x\n    headers: {{ Authorization: \"{header}\" }}\n"
+        )
+    };
+    let fire = |header: &str, account: &str| {
+        let rules = set(&[("rules/r.yaml", &rule(header))]).unwrap();
+        let event = event(
+            "claim.created",
+            json!({"subject": {"claim": "C-1", "account": account}}),
+        );
+        rules.evaluate(&event, now()).remove(0).outcome
+    };
+    let Outcome::Fired { actions, .. } = fire(
+        "Bearer ${secret:CRM_TOKEN} {{ event.subject.claim }}",
+        "A-1",
+    ) else {
+        panic!("the rule's reference fires")
+    };
+    assert_eq!(
+        json_of(&actions)[0]["headers"]["Authorization"],
+        "Bearer ${secret:CRM_TOKEN} C-1"
+    );
+    for (header, account) in [
+        ("{{ event.subject.account }}", "${secret:DB_PASSWORD}"),
+        (
+            "{{ event.subject.account | safe }}",
+            "x ${secret:DB_PASSWORD}",
+        ),
+        (
+            "Bearer ${secret:CRM_TOKEN} {{ event.subject.account }}",
+            "${secret:CRM_TOKEN}",
+        ),
+        ("${{ event.subject.account }}", "{secret:DB_PASSWORD}"),
+        (
+            "{{ event.subject.account[:1] }}{{ event.subject.account[1:] }}",
+            "${secret:DB_PASSWORD}",
+        ),
+    ] {
+        match fire(header, account) {
+            Outcome::Failed { error, .. } => assert!(
+                error.starts_with("actions[0].headers.Authorization: ")
+                    && error.contains("a value may not write a secret reference"),
+                "{header} with {account}: {error}"
+            ),
+            other => panic!("{header} with {account}: {other:?}"),
+        }
+    }
+    let problems = errors(&[("rules/r.yaml", &rule("Bearer ${secret:crm token}"))]);
+    assert!(
+        problems[0]
+            .contains("header Authorization: secret reference '${secret:crm token}' is not valid"),
+        "{problems:?}"
+    );
+}

@@ -23,6 +23,8 @@ pub struct NewDelivery {
     pub reason: Option<String>,
     /// The size of the body as it arrived, when `body` holds only a prefix of it.
     pub body_size: Option<usize>,
+    /// The API token that posted it (`None`: a platform's signed webhook, or the open API).
+    pub token: Option<String>,
 }
 
 impl NewDelivery {
@@ -81,6 +83,8 @@ pub struct DeliverySummary {
     /// Absent for deliveries stored before it was recorded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body_size: Option<i64>,
+    /// The API token that posted it, if one did.
+    pub token: Option<String>,
 }
 
 /// A stored delivery with its headers and body, as stored.
@@ -109,7 +113,7 @@ impl Store {
             let wanted = fill.wanted();
             let rows = on_pool!(self, pool => {
                 let rows = sqlx::query(
-                    "SELECT d.id, d.source, d.received_at, d.verification, d.reason, d.body_size,
+                    "SELECT d.id, d.source, d.received_at, d.verification, d.reason, d.body_size, d.token,
                             (SELECT COUNT(*) FROM events e WHERE e.delivery_id = d.id) AS events
                      FROM deliveries d WHERE ($1 IS NULL OR d.verification = $1) AND ($2 IS NULL OR d.id < $2)
                      ORDER BY d.id DESC LIMIT $3",
@@ -129,6 +133,7 @@ impl Store {
                             reason: row.try_get("reason")?,
                             events: row.try_get("events")?,
                             body_size: row.try_get("body_size")?,
+                            token: row.try_get("token")?,
                         })
                     })
                     .collect::<Result<Vec<_>, StoreError>>()
@@ -144,7 +149,7 @@ impl Store {
     pub async fn get_delivery(&self, id: &str) -> Result<Option<StoredDelivery>, StoreError> {
         on_pool!(self, pool => {
             let row = sqlx::query(
-                "SELECT d.id, d.source, d.received_at, d.verification, d.reason, d.body_size, d.headers, d.body,
+                "SELECT d.id, d.source, d.received_at, d.verification, d.reason, d.body_size, d.token, d.headers, d.body,
                         (SELECT COUNT(*) FROM events e WHERE e.delivery_id = d.id) AS events
                  FROM deliveries d WHERE d.id = $1",
             )
@@ -162,6 +167,7 @@ impl Store {
                         reason: row.try_get("reason")?,
                         events: row.try_get("events")?,
                         body_size: row.try_get("body_size")?,
+                        token: row.try_get("token")?,
                     },
                     headers: headers.0,
                     body: row.try_get("body")?,

@@ -17,6 +17,7 @@ mod rule_sets;
 mod sqlite;
 mod status;
 mod strategies;
+mod tokens;
 pub mod writer;
 
 use std::fmt;
@@ -38,6 +39,7 @@ pub use page::Page;
 pub use retention::{RejectedConfig, RetentionConfig};
 pub use rule_sets::StoredRuleSet;
 pub use status::{ActionStatus, AttemptOutcome, EvaluationOutcome, EventState};
+pub use tokens::TokenUse;
 
 /// Runs `$body` with `$pool` bound to the backend's pool; the body is compiled once per backend.
 macro_rules! on_pool {

@@ -70,6 +70,7 @@ async fn failed_events_are_listed_and_put_back() {
         verification: "unsigned",
         reason: None,
         body_size: None,
+        token: None,
     };
     store
         .insert_batch(&[Ingest {

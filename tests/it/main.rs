@@ -1,5 +1,6 @@
 //! Integration tests: one binary. PostgreSQL cases run when TEST_POSTGRES_URL is set.
 
+mod auth;
 mod bounds;
 mod cli;
 mod crash;
@@ -10,6 +11,7 @@ mod hostile;
 mod ingest;
 mod limits;
 mod minimisation;
+mod outgoing;
 mod payloads;
 mod providers;
 mod rules;

@@ -499,3 +499,43 @@ fn the_examples_in_the_rules_doc_work() {
     }
     assert!(tests >= 5, "the examples carry their tests ({tests})");
 }
+
+/// A broken rule folder shows in the metrics (the real binary: one engine per process, so its
+/// gauges are its own): degraded and reload refused, and how many rules run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_folder_at_start_shows_in_the_metrics() {
+    crate::support::init();
+    let dir = tempfile::tempdir().unwrap();
+    write_rules(
+        &dir.path().join("rules"),
+        &[(
+            "broken.yaml",
+            "version: 1\nid: broken\non: [claim.created\n",
+        )],
+    );
+    let db = format!("sqlite://{}", dir.path().join("metrics.db").display());
+    let (child, port) = crate::support::spawn_engine(dir.path(), &db, "{}\n");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _engine = Kill(child);
+    let base = format!("http://127.0.0.1:{port}");
+    crate::support::wait_healthy(&base).await;
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "signalbox_rules_degraded 1",
+        "signalbox_rules_reload_refused 1",
+        "signalbox_rules_in_force 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+}

@@ -66,6 +66,7 @@ mod cases {
             verification: "unsigned",
             reason: None,
             body_size: None,
+            token: None,
         };
         Ingest { delivery, events }
     }

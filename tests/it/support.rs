@@ -132,6 +132,7 @@ pub(crate) fn test_config(db: &TestDb) -> Config {
     // Fast retries, and loopback targets allowed, for tests.
     config.actions.poll_interval = Duration::from_millis(50);
     config.actions.webhook.allowed_hosts = vec!["127.0.0.1".into()];
+    config.actions.allowed_hosts = vec!["127.0.0.1".into()];
     for retry in [
         &mut config.actions.webhook.retry,
         &mut config.actions.email.retry,
