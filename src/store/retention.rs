@@ -455,4 +455,21 @@ mod tests {
             .any(|(key, _)| key == "retention.batch_size")
         );
     }
+
+    #[test]
+    fn a_pass_is_counted_per_table_in_the_metrics() {
+        crate::metrics::handle();
+        let pruned = Pruned {
+            removed: [("events", 2), ("rejected_deliveries", 3)]
+                .into_iter()
+                .collect(),
+            more: false,
+        };
+        record(&pruned);
+        let text = crate::metrics::render();
+        for table in ["events", "rejected_deliveries"] {
+            let line = format!("signalbox_retention_removed_total{{table=\"{table}\"}}");
+            assert!(text.contains(&line), "{line} in {text}");
+        }
+    }
 }
