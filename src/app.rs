@@ -1,4 +1,5 @@
-//! Wires the engine together: store, writer, processor and HTTP server. `main` and the tests
+//! Wires the engine together: store, writer, processor, dispatcher, retention job and HTTP
+//! server. `main` and the tests
 //! both start the engine through [`start`].
 
 use std::future::Future;
@@ -36,6 +37,7 @@ pub struct App {
     writer: JoinHandle<()>,
     processor: JoinHandle<()>,
     dispatcher: JoinHandle<()>,
+    pruner: JoinHandle<()>,
     watcher: JoinHandle<()>,
 }
 
@@ -164,6 +166,23 @@ pub async fn start_with_store(
             move || dispatcher.clone().run(shutdown.clone()),
         )
     };
+    let pruner = {
+        let (store, retention, clock) = (store.clone(), config.retention.clone(), clock.clone());
+        let shutdown = shutdown_rx.clone();
+        supervise(
+            "retention",
+            health.clone(),
+            shutdown_rx.clone(),
+            move || {
+                crate::store::retention::run(
+                    store.clone(),
+                    retention.clone(),
+                    clock.clone(),
+                    shutdown.clone(),
+                )
+            },
+        )
+    };
     let watcher = rules.clone().watch(store.clone(), shutdown_rx.clone());
 
     let state = AppState {
@@ -175,6 +194,9 @@ pub async fn start_with_store(
         clock,
         health,
         max_lag: config.processing.max_lag,
+        rejections: Arc::new(crate::api::rejections::Rejections::new(
+            &config.retention.rejected,
+        )),
         tokens,
     };
     let public_server = public.map(|listener| {
@@ -209,6 +231,7 @@ pub async fn start_with_store(
         writer: writer_task,
         processor,
         dispatcher,
+        pruner,
         watcher,
     })
 }
@@ -228,6 +251,8 @@ impl App {
         self.processor.await?;
         // Deliveries in flight finish and are recorded; leased ones not started are released.
         self.dispatcher.await?;
+        // A pass in hand finishes its batch; the next one is not started.
+        self.pruner.await?;
         self.watcher.await?;
         self.store.close().await;
         tracing::info!("signalbox stopped");

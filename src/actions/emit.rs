@@ -142,6 +142,7 @@ async fn emit(executors: &Executors, action: &Delivery, emit: &EmitV1) -> Outcom
         body: bytes::Bytes::from(serde_json::to_vec(&event.payload).expect("values serialize")),
         verification: "internal",
         reason: None,
+        body_size: None,
         token: None,
     };
     let stored = store

@@ -13,63 +13,94 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::net::IpAddr;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::AppState;
+use super::rejections::{ClientAddr, Verdict};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::normalize::Event;
+use crate::normalize::redact::without_values;
 use crate::providers::{Inbound, Provider, ProviderError, canonical::CanonicalProvider};
 use crate::store::{Ingest, NewDelivery, Stored};
 
-/// Headers never stored with a delivery: they carry credentials.
-const SECRET_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
+/// Headers stored with every delivery. Each provider adds those it reads (signature, event
+/// type, ids, timestamps: [`Provider::keeps_header`]); no other header is stored, so
+/// credentials (`authorization`, `cookie`, `x-api-key`) and whatever else a client sends stay
+/// out.
+const STORED_HEADERS: &[&str] = &["content-type", "content-length", "user-agent"];
+
+/// Bytes of each header value a refused delivery keeps.
+const REFUSED_HEADER_BYTES: usize = 1024;
 
 /// `POST /v1/events` and `POST /webhooks/canonical`: canonical events, from a token with the
 /// `ingest` role (or anyone while the API is open).
 pub(super) async fn post_events(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    ingest(
-        &state,
-        &CanonicalProvider,
-        "api",
-        Some(&caller),
-        None,
-        &headers,
-        body,
-    )
-    .await
+    let request = Request {
+        source: "api",
+        hint: None,
+        caller: Some(&caller),
+        client,
+        headers: &headers,
+    };
+    ingest(&state, &CanonicalProvider, request, body).await
 }
 
 pub(super) async fn post_webhook(
     State(state): State<AppState>,
     Path(source): Path<String>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    webhook(&state, &source, None, &headers, body).await
+    let request = Request {
+        source: &source,
+        hint: None,
+        caller: None,
+        client,
+        headers: &headers,
+    };
+    webhook(&state, request, body).await
 }
 
 pub(super) async fn post_webhook_with_hint(
     State(state): State<AppState>,
     Path((source, hint)): Path<(String, String)>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    webhook(&state, &source, Some(&hint), &headers, body).await
+    let request = Request {
+        source: &source,
+        hint: Some(&hint),
+        caller: None,
+        client,
+        headers: &headers,
+    };
+    webhook(&state, request, body).await
 }
 
-async fn webhook(
-    state: &AppState,
-    source: &str,
-    hint: Option<&str>,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
+/// What ingestion knows of a request besides its body.
+#[derive(Clone, Copy)]
+struct Request<'a> {
+    source: &'a str,
+    hint: Option<&'a str>,
+    /// The token that posted canonical events; `None` for a platform's webhook.
+    caller: Option<&'a Caller>,
+    /// The peer's address, if the server gave it.
+    client: Option<IpAddr>,
+    headers: &'a HeaderMap,
+}
+
+async fn webhook(state: &AppState, request: Request<'_>, body: Body) -> Result<Response, ApiError> {
+    let source = request.source;
     let providers = state.providers.clone();
     // Canonical events are posted with a token (`/webhooks/canonical` on the management
     // listener, routed apart); they are never taken here, unsigned, on a platform's path.
@@ -90,7 +121,7 @@ async fn webhook(
             ),
         });
     };
-    ingest(state, provider.as_ref(), source, None, hint, headers, body).await
+    ingest(state, provider.as_ref(), request, body).await
 }
 
 /// Reserves the body's size from the ingestion budget, then reads it whole: 413 over
@@ -152,18 +183,23 @@ fn discard(limits: &super::Limits, body: Body) {
 }
 
 /// Verify, parse, store, answer. Deliveries that fail verification or parsing are stored too
-/// (with the reason and no event), so nothing a sender sent is lost.
-/// Reads, verifies, parses and stores one delivery. `caller` is the token that posted canonical
-/// events (whose claimed sources it must allow); `None` for a platform's signed webhook.
+/// (with the reason and no event, a prefix of the body, and within the limits per client of
+/// `retention.rejected`), so an operator sees why a sender is refused. `caller` is the token
+/// that posted canonical events (whose claimed sources it must allow); `None` for a
+/// platform's signed webhook.
 async fn ingest(
     state: &AppState,
     provider: &dyn Provider,
-    source: &str,
-    caller: Option<&Caller>,
-    hint: Option<&str>,
-    headers: &HeaderMap,
+    request: Request<'_>,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let Request {
+        source,
+        hint,
+        caller,
+        headers,
+        ..
+    } = request;
     // Held until the answer: the body and everything parsed from it live until then.
     let (body, _reserved) = read_body(state, headers, body).await?;
     let received_at = state.clock.now();
@@ -177,15 +213,16 @@ async fn ingest(
         id: NewDelivery::new_id(),
         source: source.to_owned(),
         received_at,
-        headers: headers_to_store(headers),
+        headers: headers_to_store(headers, provider),
         body: body.clone(),
         verification: "rejected",
         reason: None,
+        body_size: None,
         token: caller.and_then(Caller::name).map(str::to_owned),
     };
     let verification = match provider.verify(&inbound) {
         Ok(v) => v,
-        Err(e) => return Err(refuse(state, delivery, e).await),
+        Err(e) => return Err(refuse(state, delivery, e, request.client).await),
     };
     delivery.verification = verification.as_str();
     let events = match provider.parse(&inbound).and_then(|events| {
@@ -195,7 +232,7 @@ async fn ingest(
         }
     }) {
         Ok(events) => events,
-        Err(e) => return Err(refuse(state, delivery, e).await),
+        Err(e) => return Err(refuse(state, delivery, e, request.client).await),
     };
     if let Some(caller) = caller
         && let Some(event) = events
@@ -206,7 +243,7 @@ async fn ingest(
         delivery.verification = "rejected";
         delivery.reason = Some(reason.clone());
         tracing::info!(delivery_id = %delivery.id, token = caller.name().unwrap_or_default(), "delivery refused: source not allowed");
-        store_refused(state, delivery).await;
+        store_refused(state, delivery, request.client).await;
         return Err(ApiError::Forbidden(reason));
     }
     events.iter().for_each(|e| state.providers.note_unknown(e));
@@ -219,15 +256,36 @@ async fn ingest(
     Ok(answer(receipts, stored))
 }
 
-/// Records a delivery that is answered with an error, then gives that error.
-async fn refuse(state: &AppState, mut delivery: NewDelivery, error: ProviderError) -> ApiError {
-    delivery.reason = Some(error.to_string());
-    tracing::info!(source = %delivery.source, delivery_id = %delivery.id, reason = %error, "delivery refused");
-    store_refused(state, delivery).await;
+/// Records a delivery that is answered with an error, then gives that error. The sender is
+/// answered the whole reason; the stored one and the log say where and what kind of value,
+/// without the values (they may be personal data).
+async fn refuse(
+    state: &AppState,
+    mut delivery: NewDelivery,
+    error: ProviderError,
+    client: Option<IpAddr>,
+) -> ApiError {
+    let reason = without_values(&error.to_string());
+    let (source, id) = (delivery.source.clone(), delivery.id.clone());
+    delivery.reason = Some(reason.clone());
+    if store_refused(state, delivery, client).await {
+        tracing::info!(%source, delivery_id = %id, %reason, "delivery refused");
+    }
     ApiError::from(error)
 }
 
-async fn store_refused(state: &AppState, delivery: NewDelivery) {
+/// Stores a refused delivery (its reason set) within `retention.rejected`: a prefix of its
+/// body, and only while its client is under the limit per minute; past it the delivery is only
+/// counted. Returns whether it was stored (or tried to be).
+async fn store_refused(
+    state: &AppState,
+    mut delivery: NewDelivery,
+    client: Option<IpAddr>,
+) -> bool {
+    if state.rejections.admit(client, delivery.received_at) == Verdict::Drop {
+        return false;
+    }
+    delivery.truncate(state.rejections.body_bytes(), REFUSED_HEADER_BYTES);
     if let Err(e) = state
         .writer
         .store(Ingest {
@@ -238,6 +296,7 @@ async fn store_refused(state: &AppState, delivery: NewDelivery) {
     {
         tracing::warn!(error = %e, "cannot record a refused delivery");
     }
+    true
 }
 
 /// What the sender is told about one event.
@@ -300,11 +359,13 @@ fn answer(receipts: Vec<Receipt>, stored: Vec<Stored>) -> Response {
         .into_response()
 }
 
-/// The request's headers as a JSON object, without credentials; repeated headers become arrays.
-fn headers_to_store(headers: &HeaderMap) -> Value {
+/// The request's headers that are kept (see [`STORED_HEADERS`]) as a JSON object; repeated
+/// headers become arrays.
+fn headers_to_store(headers: &HeaderMap, provider: &dyn Provider) -> Value {
     let mut map = Map::new();
     for name in headers.keys() {
-        if SECRET_HEADERS.contains(&name.as_str()) {
+        let name_text = name.as_str();
+        if !STORED_HEADERS.contains(&name_text) && !provider.keeps_header(name_text) {
             continue;
         }
         let values: Vec<Value> = headers

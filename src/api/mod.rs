@@ -7,6 +7,7 @@ mod events;
 mod health;
 mod ingest;
 pub mod limits;
+pub mod rejections;
 mod serve;
 mod tokens;
 
@@ -44,6 +45,8 @@ pub struct AppState {
     pub health: Arc<crate::health::Health>,
     /// How long an event may wait before `/readyz` says processing is stalled.
     pub max_lag: std::time::Duration,
+    /// Which refused deliveries are stored (`retention.rejected`).
+    pub rejections: Arc<rejections::Rejections>,
     pub tokens: Arc<Tokens>,
 }
 

@@ -9,10 +9,12 @@
 //! - On shutdown: no more accepting; each connection finishes the request in hand and closes
 //!   (idle ones at once); whatever is still open after `shutdown_timeout` is closed.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
@@ -50,9 +52,9 @@ pub async fn serve(
             slot = connections.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
             () = stopped(&mut shutdown) => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     accept_failed(&e).await;
                     continue;
@@ -63,6 +65,7 @@ pub async fn serve(
         tokio::spawn(connection(
             http.clone(),
             stream,
+            peer,
             router.clone(),
             config.idle_timeout,
             phase_rx.clone(),
@@ -100,10 +103,12 @@ async fn accept_failed(e: &std::io::Error) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
-/// Serves one connection until it ends, idles too long, or the server stops.
+/// Serves one connection until it ends, idles too long, or the server stops. Each request
+/// carries the peer's address as `ConnectInfo<SocketAddr>` (what `api::ClientAddr` reads).
 async fn connection(
     http: hyper::server::conn::http1::Builder,
     stream: TcpStream,
+    peer: SocketAddr,
     router: Router,
     idle_timeout: Duration,
     mut phase: watch::Receiver<Phase>,
@@ -112,9 +117,10 @@ async fn connection(
     let activity = Arc::new(Activity::default());
     let service = {
         let activity = activity.clone();
-        hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             let in_flight = activity.begin();
             let router = router.clone();
+            request.extensions_mut().insert(ConnectInfo(peer));
             async move {
                 let response = router.oneshot(request.map(axum::body::Body::new)).await;
                 drop(in_flight);

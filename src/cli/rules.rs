@@ -174,9 +174,12 @@ fn stored_event(args: &TryArgs, id: &str) -> anyhow::Result<crate::normalize::Ev
         let store = crate::store::Store::open_existing(&config.database_url, &config.store).await?;
         let event = store.get_event(id).await;
         store.close().await;
-        event?
-            .map(|stored| stored.event)
-            .ok_or_else(|| anyhow::anyhow!("no event with id '{id}' in {}", config.database_url))
+        event?.map(|stored| stored.event).ok_or_else(|| {
+            anyhow::anyhow!(
+                "no event with id '{id}' in {}",
+                crate::store::redact_url(&config.database_url)
+            )
+        })
     })
 }
 

@@ -20,7 +20,7 @@ pub use secret::Secret;
 pub use crate::api::ServerConfig;
 pub use crate::processor::ProcessingConfig;
 pub use crate::providers::{SignatureEncoding, SourceConfig};
-pub use crate::store::StoreConfig;
+pub use crate::store::{RejectedConfig, RetentionConfig, StoreConfig};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -57,6 +57,9 @@ pub struct Config {
     pub processing: ProcessingConfig,
     /// How planned actions are delivered.
     pub actions: crate::actions::ActionsConfig,
+    /// How long deliveries, events, evaluations, actions and attempts are kept, and what is
+    /// kept of refused deliveries.
+    pub retention: RetentionConfig,
     /// Per-platform webhook settings, keyed by source (`receeve`, `amili`, `bemmbo`, `hubpay`,
     /// `b54`). A platform with no secret and not marked `unsigned` has its deliveries refused.
     pub sources: BTreeMap<String, SourceConfig>,
@@ -86,6 +89,7 @@ impl Default for Config {
             processing: ProcessingConfig::default(),
             sources: BTreeMap::new(),
             actions: crate::actions::ActionsConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -260,6 +264,7 @@ impl Config {
                 .problems(self.max_body_bytes)
                 .into_iter()
                 .chain(self.actions.problems())
+                .chain(self.retention.problems())
                 .chain(crate::auth::config_problems(&self.tokens))
                 .map(|(key, message)| ConfigError::Setting { key, message }),
         );

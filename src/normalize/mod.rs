@@ -6,6 +6,7 @@
 pub mod canonical;
 pub mod catalogue;
 pub mod fields;
+pub mod redact;
 
 use std::fmt;
 

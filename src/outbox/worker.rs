@@ -140,7 +140,10 @@ impl Dispatcher {
                 tracing::debug!(action_id = %action.id, kind = %action.kind, attempts, "action delivered")
             }
             Outcome::Retry { reason, .. } if next != NextStep::Dead => {
-                tracing::info!(action_id = %action.id, kind = %action.kind, attempts, reason = %reason, "delivery failed, will retry")
+                // The reason (a target's or SMTP server's reply may quote an address) is in the
+                // attempt's record; INFO carries ids.
+                tracing::info!(action_id = %action.id, kind = %action.kind, attempts, "delivery failed, will retry");
+                tracing::debug!(action_id = %action.id, reason = %reason, "delivery failed")
             }
             other => {
                 tracing::warn!(action_id = %action.id, kind = %action.kind, rule_id = %action.rule_id, attempts, reason = other.error().unwrap_or_default(), "action dead")

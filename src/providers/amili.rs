@@ -1,5 +1,9 @@
 //! Amili: `{"id", "type" | "eventType", "source", "timeStamp", "data"}` with headers
-//! `X-Amili-Event`, `IdempotencyKey` (the dedupe key) and `X-Webhook-Signature`.
+//! `X-Amili-Event`, `IdempotencyKey`, `X-Amili-Request-Id` and `X-Webhook-Signature`.
+//!
+//! The signature covers the body only. The dedupe key is therefore the body's `id` (else the
+//! body's hash), never the `IdempotencyKey` header: a captured delivery replayed with a new
+//! key is the same event, a duplicate.
 
 use serde_json::Value;
 
@@ -16,20 +20,21 @@ pub static PLATFORM: Platform = Platform {
     normalize,
     catalogue: CATALOGUE,
     aliases: &[],
+    headers: &[EVENT_HEADER, IDEMPOTENCY_HEADER, REQUEST_ID_HEADER],
 };
 
 pub const EVENT_HEADER: &str = "x-amili-event";
+/// Stored with the delivery for the record; not the dedupe key (it is not signed).
 pub const IDEMPOTENCY_HEADER: &str = "idempotencykey";
+pub const REQUEST_ID_HEADER: &str = "x-amili-request-id";
 
 /// The type is in `type` or `eventType` (or the `X-Amili-Event` header); the dedupe key is the
-/// `IdempotencyKey` header, else the body's `id`.
+/// signed body's `id`, else the SHA-256 of the body's JSON.
 pub fn normalize(body: &Value, req: &Inbound<'_>) -> Result<Normalized, ProviderError> {
     let kind = first_text(body, &[&["type"], &["eventType"]])
         .or_else(|| header_text(req, EVENT_HEADER))
         .ok_or_else(|| invalid("expected 'type' or 'eventType' (or an X-Amili-Event header)"))?;
-    let id = header_text(req, IDEMPOTENCY_HEADER)
-        .or_else(|| text(body, &["id"]))
-        .unwrap_or_else(|| content_id(body));
+    let id = text(body, &["id"]).unwrap_or_else(|| content_id(body));
     Ok(normalize_body(body, kind, id))
 }
 

@@ -17,6 +17,7 @@ pub static PLATFORM: Platform = Platform {
     normalize,
     catalogue: CATALOGUE,
     aliases: &[],
+    headers: &[],
 };
 
 pub const CURRENCY: &str = "CLP";

@@ -65,6 +65,8 @@ pub struct Platform {
     pub catalogue: &'static [Entry],
     /// Doc headings of its that differ from the type deliveries carry.
     pub aliases: &'static [Alias],
+    /// Headers it reads besides its signature's (event type, ids): stored with its deliveries.
+    pub headers: &'static [&'static str],
 }
 
 /// The platform named `name`, if [`PLATFORMS`] has it.
@@ -131,6 +133,13 @@ pub trait Provider: Send + Sync {
 
     /// Turns a verified delivery into canonical events (usually one).
     fn parse(&self, req: &Inbound<'_>) -> Result<Vec<Event>, ProviderError>;
+
+    /// Whether the header `name` (lowercase) is stored with its deliveries: one it reads
+    /// (signature, event type, ids, timestamps). Others are not, beyond the few that ingestion
+    /// keeps for every source.
+    fn keeps_header(&self, _name: &str) -> bool {
+        false
+    }
 }
 
 /// A platform's adapter: its [`Platform`] with the verifier its settings configure.
@@ -149,6 +158,14 @@ impl Provider for JsonProvider {
 
     fn verify(&self, req: &Inbound<'_>) -> Result<Verification, ProviderError> {
         self.verifier.verify(req)
+    }
+
+    fn keeps_header(&self, name: &str) -> bool {
+        let declared = self.platform.headers.iter().copied();
+        declared
+            .chain(self.platform.scheme.headers())
+            .any(|h| h.eq_ignore_ascii_case(name))
+            || self.verifier.header() == Some(name)
     }
 
     fn parse(&self, req: &Inbound<'_>) -> Result<Vec<Event>, ProviderError> {

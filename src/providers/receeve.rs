@@ -16,6 +16,7 @@ pub static PLATFORM: Platform = Platform {
     normalize,
     catalogue: CATALOGUE,
     aliases: ALIASES,
+    headers: &[],
 };
 
 pub fn normalize(body: &Value, _req: &Inbound<'_>) -> Result<Normalized, ProviderError> {

@@ -36,7 +36,26 @@ pub enum Scheme {
     Svix { default_tolerance: Duration },
 }
 
+/// The headers of a Svix delivery (and their Standard Webhooks names).
+pub const SVIX_HEADERS: &[&str] = &[
+    "svix-id",
+    "svix-timestamp",
+    "svix-signature",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+];
+
 impl Scheme {
+    /// The headers the scheme reads by default (a source may name another signature header).
+    pub fn headers(self) -> Vec<&'static str> {
+        match self {
+            Self::PayloadHmac => Vec::new(),
+            Self::BodyHmac { default_header } => vec![default_header],
+            Self::Svix { .. } => SVIX_HEADERS.to_vec(),
+        }
+    }
+
     /// The verifier checking deliveries with `secrets` as `config` asks. Fails, naming the key
     /// under `sources.<name>.`, when a setting cannot work.
     pub fn verifier(self, config: &SourceConfig, secrets: &[Secret]) -> Result<Verifier, String> {
@@ -281,6 +300,14 @@ pub enum Verifier {
 }
 
 impl Verifier {
+    /// The signature header it reads, if the source configures one of its own.
+    pub fn header(&self) -> Option<&str> {
+        match self {
+            Self::BodyHmac(scheme) => Some(&scheme.header),
+            _ => None,
+        }
+    }
+
     pub fn verify(&self, req: &Inbound<'_>) -> Result<Verification, ProviderError> {
         match self {
             Self::Unsigned => return Ok(Verification::Unsigned),

@@ -17,9 +17,12 @@ pub struct NewDelivery {
     pub received_at: DateTime<Utc>,
     /// The headers that matter (content type, signatures, provider ids), as a JSON object.
     pub headers: Value,
+    /// The body, or for a refused delivery its first `retention.rejected.body_bytes`.
     pub body: bytes::Bytes,
     pub verification: &'static str,
     pub reason: Option<String>,
+    /// The size of the body as it arrived, when `body` holds only a prefix of it.
+    pub body_size: Option<usize>,
     /// The API token that posted it (`None`: a platform's signed webhook, or the open API).
     pub token: Option<String>,
 }
@@ -27,6 +30,40 @@ pub struct NewDelivery {
 impl NewDelivery {
     pub fn new_id() -> String {
         format!("dlv_{}", uuid::Uuid::now_v7().simple())
+    }
+
+    /// Keeps only the first `max` bytes of the body (recording its size), and at most
+    /// `max_header` bytes of each header value.
+    pub fn truncate(&mut self, max: usize, max_header: usize) {
+        if self.body.len() > max {
+            self.body_size = Some(self.body.len());
+            self.body.truncate(max);
+        }
+        if let Some(headers) = self.headers.as_object_mut() {
+            for value in headers.values_mut() {
+                truncate_text(value, max_header);
+            }
+        }
+    }
+
+    /// The size of the body as it arrived.
+    pub fn received_size(&self) -> usize {
+        self.body_size.unwrap_or(self.body.len())
+    }
+}
+
+/// Cuts the string (or each string of an array) to at most `max` bytes, at a character boundary.
+fn truncate_text(value: &mut Value, max: usize) {
+    match value {
+        Value::String(text) if text.len() > max => {
+            let mut end = max;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| truncate_text(v, max)),
+        _ => {}
     }
 }
 
@@ -42,8 +79,22 @@ pub struct DeliverySummary {
     pub reason: Option<String>,
     /// Events stored from it (0 for refused deliveries).
     pub events: i64,
+    /// Bytes of the body as it arrived (a refused delivery keeps only a prefix of them).
+    /// Absent for deliveries stored before it was recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_size: Option<i64>,
     /// The API token that posted it, if one did.
     pub token: Option<String>,
+}
+
+/// A stored delivery with its headers and body, as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredDelivery {
+    #[serde(flatten)]
+    pub summary: DeliverySummary,
+    pub headers: Value,
+    #[serde(skip)]
+    pub body: Vec<u8>,
 }
 
 impl Store {
@@ -62,7 +113,7 @@ impl Store {
             let wanted = fill.wanted();
             let rows = on_pool!(self, pool => {
                 let rows = sqlx::query(
-                    "SELECT d.id, d.source, d.received_at, d.verification, d.reason, d.token,
+                    "SELECT d.id, d.source, d.received_at, d.verification, d.reason, d.body_size, d.token,
                             (SELECT COUNT(*) FROM events e WHERE e.delivery_id = d.id) AS events
                      FROM deliveries d WHERE ($1 IS NULL OR d.verification = $1) AND ($2 IS NULL OR d.id < $2)
                      ORDER BY d.id DESC LIMIT $3",
@@ -81,6 +132,7 @@ impl Store {
                             verification: row.try_get("verification")?,
                             reason: row.try_get("reason")?,
                             events: row.try_get("events")?,
+                            body_size: row.try_get("body_size")?,
                             token: row.try_get("token")?,
                         })
                     })
@@ -91,5 +143,37 @@ impl Store {
                 return Ok(page);
             }
         }
+    }
+
+    /// One delivery with its headers and stored body, if it is (still) stored.
+    pub async fn get_delivery(&self, id: &str) -> Result<Option<StoredDelivery>, StoreError> {
+        on_pool!(self, pool => {
+            let row = sqlx::query(
+                "SELECT d.id, d.source, d.received_at, d.verification, d.reason, d.body_size, d.token, d.headers, d.body,
+                        (SELECT COUNT(*) FROM events e WHERE e.delivery_id = d.id) AS events
+                 FROM deliveries d WHERE d.id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+            row.map(|row| {
+                let headers: sqlx::types::Json<Value> = row.try_get("headers")?;
+                Ok(StoredDelivery {
+                    summary: DeliverySummary {
+                        id: row.try_get("id")?,
+                        source: row.try_get("source")?,
+                        received_at: row.try_get("received_at")?,
+                        verification: row.try_get("verification")?,
+                        reason: row.try_get("reason")?,
+                        events: row.try_get("events")?,
+                        body_size: row.try_get("body_size")?,
+                        token: row.try_get("token")?,
+                    },
+                    headers: headers.0,
+                    body: row.try_get("body")?,
+                })
+            })
+            .transpose()
+        })
     }
 }

@@ -13,14 +13,13 @@ use super::page::{Page, PageFill, json_len};
 use super::{Backend, EventState, Ingest, Store, StoreError, Stored, on_pool, postgres, sqlite};
 use crate::normalize::{Amount, Event, EventId, EventType, EventView, Subject};
 
-const INSERT_DELIVERIES: &str =
-    "INSERT INTO deliveries (id, source, received_at, headers, body, verification, reason, token) ";
+const INSERT_DELIVERIES: &str = "INSERT INTO deliveries (id, source, received_at, headers, body, verification, reason, token, body_size) ";
 
 const INSERT_EVENTS: &str =
     "INSERT INTO events (id, source, source_event_id, type, source_type, occurred_at,
     received_at, subject, amount_value, amount_currency, data, payload, delivery_id, chain_depth) ";
 
-/// Rows per multi-row statement: 14 columns x 1000 stays under SQLite's 32766 bound
+/// Rows per multi-row statement: 14 columns (8 for deliveries) x 1000 stays under SQLite's 32766 bound
 /// parameters (and PostgreSQL's 65535).
 const ROWS_PER_STATEMENT: usize = 1000;
 
@@ -121,7 +120,8 @@ impl Store {
                         .push_bind(d.body.as_ref())
                         .push_bind(d.verification)
                         .push_bind(d.reason.as_deref())
-                        .push_bind(d.token.as_deref());
+                        .push_bind(d.token.as_deref())
+                        .push_bind(i64::try_from(d.received_size()).unwrap_or(i64::MAX));
                 });
                 insert.build().execute(&mut *tx).await?;
             }

@@ -12,6 +12,7 @@ mod events;
 mod outbox;
 mod page;
 mod postgres;
+pub mod retention;
 mod rule_sets;
 mod sqlite;
 mod status;
@@ -25,7 +26,7 @@ use std::sync::Arc;
 use crate::normalize::{Event, EventId};
 use std::time::Duration;
 
-pub use deliveries::{DeliverySummary, NewDelivery};
+pub use deliveries::{DeliverySummary, NewDelivery, StoredDelivery};
 pub use evaluations::{
     EvaluationFilter, EvaluationRecord, NewEvaluation, RuleFailures, ThrottleGate, Verdict,
 };
@@ -35,6 +36,7 @@ pub use events::{
 };
 pub use outbox::{ActionRow, ActionSummary, AttemptRecord, NewAction, NewAttempt, NextStep};
 pub use page::Page;
+pub use retention::{RejectedConfig, RetentionConfig};
 pub use rule_sets::StoredRuleSet;
 pub use status::{ActionStatus, AttemptOutcome, EvaluationOutcome, EventState};
 pub use tokens::TokenUse;
@@ -167,15 +169,39 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// `url` without its password (`postgres://app:[redacted]@db/signalbox`), for messages.
+/// Query parameters of a database URL that carry a secret.
+const SECRET_PARAMS: &[&str] = &["password", "sslpassword"];
+
+/// `url` without its password, whether in the user part or as `?password=`
+/// (`postgres://app:[redacted]@db/signalbox`, `postgres://app@db/x?password=[redacted]`), for
+/// messages and logs. Text that is not a URL is shown only up to its scheme.
 pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("[redacted]"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return match url.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://[unparsable URL redacted]"),
+            None => "[unparsable URL redacted]".to_owned(),
+        };
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("[redacted]"));
     }
+    let secret = |name: &str| SECRET_PARAMS.iter().any(|p| name.eq_ignore_ascii_case(p));
+    if parsed.query_pairs().any(|(name, _)| secret(&name)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if secret(&name) {
+                    "[redacted]".into()
+                } else {
+                    value.into_owned()
+                };
+                (name.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    // The URL encodes the brackets; the marker reads better without.
+    parsed.to_string().replace("%5Bredacted%5D", "[redacted]")
 }
 
 /// A closed word read back from a text column.
@@ -308,5 +334,46 @@ impl Store {
 
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_their_passwords() {
+        assert_eq!(
+            redact_url("postgres://app:pw@db:5432/x"),
+            "postgres://app:[redacted]@db:5432/x"
+        );
+        let query = redact_url("postgres://app@db/x?sslmode=require&password=s3cr%26t&PassWord=b");
+        assert!(!query.contains("s3cr") && !query.contains("=b"), "{query}");
+        assert!(
+            query.contains("sslmode=require") && query.contains("password="),
+            "{query}"
+        );
+        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(
+            redact_url("sqlite://signalbox.db"),
+            "sqlite://signalbox.db",
+            "no password, unchanged"
+        );
+        assert!(!redact_url("postgres://app:p w@[db/x").contains("p w"));
+    }
+
+    /// The error a start fails with when the database cannot be reached names the URL
+    /// without the password given as `?password=`.
+    #[tokio::test]
+    async fn an_unreachable_store_is_named_without_its_password() {
+        let config = StoreConfig {
+            acquire_timeout: Duration::from_millis(500),
+            ..StoreConfig::default()
+        };
+        // Port 1 on loopback: refused at once, nothing is sent anywhere.
+        let url = "postgres://app@127.0.0.1:1/x?password=hunter2-secret";
+        let err = Store::open(url, &config).await.unwrap_err().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("127.0.0.1:1"), "{err}");
     }
 }

@@ -9,7 +9,7 @@ use super::StoreError;
 
 pub(super) async fn connect(url: &str, config: &StoreConfig) -> Result<sqlx::PgPool, StoreError> {
     let open_error = |source| StoreError::Open {
-        url: redact(url),
+        url: super::redact_url(url),
         source,
     };
     let options = PgConnectOptions::from_str(url).map_err(open_error)?;
@@ -63,28 +63,5 @@ pub(super) const RETAKE_EXPIRED_ACTIONS: &str = "
     )
     RETURNING *";
 
-/// The URL without its password, for error messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:[redacted]{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn error_urls_hide_the_password() {
-        assert_eq!(
-            super::redact("postgres://app:pw@db:5432/x"),
-            "postgres://app:[redacted]@db:5432/x"
-        );
-        assert_eq!(super::redact("postgres://app@db/x"), "postgres://app@db/x");
-    }
-}
+/// Row locks for a batch a pruner takes: rows another instance is pruning are skipped.
+pub(super) const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";

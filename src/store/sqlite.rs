@@ -80,3 +80,7 @@ pub(super) const RETAKE_EXPIRED_ACTIONS: &str = "
         ORDER BY lease_until_ms LIMIT $5
     )
     RETURNING *";
+
+/// Row locks for a batch a pruner takes: none (one instance owns a SQLite file, and its
+/// writes take turns).
+pub(super) const SKIP_LOCKED: &str = "";

@@ -69,6 +69,7 @@ async fn failed_events_are_listed_and_put_back() {
         body: bytes::Bytes::new(),
         verification: "unsigned",
         reason: None,
+        body_size: None,
         token: None,
     };
     store

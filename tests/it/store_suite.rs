@@ -11,6 +11,7 @@ crate::on_both_backends!(cases:
     failing_events_are_retried_then_parked_until_put_back,
     an_event_that_never_finishes_is_parked,
     strategy_states_answer_which_claims_are_paused,
+    pruning_removes_what_is_past_retention_and_nothing_else,
 );
 
 /// Every migration exists for both dialects under the same number and name.
@@ -64,6 +65,7 @@ mod cases {
             body: bytes::Bytes::from_static(b"{}"),
             verification: "unsigned",
             reason: None,
+            body_size: None,
             token: None,
         };
         Ingest { delivery, events }
@@ -639,6 +641,218 @@ mod cases {
             store.paused_claims(&["C-1", "C-2", "C-3"]).await.unwrap(),
             [("receeve".to_owned(), "C-1".to_owned())]
         );
+        store.close().await;
+    }
+
+    /// A delivery received at `at`, refused (with a reason) or not, carrying `events`.
+    fn delivery_at(at: chrono::DateTime<Utc>, refused: bool, events: Vec<Event>) -> Ingest {
+        let mut ingest = ingest(events);
+        ingest.delivery.received_at = at;
+        if refused {
+            ingest.delivery.verification = "rejected";
+            ingest.delivery.reason = Some("signature rejected: no".into());
+        }
+        ingest
+    }
+
+    /// Two instances prune at once (on PostgreSQL; a SQLite file has one engine): together they
+    /// remove what is past retention, each row once, in batches of 4, and nothing else.
+    pub(super) async fn pruning_removes_what_is_past_retention_and_nothing_else(db: TestDb) {
+        use signalbox::store::retention::{PASS_BUDGET, Pruned, RetentionConfig};
+        use signalbox::store::{AttemptOutcome, EventState, NewAttempt, NextStep};
+        let store = open(&db).await;
+        let now = Utc::now();
+        let ago = |days: i64| now - Duration::days(days);
+
+        // Old (200 days) events: processed with nothing planned, processed with a delivered
+        // action, processed with an action still to retry, and one still pending; and a
+        // processed event of yesterday with a delivered action.
+        let mut events: Vec<Event> = ["bare", "finished", "retrying", "pending", "recent"]
+            .iter()
+            .map(|id| event(id))
+            .collect();
+        for e in &mut events[..4] {
+            e.received_at = ago(200);
+        }
+        events[4].received_at = ago(1);
+        let ids: Vec<EventId> = events.iter().map(|e| e.id.clone()).collect();
+        let recent = events.pop().unwrap();
+        let mut batch = vec![
+            delivery_at(ago(200), false, events),
+            delivery_at(ago(1), false, vec![recent]),
+        ];
+        // Past retention: 9 more accepted deliveries (31 days: duplicates, say) and 10 refused
+        // ones (8 days). Within: 2 refused (6 days) and 1 accepted (29 days).
+        batch.extend((0..9).map(|_| delivery_at(ago(31), false, Vec::new())));
+        batch.extend((0..10).map(|_| delivery_at(ago(8), true, Vec::new())));
+        batch.extend((0..2).map(|_| delivery_at(ago(6), true, Vec::new())));
+        batch.push(delivery_at(ago(29), false, Vec::new()));
+        store.insert_batch(&batch).await.unwrap();
+
+        let claimed = store
+            .claim_pending("a", 10, now, now + Duration::seconds(60), ATTEMPTS)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 5);
+        let (bare, finished, retrying, pending, recent) =
+            (&ids[0], &ids[1], &ids[2], &ids[3], &ids[4]);
+        let old = vec![
+            (bare.clone(), Vec::new()),
+            (finished.clone(), vec![fired("notify", None)]),
+            (retrying.clone(), vec![fired("notify", None)]),
+        ];
+        assert_eq!(store.complete("a", &old, ago(200)).await.unwrap(), 3);
+        let yesterday = vec![(recent.clone(), vec![fired("notify", None)])];
+        assert_eq!(store.complete("a", &yesterday, ago(1)).await.unwrap(), 1);
+        let now_ms = now.timestamp_millis();
+        let actions = store
+            .claim_due_actions("d", 10, now_ms, now_ms + 60_000, &["emit"])
+            .await
+            .unwrap();
+        assert_eq!(actions.len(), 3);
+        let action_of = |event: &EventId| {
+            actions
+                .iter()
+                .find(|a| a.event_id == event.as_str())
+                .unwrap()
+                .id
+                .clone()
+        };
+        for (event, next, at) in [
+            (finished, NextStep::Delivered, ago(200)),
+            (retrying, NextStep::RetryAt(now_ms + 60_000), ago(200)),
+            (recent, NextStep::Delivered, ago(1)),
+        ] {
+            let id = action_of(event);
+            let attempt = NewAttempt {
+                action_id: &id,
+                attempt: 1,
+                started_at: at,
+                duration_ms: 3,
+                outcome: if next == NextStep::Delivered {
+                    AttemptOutcome::Delivered
+                } else {
+                    AttemptOutcome::Retry
+                },
+                status_code: None,
+                reply: None,
+                error: None,
+                next,
+            };
+            assert_eq!(
+                store.record_attempts("d", &[attempt], at).await.unwrap(),
+                [true]
+            );
+        }
+
+        let config = RetentionConfig {
+            batch_size: 4,
+            ..RetentionConfig::default()
+        };
+        let pruned = if store.is_shared() {
+            let other = open(&db).await;
+            let (a, b) = tokio::join!(
+                store.prune(&config, now, PASS_BUDGET),
+                other.prune(&config, now, PASS_BUDGET)
+            );
+            other.close().await;
+            let (a, b) = (a.unwrap(), b.unwrap());
+            let mut sum = a;
+            for (table, n) in b.removed {
+                *sum.removed.entry(table).or_default() += n;
+            }
+            sum
+        } else {
+            store.prune(&config, now, PASS_BUDGET).await.unwrap()
+        };
+        let expected: Pruned = Pruned {
+            removed: [
+                ("deliveries", 10),
+                ("rejected_deliveries", 10),
+                ("events", 2),
+                ("evaluations", 1),
+                ("actions", 1),
+                ("attempts", 1),
+            ]
+            .into_iter()
+            .collect(),
+            more: false,
+        };
+        assert_eq!(pruned, expected);
+
+        for gone in [bare, finished] {
+            assert!(store.get_event(gone.as_str()).await.unwrap().is_none());
+        }
+        let kept = store.get_event(pending.as_str()).await.unwrap().unwrap();
+        assert_eq!(kept.state, EventState::Pending, "a pending event stays");
+        assert_eq!(
+            kept.delivery_id, None,
+            "its delivery is gone: only the link"
+        );
+        let kept = store.get_event(retrying.as_str()).await.unwrap().unwrap();
+        assert_eq!(kept.state, EventState::Processed);
+        assert_eq!(
+            store
+                .evaluations_for_event(retrying.as_str())
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "an event with an action still to retry keeps everything"
+        );
+        assert_eq!(store.attempts(&action_of(retrying)).await.unwrap().len(), 1);
+        let kept = store.get_event(recent.as_str()).await.unwrap().unwrap();
+        assert!(kept.delivery_id.is_some(), "inside retention");
+        assert_eq!(store.attempts(&action_of(recent)).await.unwrap().len(), 1);
+        assert_eq!(
+            store
+                .list_actions(None, None, 10)
+                .await
+                .unwrap()
+                .iter()
+                .map(|a| a.event_id.as_str())
+                .collect::<BTreeSet<_>>(),
+            [retrying.as_str(), recent.as_str()].into_iter().collect()
+        );
+        let left = store
+            .list_deliveries(None, None, 100, usize::MAX)
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(
+            left.iter()
+                .map(|d| d.received_at.date_naive())
+                .collect::<BTreeSet<_>>(),
+            [ago(1), ago(6), ago(29)]
+                .iter()
+                .map(|t| t.date_naive())
+                .collect(),
+            "{left:?}"
+        );
+        assert_eq!(left.len(), 4);
+
+        // Nothing more to do; later, with shorter retentions for evaluations, actions and
+        // attempts, those of yesterday's event go before it.
+        assert_eq!(
+            store.prune(&config, now, PASS_BUDGET).await.unwrap(),
+            Pruned::default()
+        );
+        let hour = std::time::Duration::from_secs(3600);
+        let short = RetentionConfig {
+            evaluations: Some(hour),
+            actions: Some(hour),
+            attempts: Some(hour),
+            ..config
+        };
+        let pruned = store.prune(&short, now, PASS_BUDGET).await.unwrap();
+        assert_eq!(
+            pruned.removed,
+            [("evaluations", 2), ("actions", 1), ("attempts", 1)]
+                .into_iter()
+                .collect(),
+            "the retrying action and its attempt stay"
+        );
+        assert!(store.get_event(recent.as_str()).await.unwrap().is_some());
         store.close().await;
     }
 }
