@@ -67,6 +67,10 @@ pub struct RetentionConfig {
     /// their action. Default: with their action.
     #[serde(deserialize_with = "keep")]
     pub attempts: Option<Duration>,
+    /// What API tokens changed (`GET /v1/token-uses`): time, token, method, path, answer.
+    /// Default 365d.
+    #[serde(deserialize_with = "keep")]
+    pub token_uses: Option<Duration>,
     /// What is kept of refused deliveries, and how many are stored.
     pub rejected: RejectedConfig,
 }
@@ -83,6 +87,7 @@ impl Default for RetentionConfig {
             evaluations: None,
             actions: None,
             attempts: None,
+            token_uses: Some(Duration::from_secs(365 * DAY)),
             rejected: RejectedConfig::default(),
         }
     }
@@ -164,6 +169,7 @@ pub const TABLES: &[&str] = &[
     "evaluations",
     "actions",
     "attempts",
+    "token_uses",
 ];
 
 /// What one pass removed.
@@ -286,7 +292,39 @@ impl Store {
                 }
             }
         }
+        if let Some(cutoff) = config
+            .token_uses
+            .and_then(|keep| chrono::Duration::from_std(keep).ok())
+            .and_then(|keep| now.checked_sub_signed(keep))
+        {
+            loop {
+                if started.elapsed() >= budget {
+                    pruned.more = true;
+                    return Ok(pruned);
+                }
+                let removed = self.prune_token_uses(cutoff, limit).await?;
+                pruned.add("token_uses", removed);
+                if removed < u64::from(limit) {
+                    break;
+                }
+            }
+        }
         Ok(pruned)
+    }
+
+    /// At most `limit` token uses older than `cutoff`, oldest first (they hang off nothing).
+    async fn prune_token_uses(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
+        on_pool!(self, pool => {
+            let done = sqlx::query(
+                "DELETE FROM token_uses WHERE id IN (SELECT id FROM token_uses WHERE at < $1 ORDER BY at LIMIT $2)",
+            )
+            .bind(cutoff)
+            .bind(i64::from(limit))
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected())
+        })
     }
 
     /// One batch of `step` in one transaction; returns how many rows it selected.

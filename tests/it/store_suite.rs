@@ -12,6 +12,7 @@ crate::on_both_backends!(cases:
     an_event_that_never_finishes_is_parked,
     strategy_states_answer_which_claims_are_paused,
     pruning_removes_what_is_past_retention_and_nothing_else,
+    token_uses_past_retention_are_pruned_in_batches,
 );
 
 /// Every migration exists for both dialects under the same number and name.
@@ -853,6 +854,40 @@ mod cases {
             "the retrying action and its attempt stay"
         );
         assert!(store.get_event(recent.as_str()).await.unwrap().is_some());
+        store.close().await;
+    }
+
+    pub(super) async fn token_uses_past_retention_are_pruned_in_batches(db: TestDb) {
+        use signalbox::store::TokenUse;
+        use signalbox::store::retention::{PASS_BUDGET, RetentionConfig};
+        let store = Store::open(&db.url, &StoreConfig::default()).await.unwrap();
+        let now = Utc::now();
+        for days in [400, 380, 370, 10] {
+            store
+                .record_token_use(&TokenUse {
+                    at: now - Duration::days(days),
+                    token: format!("t{days}"),
+                    method: "POST".into(),
+                    path: "/v1/events/x/retry".into(),
+                    status: 200,
+                })
+                .await
+                .unwrap();
+        }
+        let config = RetentionConfig {
+            batch_size: 2,
+            ..RetentionConfig::default()
+        };
+        let pruned = store.prune(&config, now, PASS_BUDGET).await.unwrap();
+        assert_eq!(pruned.removed.get("token_uses"), Some(&3), "{pruned:?}");
+        let left: Vec<String> = store
+            .token_uses(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.token)
+            .collect();
+        assert_eq!(left, ["t10"], "inside retention (365 days)");
         store.close().await;
     }
 }
