@@ -100,7 +100,7 @@ pub async fn start_with_store(
         tracing::info!(dir = %config.rules_dir.display(), rules = status.rules, files = status.files, "rules loaded");
     }
     let tokens = Arc::new(Tokens::load(&config.tokens, store.clone(), clock.clone()).await?);
-    if !tokens.any() {
+    if tokens.open() {
         if !addr.ip().is_loopback() && !config.allow_unauthenticated {
             return Err(AppError::Unprotected(addr));
         }
@@ -202,7 +202,12 @@ pub async fn start_with_store(
     let public_server = public.map(|listener| {
         tokio::spawn(crate::api::serve(
             listener,
-            public_router(state.clone()),
+            // Its own ingestion budget and request limit: what anyone on the internet holds
+            // there never starves the management listener's ingestion.
+            public_router(AppState {
+                limits: Limits::new(&config.server, config.max_body_bytes),
+                ..state.clone()
+            }),
             config.server.clone(),
             shutdown_rx.clone(),
         ))

@@ -8,7 +8,8 @@
 //! Roles: `ingest` posts events (limited to the sources it lists, if it lists any), `read`
 //! reads, `operate` retries and cancels (and reads), `admin` does everything, tokens included.
 //! With no tokens at all the API is open: that is the quick start on a loopback address, and
-//! `serve` refuses it on any other address unless `allow_unauthenticated` says so.
+//! `serve` refuses it on any other address unless `allow_unauthenticated` says so. Once a token
+//! exists the API stays closed, even if every token is later revoked.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -187,6 +188,9 @@ pub struct Tokens {
     reloading: tokio::sync::Mutex<()>,
     /// When each stored token's use was last written down.
     touched: std::sync::Mutex<std::collections::HashMap<String, DateTime<Utc>>>,
+    /// Whether the API answers without a token: only while no token has existed since start.
+    /// Once one does, it stays closed, even if every token is then revoked.
+    open: std::sync::atomic::AtomicBool,
     store: Store,
     clock: SharedClock,
 }
@@ -215,10 +219,14 @@ impl Tokens {
             loaded_at: std::sync::Mutex::new(None),
             reloading: tokio::sync::Mutex::new(()),
             touched: std::sync::Mutex::default(),
+            open: std::sync::atomic::AtomicBool::new(false),
             store,
             clock,
         };
         tokens.reload().await?;
+        tokens
+            .open
+            .store(!tokens.any(), std::sync::atomic::Ordering::SeqCst);
         Ok(tokens)
     }
 
@@ -227,7 +235,12 @@ impl Tokens {
         self.config.iter().map(|t| t.name.as_str()).collect()
     }
 
-    /// Whether any token exists (if none, the API is open).
+    /// Whether the API answers without a token (no token has existed since the start).
+    pub fn open(&self) -> bool {
+        self.open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether any token exists now.
     pub fn any(&self) -> bool {
         !self.config.is_empty() || !self.stored.load().is_empty()
     }
@@ -297,15 +310,16 @@ impl Tokens {
         role: Role,
     ) -> Result<Caller, Denied> {
         self.fresh().await;
-        if !self.any() {
-            return Ok(Caller::Open);
+        if self.open() {
+            if !self.any() {
+                return Ok(Caller::Open);
+            }
+            // The first token closes the API for good.
+            self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+            tracing::info!("a token exists: the API answers only tokens from now on");
         }
         let presented = authorization
-            .and_then(|v| {
-                v.strip_prefix(b"Bearer ")
-                    .or_else(|| v.strip_prefix(b"bearer "))
-            })
-            .map(<[u8]>::trim_ascii)
+            .and_then(bearer)
             .ok_or(Denied::Unauthenticated(
                 "this endpoint needs a token: send `Authorization: Bearer <token>`",
             ))?;
@@ -318,9 +332,11 @@ impl Tokens {
                 found = Some(token.clone());
             }
         }
-        let token = found.ok_or(Denied::Unauthenticated(
-            "the token is not known or was revoked",
-        ))?;
+        let token = found.ok_or(Denied::Unauthenticated(if self.any() {
+            "the token is not known or was revoked"
+        } else {
+            "the token is not known: every token was revoked, so nothing is allowed; create one with `signalbox tokens create NAME --role admin`"
+        }))?;
         if !token.has(role) {
             return Err(Denied::Forbidden(format!(
                 "token '{}' does not have the '{}' role (it has: {})",
@@ -338,21 +354,40 @@ impl Tokens {
     }
 }
 
+/// The token of an `Authorization` value: the scheme `Bearer` in any case, then whitespace.
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(6)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer") || !rest.first()?.is_ascii_whitespace() {
+        return None;
+    }
+    Some(rest.trim_ascii()).filter(|t| !t.is_empty())
+}
+
 /// Creates and stores a token; the text returned is shown once and never kept.
+/// `config_names` are the config's tokens, whose names a stored token may not take.
 pub async fn create(
     store: &Store,
     name: &str,
     roles: Vec<Role>,
     sources: Option<Vec<String>>,
+    config_names: &[&str],
     now: DateTime<Utc>,
 ) -> Result<String, CreateError> {
     if let Some(problem) = name_problem(name) {
         return Err(CreateError::Invalid(problem));
     }
+    if config_names.contains(&name) {
+        return Err(CreateError::Invalid(format!(
+            "'{name}' is the name of a token in the config: choose another, so that what each did stays told apart"
+        )));
+    }
     if roles.is_empty() {
         return Err(CreateError::Invalid(
             "a token needs at least one role".into(),
         ));
+    }
+    if let Some(problem) = sources_problem(&roles, sources.as_deref()) {
+        return Err(CreateError::Invalid(problem));
     }
     let text = generate().map_err(CreateError::Invalid)?;
     let stored = StoredToken {
@@ -402,17 +437,35 @@ pub fn config_problems(tokens: &[TokenConfig]) -> Vec<(String, String)> {
         if t.roles.is_empty() {
             problems.push((format!("{key}.roles"), "lists no role".into()));
         }
-        if t.sources.is_some()
-            && !t.roles.contains(&Role::Ingest)
-            && !t.roles.contains(&Role::Admin)
-        {
-            problems.push((
-                format!("{key}.sources"),
-                "only means something with the ingest role".into(),
-            ));
+        if let Some(problem) = sources_problem(&t.roles, t.sources.as_deref()) {
+            problems.push((format!("{key}.sources"), problem));
         }
     }
     problems
+}
+
+/// Why an ingest token's `sources` cannot work, if they cannot: only with the ingest (or
+/// admin) role, each a source name (`a-z 0-9 _ -`, 1 to 64).
+fn sources_problem(roles: &[Role], sources: Option<&[String]>) -> Option<String> {
+    let sources = sources?;
+    if !roles.contains(&Role::Ingest) && !roles.contains(&Role::Admin) {
+        return Some("sources only mean something with the ingest role".into());
+    }
+    if sources.is_empty() {
+        return Some(
+            "sources is empty: leave it out to allow any source that is not a platform's".into(),
+        );
+    }
+    sources
+        .iter()
+        .find(|s| {
+            s.is_empty()
+                || s.len() > 64
+                || !s
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        })
+        .map(|s| format!("source '{s}' is not a source name (a-z, 0-9, _ and -)"))
 }
 
 /// Why a token name is not usable, if it is not: 1 to 64 of `A-Za-z0-9._-`.
@@ -470,6 +523,17 @@ mod tests {
         let (a, b) = (generate().unwrap(), generate().unwrap());
         assert_ne!(a, b);
         assert!(a.starts_with("sbt_") && a.len() == 4 + 43, "{a}");
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case() {
+        assert_eq!(bearer(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"BEARER\tabc "), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"bearer  abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"Bearerabc"), None);
+        assert_eq!(bearer(b"Basic abc"), None);
+        assert_eq!(bearer(b"Bearer "), None);
+        assert_eq!(bearer(b"Bear"), None);
     }
 
     #[test]

@@ -263,6 +263,8 @@ fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
     match s {
         // IPv4-mapped ::ffff:a.b.c.d
         [0, 0, 0, 0, 0, 0xffff, h, l] => return v4_reason(embedded(h, l)),
+        // IPv4-translated ::ffff:0:a.b.c.d (RFC 2765, SIIT)
+        [0, 0, 0, 0, 0xffff, 0, h, l] => return v4_reason(embedded(h, l)),
         // IPv4-compatible ::a.b.c.d (deprecated)
         [0, 0, 0, 0, 0, 0, h, l] => return v4_reason(embedded(h, l)),
         // NAT64 well-known prefix 64:ff9b::/96
@@ -385,6 +387,8 @@ mod tests {
             // IPv4-mapped, in each spelling
             ("::ffff:127.0.0.1", "loopback"),
             ("::ffff:7f00:1", "loopback"),
+            ("::ffff:0:7f00:1", "loopback"),
+            ("::ffff:0:a00:1", "private"),
             ("0:0:0:0:0:ffff:127.0.0.1", "loopback"),
             ("::ffff:10.0.0.1", "private"),
             ("::ffff:169.254.169.254", "link-local"),

@@ -51,14 +51,19 @@ pub trait Source {
     fn get(&self, name: &str) -> Option<String>;
 }
 
-/// The environment, then `dir/NAME` if a folder is configured.
+/// Environment variables that hold secrets for rules: `SIGNALBOX_SECRET_<NAME>`. Only those:
+/// a rule must not read the process's other variables (the database password, the platforms'
+/// signing secrets, API tokens given as `${VAR}`).
+pub const ENV_PREFIX: &str = "SIGNALBOX_SECRET_";
+
+/// The environment (`SIGNALBOX_SECRET_<NAME>`), then `dir/NAME` if a folder is configured.
 pub struct EnvAndDir<'a> {
     pub dir: Option<&'a Path>,
 }
 
 impl Source for EnvAndDir<'_> {
     fn get(&self, name: &str) -> Option<String> {
-        if let Ok(value) = std::env::var(name) {
+        if let Ok(value) = std::env::var(format!("{ENV_PREFIX}{name}")) {
             return Some(value);
         }
         let text = std::fs::read_to_string(self.dir?.join(name)).ok()?;
@@ -80,7 +85,7 @@ pub fn resolve(text: &str, source: &dyn Source) -> Result<(String, Vec<String>),
     for name in names {
         let value = source.get(name).ok_or_else(|| {
             format!(
-                "secret '{name}' is not set (environment variable or file in actions.secrets_dir)"
+                "secret '{name}' is not set (environment variable SIGNALBOX_SECRET_{name} or file {name} in actions.secrets_dir)"
             )
         })?;
         out = out.replacen(&format!("{PREFIX}{name}}}"), &value, 1);
@@ -146,7 +151,7 @@ mod tests {
         assert_eq!(values, ["one", "two", "one"]);
         assert_eq!(
             resolve("${secret:C}", &source).unwrap_err(),
-            "secret 'C' is not set (environment variable or file in actions.secrets_dir)"
+            "secret 'C' is not set (environment variable SIGNALBOX_SECRET_C or file C in actions.secrets_dir)"
         );
         assert_eq!(redact("echo: one two", &values), "echo: one two");
         assert_eq!(

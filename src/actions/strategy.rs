@@ -109,6 +109,12 @@ impl Params for StrategyConfig {
             problems.push("claim must not be empty".into());
         }
         one_line("claim", &self.claim, &mut problems);
+        if self.claim == "." || self.claim == ".." {
+            problems.push(format!(
+                "claim '{}' cannot be put in the connector's URL path (it would move the call to another path)",
+                self.claim
+            ));
+        }
         problems
     }
 

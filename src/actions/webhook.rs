@@ -74,7 +74,14 @@ impl Params for WebhookConfig {
         let mut problems = Vec::new();
         if !skip(&self.url) {
             match url::Url::parse(&self.url) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                    if let Some(segment) = dot_segment(&self.url) {
+                        problems.push(format!(
+                            "url '{}' has a path segment '{segment}', which would move the request to another path: a value in a URL may not be '.' or '..'",
+                            self.url
+                        ));
+                    }
+                }
                 Ok(u) => problems.push(format!(
                     "url '{}' must be http or https with a host (found scheme '{}')",
                     self.url,
@@ -146,6 +153,20 @@ impl Deliver for WebhookV1 {
 pub const SIGNATURE_HEADER: &str = "signalbox-signature";
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A `.` or `..` segment (also written `%2e`) in the path of `url` as written: URL parsing
+/// resolves them, so `/accounts/{{ id }}/x` with the id `..` would call `/x`.
+pub fn dot_segment(url: &str) -> Option<String> {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let path = after_scheme.find('/').map_or("", |at| &after_scheme[at..]);
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    path.split(['/', '\\'])
+        .find(|segment| {
+            let plain = segment.to_ascii_lowercase().replace("%2e", ".");
+            plain == "." || plain == ".."
+        })
+        .map(str::to_owned)
+}
 
 /// Why a URL may not be called, if it may not: hosts outside `actions.webhook.allowed_hosts`
 /// when it is set, and literal local addresses (and `*.localhost`) unless allow-listed there
@@ -388,6 +409,27 @@ mod tests {
             problems[0].starts_with("header x-key: secret reference '${secret:crm-token}'"),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn dot_segments_in_the_path_are_found() {
+        for url in [
+            "https://crm.example.com/api/accounts/../preferences",
+            "https://crm.example.com/api/accounts/./preferences",
+            "https://crm.example.com/a/%2e%2E/b",
+            "https://crm.example.com/a/%2e",
+            "https://crm.example.com/a/..",
+        ] {
+            assert!(dot_segment(url).is_some(), "{url}");
+        }
+        for url in [
+            "https://crm.example.com/a/.../b",
+            "https://crm.example.com/a/b.c/d?x=../y",
+            "https://crm.example.com/a#..",
+            "https://crm.example.com",
+        ] {
+            assert_eq!(dot_segment(url), None, "{url}");
+        }
     }
 
     #[test]

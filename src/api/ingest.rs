@@ -267,6 +267,8 @@ async fn refuse(
 ) -> ApiError {
     let reason = without_values(&error.to_string());
     let (source, id) = (delivery.source.clone(), delivery.id.clone());
+    // Refused after its signature passed (a body that does not parse) is refused all the same.
+    delivery.verification = "rejected";
     delivery.reason = Some(reason.clone());
     if store_refused(state, delivery, client).await {
         tracing::info!(%source, delivery_id = %id, %reason, "delivery refused");

@@ -41,6 +41,7 @@ pub(super) async fn create(
         &new.name,
         new.roles.clone(),
         new.sources.clone(),
+        &state.tokens.config_names(),
         state.clock.now(),
     )
     .await

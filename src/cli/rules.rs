@@ -30,6 +30,18 @@ fn load(dir: &Path) -> anyhow::Result<RuleSet> {
 
 pub(super) fn check(args: CheckArgs) -> anyhow::Result<()> {
     let set = load(&args.dir)?;
+    let errors = crate::rules::optional::type_errors(&set);
+    if !errors.is_empty() {
+        for e in &errors {
+            out!("{e}");
+        }
+        bail!(
+            "{} problem{} in {}",
+            errors.len(),
+            plural(errors.len()),
+            args.dir.display()
+        );
+    }
     let warnings = crate::rules::optional::warnings(&set);
     for w in &warnings {
         out!("{w}");

@@ -23,13 +23,14 @@ pub(super) fn run(args: TokensArgs) -> anyhow::Result<()> {
             }
             _ => Store::open_existing(&config.database_url, &config.store).await?,
         };
-        let result = act(&store, &args.command).await;
+        let names: Vec<&str> = config.tokens.iter().map(|t| t.name.as_str()).collect();
+        let result = act(&store, &args.command, &names).await;
         store.close().await;
         result
     })
 }
 
-async fn act(store: &Store, command: &TokensCommand) -> anyhow::Result<()> {
+async fn act(store: &Store, command: &TokensCommand, config_names: &[&str]) -> anyhow::Result<()> {
     match command {
         TokensCommand::Create {
             name,
@@ -45,7 +46,8 @@ async fn act(store: &Store, command: &TokensCommand) -> anyhow::Result<()> {
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let sources = (!sources.is_empty()).then(|| sources.clone());
-            let text = crate::auth::create(store, name, roles, sources, Utc::now()).await?;
+            let text =
+                crate::auth::create(store, name, roles, sources, config_names, Utc::now()).await?;
             eprintln!(
                 "token '{name}' created. It is shown once, now; only its hash is kept. Send it as `Authorization: Bearer <token>`."
             );

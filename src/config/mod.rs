@@ -25,8 +25,8 @@ pub use crate::store::{RejectedConfig, RetentionConfig, StoreConfig};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// The management listener: the API (behind tokens), and the platforms' webhooks unless
-    /// `public_listen` is set. Default `127.0.0.1:8080`.
+    /// The management listener: the API (behind tokens), and the platforms' webhooks too.
+    /// Default `127.0.0.1:8080`.
     pub listen: SocketAddr,
     /// A second, public listener serving only `POST /webhooks/{source}` (signed platform
     /// webhooks) and `/healthz`, `/readyz`: the address the platforms are given. Default none.

@@ -5,6 +5,25 @@
 
 /// `reason` with every value taken from a body replaced by its kind.
 pub fn without_values(reason: &str) -> String {
+    // An unknown key may be a value too (`{"jane@example.com": 1}`), named in the message and
+    // in its path: every mention goes, unless it looks like a field name (`tpye`), which tells
+    // the operator what the sender got wrong.
+    let unknown: Option<String> = reason.split_once("unknown field `").and_then(|(_, rest)| {
+        rest.split_once('`')
+            .map(|(name, _)| name.to_owned())
+            .filter(|n| {
+                !n.is_empty()
+                    && (n.len() > 64 || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+            })
+    });
+    let owned;
+    let reason = match unknown {
+        Some(name) => {
+            owned = reason.replace(&name, "(an unknown field)");
+            owned.as_str()
+        }
+        None => reason,
+    };
     let mut out = String::with_capacity(reason.len());
     let mut rest = reason;
     while !rest.is_empty() {
@@ -92,6 +111,13 @@ mod tests {
             without_values("item 1: tpye: unknown field `tpye`, expected one of `type`"),
             "item 1: tpye: unknown field `tpye`, expected one of `type`",
             "field names are the schema's, kept"
+        );
+        assert_eq!(
+            without_values(
+                "jane.roe@example.com: unknown field `jane.roe@example.com`, expected one of `type`"
+            ),
+            "(an unknown field): unknown field `(an unknown field)`, expected one of `type`",
+            "a key that is no field name may be personal data"
         );
         assert_eq!(
             without_values(

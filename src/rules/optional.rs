@@ -144,6 +144,84 @@ fn guarded_in_template(source: &str, path: &str) -> bool {
         })
 }
 
+/// Comparisons of values of different kinds that `check` can know: each rule's `when` and
+/// script run on a sample event of each documented type it takes (the references the type
+/// carries as text, its amount as an amount, `data` empty). A comparison of text with a number
+/// there is one with every real event too: an error, at its line. Comparisons with absent values
+/// (`data.*` is not sampled) are left to run time, which names them.
+pub fn type_errors(set: &RuleSet) -> Vec<RuleError> {
+    use crate::normalize::{Amount, Event, EventId, EventType, Subject};
+    use crate::rules::evaluate::Outcome;
+    let at = chrono::DateTime::UNIX_EPOCH;
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for platform in crate::providers::PLATFORMS {
+        for entry in platform.catalogue {
+            let (Some(fields), Ok(kind)) = (carried(entry.kind), EventType::parse(entry.kind))
+            else {
+                continue;
+            };
+            if !seen.insert((platform.name, entry.kind)) {
+                continue;
+            }
+            let subject: serde_json::Map<String, serde_json::Value> = fields
+                .iter()
+                .filter_map(|f| f.strip_prefix("subject."))
+                .map(|r| {
+                    (
+                        r.to_owned(),
+                        serde_json::Value::String(format!("sample-{r}")),
+                    )
+                })
+                .collect();
+            let event = Event {
+                id: EventId::new(),
+                source: platform.name.to_owned(),
+                source_event_id: "check-sample".into(),
+                kind,
+                source_type: Some(entry.source_type.to_owned()),
+                occurred_at: at,
+                received_at: at,
+                subject: serde_json::from_value::<Subject>(subject.into()).unwrap_or_default(),
+                amount: fields.contains(&"amount").then(|| Amount {
+                    value: rust_decimal::Decimal::new(100_000, 2),
+                    currency: Some("EUR".into()),
+                }),
+                data: serde_json::json!({}),
+                payload: serde_json::json!({}),
+                chain_depth: 0,
+            };
+            for evaluation in set.evaluate(&event, at) {
+                let Outcome::Failed { error, line } = &evaluation.outcome else {
+                    continue;
+                };
+                let knowable = error.contains("cannot compare text with a number")
+                    || error.contains("cannot compare a number with text");
+                let Some(rule) = set.rules().iter().find(|r| r.id == evaluation.rule_id) else {
+                    continue;
+                };
+                if knowable
+                    && !out
+                        .iter()
+                        .any(|e: &RuleError| e.rule.as_deref() == Some(&rule.id))
+                {
+                    out.push(RuleError {
+                        file: rule.file.clone(),
+                        line: line.unwrap_or(1),
+                        column: 1,
+                        rule: Some(rule.id.clone()),
+                        message: format!(
+                            "{error}; this is so for every event (found with a sample {} event from {})",
+                            entry.kind, platform.name
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

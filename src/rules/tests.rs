@@ -450,7 +450,7 @@ const HOSTILE_VALUES: &[(&str, &str)] = &[
 fn values_in_webhook_urls_are_percent_encoded_unless_marked_safe() {
     let rules = set(&[(
         "rules/r.yaml",
-        "version: 1\nid: crm\non: [claim.created]\nactions:\n  - type: webhook\n    url: \"https://crm.example.com/api/accounts/{{ event.subject.account }}/preferences?claim={{ event.subject.claim }}#{{ event.subject.claim }}\"\n    body: { account: \"{{ event.subject.account }}\" }\n    headers: { X-Account: \"{{ event.subject.account }}\" }\n  - type: webhook\n    url: \"https://crm.example.com/{{ event.subject.account | safe }}\"\n",
+        "version: 1\nid: crm\non: [claim.created]\nactions:\n  - type: webhook\n    url: \"https://crm.example.com/api/accounts/{{ event.subject.account }}/preferences?claim={{ event.subject.claim }}#{{ event.subject.claim }}\"\n    body: { account: \"{{ event.subject.account }}\" }\n    headers: { X-Account: \"{{ event.subject.account }}\" }\n  - type: webhook\n    url: \"https://crm.example.com/raw?v={{ event.subject.account | safe }}\"\n",
     )])
     .unwrap();
     for (value, encoded) in HOSTILE_VALUES {
@@ -479,8 +479,25 @@ fn values_in_webhook_urls_are_percent_encoded_unless_marked_safe() {
         assert_eq!(actions[0]["headers"]["X-Account"], *value);
         assert_eq!(
             actions[1]["url"],
-            format!("https://crm.example.com/{value}"),
+            format!("https://crm.example.com/raw?v={value}"),
             "| safe"
+        );
+    }
+    // `| safe` writes a value raw, but not a `..` into the path: that would call another path.
+    let raw = set(&[(
+        "rules/r.yaml",
+        "version: 1\nid: raw\non: [claim.created]\nactions:\n  - type: webhook\n    url: \"https://crm.example.com/api/{{ event.subject.account | safe }}/x\"\n",
+    )])
+    .unwrap();
+    for value in ["..", ".", "../admin", "%2e%2e"] {
+        let evaluations = raw.evaluate(
+            &event("claim.created", json!({"subject": {"account": value}})),
+            now(),
+        );
+        assert!(
+            matches!(&evaluations[0].outcome, Outcome::Failed { error, .. } if error.contains("may not be '.' or '..'")),
+            "{value}: {:?}",
+            evaluations[0]
         );
     }
 }

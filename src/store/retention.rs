@@ -105,7 +105,8 @@ pub struct RejectedConfig {
     /// are answered as before but not stored, only counted
     /// (`signalbox_rejected_unstored_total`, one warning per address and minute). Default 60.
     pub per_address_per_minute: u32,
-    /// Refused deliveries stored per minute from all addresses together. Default 600.
+    /// Refused deliveries stored per minute from all addresses together. Default 120 (at
+    /// most about 2.4 GB over the 7 days refused deliveries are kept, at 4 KiB each).
     pub per_minute: u32,
 }
 
@@ -114,7 +115,7 @@ impl Default for RejectedConfig {
         Self {
             body_bytes: 4096,
             per_address_per_minute: 60,
-            per_minute: 600,
+            per_minute: 120,
         }
     }
 }

@@ -8,6 +8,7 @@ crate::on_both_backends!(cases:
     stored_tokens_are_hashed_usable_and_revocable,
     what_a_token_did_is_recorded,
     the_public_listener_serves_only_signed_platform_webhooks,
+    revoking_every_token_closes_the_api_rather_than_opening_it,
 );
 
 mod cases {
@@ -390,6 +391,7 @@ mod cases {
             "from-cli",
             vec![Role::Operate],
             None,
+            &[],
             clock.now(),
         )
         .await
@@ -445,6 +447,52 @@ mod cases {
         assert_eq!(
             deliveries["deliveries"][0]["token"], "ingest-receeve",
             "{deliveries}"
+        );
+        app.stop().await;
+    }
+
+    /// An engine started with one stored admin token: revoking it leaves nothing allowed, not
+    /// everything (an open API would let anyone make an admin token).
+    pub(super) async fn revoking_every_token_closes_the_api_rather_than_opening_it(db: TestDb) {
+        let store = signalbox::store::Store::open(&db.url, &Default::default())
+            .await
+            .unwrap();
+        let admin = signalbox::auth::create(
+            &store,
+            "only-admin",
+            vec![Role::Admin],
+            None,
+            &[],
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+        store.close().await;
+        let app = TestApp::spawn(test_config(&db)).await;
+        let (status, _, _) = call(&app, "GET", "/v1/events", None, None).await;
+        assert_eq!(status, 401, "a stored token closes the API");
+        let (status, _, _) =
+            call(&app, "DELETE", "/v1/tokens/only-admin", Some(&admin), None).await;
+        assert_eq!(status, 200);
+        let (status, answer, _) = call(&app, "GET", "/v1/events", None, None).await;
+        assert_eq!(status, 401, "{answer}");
+        let (status, answer, _) = call(
+            &app,
+            "POST",
+            "/v1/tokens",
+            None,
+            Some(json!({"name": "intruder", "roles": ["admin"]}).to_string()),
+        )
+        .await;
+        assert_eq!(status, 401, "{answer}");
+        let (status, answer, _) = call(&app, "GET", "/v1/events", Some(&admin), None).await;
+        assert_eq!(status, 401);
+        assert!(
+            answer["message"]
+                .as_str()
+                .unwrap()
+                .contains("every token was revoked"),
+            "{answer}"
         );
         app.stop().await;
     }

@@ -240,7 +240,7 @@ mod cases {
         let receiver = Receiver::start().await;
         let base = &receiver.url;
         let rules = format!(
-            "version: 1\nid: prefs\non: [email.unsubscribe_requested]\nactions:\n  - type: webhook\n    method: PUT\n    url: \"{base}/api/accounts/{{{{ event.subject.account }}}}/preferences/email\"\n  - type: webhook\n    url: \"{base}/raw/{{{{ event.subject.account | safe }}}}\"\n"
+            "version: 1\nrules:\n  - id: prefs\n    on: [email.unsubscribe_requested]\n    actions:\n      - type: webhook\n        method: PUT\n        url: \"{base}/api/accounts/{{{{ event.subject.account }}}}/preferences/email\"\n  - id: raw\n    on: [email.unsubscribe_requested]\n    actions:\n      - type: webhook\n        url: \"{base}/raw/{{{{ event.subject.account | safe }}}}\"\n"
         );
         let (app, _dir) = spawn(&db, &rules, |c| {
             c.actions.allowed_hosts = vec!["127.0.0.1".into()];
@@ -258,7 +258,8 @@ mod cases {
             let (status, body) = app.post("/v1/events", event.to_string()).await;
             assert_eq!(status, 201, "{body}");
         }
-        let requests = receiver.wait_for(2 * values.len()).await;
+        // `| safe` sends three raw: not `../../admin` nor `%2e%2e`, which would move the path.
+        let requests = receiver.wait_for(values.len() + 3).await;
         let paths: Vec<(String, String)> =
             requests.into_iter().map(|r| (r.method, r.path)).collect();
         for (value, encoded) in values {
@@ -271,6 +272,33 @@ mod cases {
         assert!(
             paths.contains(&("POST".to_owned(), "/raw/42/delete".to_owned())),
             "| safe writes the value raw: {paths:?}"
+        );
+        // `.` and `..` are unreserved, so encoding leaves them, and URL parsing would resolve
+        // them (`/api/accounts/../preferences/email` is `/api/preferences/email`): refused.
+        for (i, value) in ["..", "."].iter().enumerate() {
+            let event = json!({"type": "email.unsubscribe_requested", "source_event_id": format!("dot-{i}"), "subject": {"account": value}});
+            let (status, body) = app.post("/v1/events", event.to_string()).await;
+            assert_eq!(status, 201, "{body}");
+        }
+        app.wait_processed().await;
+        let (_, failed) = app.get("/v1/evaluations?outcome=failed&rule=prefs").await;
+        let errors: Vec<&str> = failed["evaluations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["error"].as_str().unwrap())
+            .collect();
+        assert_eq!(errors.len(), 2, "{failed}");
+        assert!(
+            errors
+                .iter()
+                .all(|e| e.contains("a value in a URL may not be '.' or '..'")),
+            "{errors:?}"
+        );
+        assert_eq!(
+            receiver.received().len(),
+            values.len() + 3,
+            "nothing more was sent"
         );
         app.stop().await;
     }
@@ -341,7 +369,7 @@ mod cases {
         let dead = dead(&app).await;
         assert_eq!(
             dead[0].1,
-            "secret 'SIGNALBOX_TEST_UNSET_SECRET' is not set (environment variable or file in actions.secrets_dir)"
+            "secret 'SIGNALBOX_TEST_UNSET_SECRET' is not set (environment variable SIGNALBOX_SECRET_SIGNALBOX_TEST_UNSET_SECRET or file SIGNALBOX_TEST_UNSET_SECRET in actions.secrets_dir)"
         );
 
         let stored = stored_text(&db).await;

@@ -94,6 +94,54 @@ fn check_warns_about_fields_some_events_lack() {
     assert!(out.contains("1 warning (--strict)"), "{out}");
 }
 
+/// Text compared with a number is refused by `check`, at its line, where a sample event of the
+/// rule's types shows it; money compares as money.
+#[test]
+fn check_refuses_comparisons_of_text_with_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = |id: &str, when: &str| {
+        format!(
+            "version: 1\nid: {id}\non: [promise_to_pay.created]\nwhen: {when}\nactions: [{{type: emit, event_type: claim.flagged}}]\n"
+        )
+    };
+    std::fs::write(
+        dir.path().join("money.yaml"),
+        rule("money", "event.amount.value > 500"),
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap();
+    let (ok, out) = signalbox(&["check", path]);
+    assert!(ok, "an amount compares with a number: {out}");
+    std::fs::write(
+        dir.path().join("claim.yaml"),
+        rule("claim", "event.subject.claim > 500"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("quoted.yaml"),
+        rule("quoted", "event.amount.value >= \"500\""),
+    )
+    .unwrap();
+    let (ok, out) = signalbox(&["check", path]);
+    assert!(!ok, "{out}");
+    for (file, what) in [
+        ("claim.yaml", "text with a number"),
+        ("quoted.yaml", "a number with text"),
+    ] {
+        let expected = format!(
+            "{}:4:1: rule {}: when: script error: cannot compare {what} using",
+            dir.path().join(file).display(),
+            file.trim_end_matches(".yaml")
+        );
+        assert!(out.contains(&expected), "{expected} in:\n{out}");
+    }
+    assert!(
+        out.contains("found with a sample promise_to_pay.created event from receeve"),
+        "{out}"
+    );
+    assert!(out.contains("2 problems in"), "{out}");
+}
+
 #[test]
 fn test_shows_a_diff_when_a_rule_test_fails() {
     let dir = tempfile::tempdir().unwrap();
