@@ -9,6 +9,7 @@ crate::on_both_backends!(cases:
     what_a_token_did_is_recorded,
     the_public_listener_serves_only_signed_platform_webhooks,
     revoking_every_token_closes_the_api_rather_than_opening_it,
+    bodies_held_on_the_public_listener_do_not_starve_the_management_one,
 );
 
 mod cases {
@@ -494,6 +495,55 @@ mod cases {
                 .contains("every token was revoked"),
             "{answer}"
         );
+        app.stop().await;
+    }
+
+    /// Anyone on the internet can open requests announcing a large body and send none: they
+    /// spend the public listener's ingestion budget, not the management listener's.
+    pub(super) async fn bodies_held_on_the_public_listener_do_not_starve_the_management_one(
+        db: TestDb,
+    ) {
+        use tokio::io::AsyncWriteExt;
+        let mut config = with_tokens(test_config(&db));
+        config.public_listen = Some("127.0.0.1:0".parse().unwrap());
+        config.server.ingest_bytes_in_flight = Some(config.max_body_bytes);
+        let app = TestApp::spawn(config).await;
+        let public = app.app.as_ref().unwrap().public_addr.unwrap();
+        let announce = format!(
+            "POST /webhooks/hubpay HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+            1 << 20
+        );
+        let mut held = tokio::net::TcpStream::connect(public).await.unwrap();
+        held.write_all(announce.as_bytes()).await.unwrap();
+        // The public budget is spent: the next announced body there is refused at once ...
+        let public_base = format!("http://{public}");
+        let mut refused = false;
+        for _ in 0..100 {
+            let response = app
+                .client
+                .post(format!("{public_base}/webhooks/hubpay"))
+                .body(vec![b' '; 1 << 20])
+                .send()
+                .await
+                .unwrap();
+            if response.status().as_u16() == 503 {
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(refused, "the held body spends the public listener's budget");
+        // ... while the management listener still takes events.
+        let (status, answer, _) = call(
+            &app,
+            "POST",
+            "/v1/events",
+            Some(token("ingest-receeve")),
+            Some(event_json("while-held")),
+        )
+        .await;
+        assert_eq!(status, 201, "{answer}");
+        drop(held);
         app.stop().await;
     }
 
