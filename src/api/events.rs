@@ -116,12 +116,7 @@ pub(super) async fn evaluations(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if state.store.get_event(&id).await?.is_none() {
-        return Err(ApiError::NotFound {
-            code: "event_not_found",
-            message: format!("no event with id '{id}'"),
-        });
-    }
+    require_event(&state, &id).await?;
     Ok(Json(
         serde_json::json!({ "evaluations": state.store.evaluations_for_event(&id).await? }),
     ))
@@ -132,12 +127,7 @@ pub(super) async fn retry(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if state.store.get_event(&id).await?.is_none() {
-        return Err(ApiError::NotFound {
-            code: "event_not_found",
-            message: format!("no event with id '{id}'"),
-        });
-    }
+    require_event(&state, &id).await?;
     let retried = state.store.retry_events(&[id.as_str()]).await?;
     let message = if retried == 0 {
         "the event is not failed: only failed events are retried"
@@ -147,4 +137,15 @@ pub(super) async fn retry(
     Ok(Json(
         serde_json::json!({ "retried": retried, "message": message }),
     ))
+}
+
+/// 404 unless the event `id` is stored.
+async fn require_event(state: &AppState, id: &str) -> Result<(), ApiError> {
+    match state.store.get_event(id).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::NotFound {
+            code: "event_not_found",
+            message: format!("no event with id '{id}'"),
+        }),
+    }
 }

@@ -124,18 +124,7 @@ impl Store {
                 .fetch_all(pool)
                 .await?;
                 rows.iter()
-                    .map(|row| {
-                        Ok(DeliverySummary {
-                            id: row.try_get("id")?,
-                            source: row.try_get("source")?,
-                            received_at: row.try_get("received_at")?,
-                            verification: row.try_get("verification")?,
-                            reason: row.try_get("reason")?,
-                            events: row.try_get("events")?,
-                            body_size: row.try_get("body_size")?,
-                            token: row.try_get("token")?,
-                        })
-                    })
+                    .map(summary)
                     .collect::<Result<Vec<_>, StoreError>>()
             })?;
             let measure = |d: &DeliverySummary| (json_len(d), d.id.clone());
@@ -159,16 +148,7 @@ impl Store {
             row.map(|row| {
                 let headers: sqlx::types::Json<Value> = row.try_get("headers")?;
                 Ok(StoredDelivery {
-                    summary: DeliverySummary {
-                        id: row.try_get("id")?,
-                        source: row.try_get("source")?,
-                        received_at: row.try_get("received_at")?,
-                        verification: row.try_get("verification")?,
-                        reason: row.try_get("reason")?,
-                        events: row.try_get("events")?,
-                        body_size: row.try_get("body_size")?,
-                        token: row.try_get("token")?,
-                    },
+                    summary: summary(&row)?,
                     headers: headers.0,
                     body: row.try_get("body")?,
                 })
@@ -176,4 +156,26 @@ impl Store {
             .transpose()
         })
     }
+}
+
+/// A delivery's summary from a row selecting its columns and `events` (the count).
+fn summary<R: Row>(row: &R) -> Result<DeliverySummary, StoreError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    DateTime<Utc>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(DeliverySummary {
+        id: row.try_get("id")?,
+        source: row.try_get("source")?,
+        received_at: row.try_get("received_at")?,
+        verification: row.try_get("verification")?,
+        reason: row.try_get("reason")?,
+        events: row.try_get("events")?,
+        body_size: row.try_get("body_size")?,
+        token: row.try_get("token")?,
+    })
 }
