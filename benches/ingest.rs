@@ -7,7 +7,8 @@
 //! (default 32) each post single canonical events over keep-alive HTTP/1.1 connections, one
 //! request at a time, until `BENCH_EVENTS` (default 20000) are acknowledged. Latency is from
 //! sending a request to reading its 201. Client and engine share the machine's cores. The
-//! processor runs alongside, marking events processed, as in production.
+//! processor runs alongside, marking events processed, as in production. With `BENCH_TOKEN=1`
+//! the engine has API tokens and every request carries an ingest token allowed the source.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -55,6 +56,18 @@ async fn run(backend: &'static str, url: String, events: usize, senders: usize) 
         ..Config::default()
     };
     config.rules_dir = std::env::temp_dir().join("signalbox-bench-no-rules");
+    // Tokens: the API checks each request's token (hash, constant-time compare, role, source).
+    const TOKEN: &str = "bench-ingest-token-0123456789abcdef";
+    let with_token = std::env::var("BENCH_TOKEN").is_ok_and(|v| v == "1");
+    if with_token {
+        config.tokens = vec![signalbox::auth::TokenConfig {
+            name: "bench".into(),
+            token: signalbox::config::Secret::new(TOKEN.into()),
+            roles: vec![signalbox::auth::Role::Ingest],
+            sources: Some(vec!["receeve".into()]),
+        }];
+    }
+    let bearer = with_token.then_some(TOKEN);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -76,8 +89,11 @@ async fn run(backend: &'static str, url: String, events: usize, senders: usize) 
 
     // Warm-up: connections, prepared statements, page cache.
     for i in 0..200 {
-        let response = client
-            .post(&endpoint)
+        let mut request = client.post(&endpoint);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        let response = request
             .body(body(events + i))
             .send()
             .await
@@ -99,8 +115,11 @@ async fn run(backend: &'static str, url: String, events: usize, senders: usize) 
                         return latencies;
                     }
                     let sent = Instant::now();
-                    let response = client
-                        .post(&endpoint)
+                    let mut request = client.post(&endpoint);
+                    if let Some(token) = bearer {
+                        request = request.bearer_auth(token);
+                    }
+                    let response = request
                         .body(body(i))
                         .send()
                         .await
