@@ -120,7 +120,8 @@ async fn read_reply(mut response: reqwest::Response) -> String {
 /// A request error: timeouts and connection failures are worth retrying; a target the guard
 /// refused is not.
 fn request_error(e: &reqwest::Error) -> Outcome {
-    if let Some(refused) = super::guard::refusal_in(e).filter(|r| r.is_permanent()) {
+    let refusal = super::guard::refusal_in(e);
+    if let Some(refused) = refusal.filter(|r| r.is_permanent()) {
         return Outcome::Failed {
             reason: refused.to_string(),
             status: None,
@@ -128,11 +129,16 @@ fn request_error(e: &reqwest::Error) -> Outcome {
     }
     let reason = if e.is_timeout() {
         "timed out waiting for the target".to_owned()
+    } else if let Some(lookup) = refusal {
+        // A name that does not resolve (yet): the guard's words, worth a retry.
+        lookup.to_string()
     } else if e.is_connect() {
-        format!(
-            "cannot connect: {}",
-            std::error::Error::source(e).map_or_else(|| e.to_string(), ToString::to_string)
-        )
+        // The innermost cause says what happened (`Connection refused`), not hyper's wrapper.
+        let mut cause: &dyn std::error::Error = e;
+        while let Some(inner) = cause.source() {
+            cause = inner;
+        }
+        format!("cannot connect: {cause}")
     } else {
         e.to_string()
     };
