@@ -119,11 +119,7 @@ async fn run(backend: &'static str, url: String, events: usize, senders: usize) 
                     if let Some(token) = bearer {
                         request = request.bearer_auth(token);
                     }
-                    let response = request
-                        .body(body(i))
-                        .send()
-                        .await
-                        .expect("request");
+                    let response = request.body(body(i)).send().await.expect("request");
                     assert_eq!(response.status(), 201, "event {i} not stored");
                     latencies.push(sent.elapsed());
                 }
