@@ -39,38 +39,41 @@ pub(super) async fn check(State(gate): State<Gate>, mut request: Request, next: 
             return ApiError::Forbidden(why).into_response();
         }
     };
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    request.extensions_mut().insert(caller.clone());
+    let Caller::Token(token) = &caller else {
+        request.extensions_mut().insert(caller);
+        return next.run(request).await;
+    };
+    let token = token.clone();
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    request.extensions_mut().insert(caller);
     let response = next.run(request).await;
-    if let Caller::Token(token) = &caller {
-        let now = gate.state.clock.now();
-        if token.origin == "store" && tokens.due_touch(&token.name, now) {
-            let store = gate.state.store.clone();
-            let name = token.name.clone();
-            // Off the request's path: a slow store does not slow the answer.
-            tokio::spawn(async move {
-                if let Err(e) = store.touch_token(&name, now).await {
-                    tracing::debug!(error = %e, "cannot note a token's use");
-                }
-            });
-        }
-        let changes = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if changes && gate.role != Role::Ingest {
-            let used = TokenUse {
-                at: now,
-                token: token.name.clone(),
-                method: method.to_string(),
-                path: path.clone(),
-                status: response.status().as_u16(),
-            };
-            if let Err(e) = gate.state.store.record_token_use(&used).await {
-                tracing::warn!(error = %e, token = %token.name, %path, "cannot record a token's use");
+    let now = gate.state.clock.now();
+    if token.origin == "store" && tokens.due_touch(&token.name, now) {
+        let store = gate.state.store.clone();
+        let name = token.name.clone();
+        // Off the request's path: a slow store does not slow the answer.
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_token(&name, now).await {
+                tracing::debug!(error = %e, "cannot note a token's use");
             }
-            tracing::info!(token = %token.name, %method, %path, status = used.status, "token used");
-        } else {
-            tracing::debug!(token = %token.name, %method, %path, status = response.status().as_u16(), "token used");
+        });
+    }
+    let status = response.status().as_u16();
+    let changes = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if changes && gate.role != Role::Ingest {
+        let used = TokenUse {
+            at: now,
+            token: token.name.clone(),
+            method: method.to_string(),
+            path: path.clone(),
+            status,
+        };
+        if let Err(e) = gate.state.store.record_token_use(&used).await {
+            tracing::warn!(error = %e, token = %token.name, %path, "cannot record a token's use");
         }
+        tracing::info!(token = %token.name, %method, %path, status, "token used");
+    } else {
+        tracing::debug!(token = %token.name, %method, %path, status, "token used");
     }
     response
 }

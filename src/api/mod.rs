@@ -62,60 +62,31 @@ pub fn router(state: AppState) -> Router {
             auth::check,
         )
     };
-    let routes = Router::new()
-        .route(
-            "/v1/events",
-            post(ingest::post_events)
-                .route_layer(gate(Role::Ingest))
-                .merge(get(events::list).route_layer(gate(Role::Read))),
-        )
-        .route(
-            "/webhooks/canonical",
-            post(ingest::post_events).route_layer(gate(Role::Ingest)),
-        )
-        .route(
-            "/v1/events/{id}",
-            get(events::get_one).route_layer(gate(Role::Read)),
-        )
-        .route(
-            "/v1/events/{id}/evaluations",
-            get(events::evaluations).route_layer(gate(Role::Read)),
-        )
-        .route(
-            "/v1/events/{id}/retry",
-            post(events::retry).route_layer(gate(Role::Operate)),
-        )
-        .route(
-            "/v1/deliveries",
-            get(events::deliveries).route_layer(gate(Role::Read)),
-        )
-        .route(
-            "/v1/unknown-types",
-            get(events::unknown_types).route_layer(gate(Role::Read)),
-        )
-        .route(
-            "/v1/evaluations",
-            get(evaluations::list).route_layer(gate(Role::Read)),
-        )
-        .route(
-            "/v1/rules/status",
-            get(health::rules_status).route_layer(gate(Role::Read)),
-        )
-        .route("/metrics", get(metrics).route_layer(gate(Role::Read)))
-        .route(
-            "/v1/tokens",
-            get(tokens::list)
-                .post(tokens::create)
-                .route_layer(gate(Role::Admin)),
-        )
-        .route(
-            "/v1/tokens/{name}",
-            delete(tokens::revoke).route_layer(gate(Role::Admin)),
-        )
-        .route(
-            "/v1/token-uses",
-            get(tokens::uses).route_layer(gate(Role::Admin)),
-        );
+    // One router per role, its check applied once; a path may be in several (`/v1/events`:
+    // POST to ingest, GET to read), each method behind its own role.
+    let ingest = Router::new()
+        .route("/v1/events", post(ingest::post_events))
+        .route("/webhooks/canonical", post(ingest::post_events))
+        .route_layer(gate(Role::Ingest));
+    let read = Router::new()
+        .route("/v1/events", get(events::list))
+        .route("/v1/events/{id}", get(events::get_one))
+        .route("/v1/events/{id}/evaluations", get(events::evaluations))
+        .route("/v1/deliveries", get(events::deliveries))
+        .route("/v1/unknown-types", get(events::unknown_types))
+        .route("/v1/evaluations", get(evaluations::list))
+        .route("/v1/rules/status", get(health::rules_status))
+        .route("/metrics", get(metrics))
+        .route_layer(gate(Role::Read));
+    let operate = Router::new()
+        .route("/v1/events/{id}/retry", post(events::retry))
+        .route_layer(gate(Role::Operate));
+    let admin = Router::new()
+        .route("/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/v1/tokens/{name}", delete(tokens::revoke))
+        .route("/v1/token-uses", get(tokens::uses))
+        .route_layer(gate(Role::Admin));
+    let routes = ingest.merge(read).merge(operate).merge(admin);
     finish(with_webhooks(routes), state)
 }
 

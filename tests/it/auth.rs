@@ -252,10 +252,13 @@ mod cases {
 
     pub(super) async fn a_posted_event_claims_a_platform_only_with_a_token_naming_it(db: TestDb) {
         let app = TestApp::spawn(with_tokens(test_config(&db))).await;
-        let event = |source: &str, id: &str| {
-            json!({"type": "promise_to_pay.expired", "source": source, "source_event_id": id, "subject": {"claim": "C-1"}})
-                .to_string()
-        };
+        // Posts, as the token `who`, an event claiming `source` (a new one each time).
+        async fn post_as(app: &TestApp, path: &str, who: &str, source: &str) -> (u16, Value) {
+            let event = json!({"type": "promise_to_pay.expired", "source": source, "source_event_id": format!("{path}-{who}-{source}"), "subject": {"claim": "C-1"}});
+            let (status, answer, _) =
+                call(app, "POST", path, Some(token(who)), Some(event.to_string())).await;
+            (status, answer)
+        }
         for path in ["/v1/events", "/webhooks/canonical"] {
             // Any ingest token may post its own sources, not a platform's or the engine's.
             for (who, source) in [
@@ -265,14 +268,7 @@ mod cases {
                 ("ingest-crm", "erp"),
                 ("ingest-receeve", "crm"),
             ] {
-                let (status, answer, _) = call(
-                    &app,
-                    "POST",
-                    path,
-                    Some(token(who)),
-                    Some(event(source, &format!("{path}-{who}-{source}"))),
-                )
-                .await;
+                let (status, answer) = post_as(&app, path, who, source).await;
                 assert_eq!(status, 403, "{path}: '{who}' claiming '{source}': {answer}");
                 assert!(
                     answer["message"]
@@ -287,14 +283,7 @@ mod cases {
                 ("ingest-crm", "crm"),
                 ("ingest-receeve", "receeve"),
             ] {
-                let (status, answer, _) = call(
-                    &app,
-                    "POST",
-                    path,
-                    Some(token(who)),
-                    Some(event(source, &format!("{path}-{who}-{source}"))),
-                )
-                .await;
+                let (status, answer) = post_as(&app, path, who, source).await;
                 assert_eq!(status, 201, "{path}: '{who}' claiming '{source}': {answer}");
             }
         }
