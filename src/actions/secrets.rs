@@ -1,7 +1,8 @@
 //! Secrets in rules: a webhook header may say `${secret:NAME}`, and the reference is what the
 //! rule, the stored evaluation, the outbox row, the API and the logs hold. The value is read
-//! only by the webhook executor, right before sending: from the environment variable `NAME`,
-//! else from the file `NAME` in `actions.secrets_dir` (one trailing newline trimmed).
+//! only by the webhook executor, right before sending: from the environment variable
+//! `SIGNALBOX_SECRET_NAME`, else from the file `NAME` in `actions.secrets_dir` (one trailing
+//! newline trimmed, at most 64 KiB).
 //!
 //! Names are `[A-Za-z_][A-Za-z0-9_]*`: a valid environment variable name, and a file name that
 //! cannot leave the secrets folder.
@@ -56,6 +57,9 @@ pub trait Source {
 /// signing secrets, API tokens given as `${VAR}`).
 pub const ENV_PREFIX: &str = "SIGNALBOX_SECRET_";
 
+/// Most bytes a secret file may hold.
+const MAX_FILE_BYTES: u64 = 64 * 1024;
+
 /// The environment (`SIGNALBOX_SECRET_<NAME>`), then `dir/NAME` if a folder is configured.
 pub struct EnvAndDir<'a> {
     pub dir: Option<&'a Path>,
@@ -66,7 +70,12 @@ impl Source for EnvAndDir<'_> {
         if let Ok(value) = std::env::var(format!("{ENV_PREFIX}{name}")) {
             return Some(value);
         }
-        let text = std::fs::read_to_string(self.dir?.join(name)).ok()?;
+        // A secret is a token or a password: a larger file is a mistake, not read whole.
+        let path = self.dir?.join(name);
+        if std::fs::metadata(&path).ok()?.len() > MAX_FILE_BYTES {
+            return None;
+        }
+        let text = std::fs::read_to_string(path).ok()?;
         let text = text.strip_suffix('\n').unwrap_or(&text);
         let text = text.strip_suffix('\r').unwrap_or(text);
         Some(text.to_owned())
@@ -80,17 +89,35 @@ pub fn resolve(text: &str, source: &dyn Source) -> Result<(String, Vec<String>),
     if names.is_empty() {
         return Ok((text.to_owned(), Vec::new()));
     }
-    let mut out = text.to_owned();
+    // One pass over the text as written: a secret's value is never read as a reference.
+    let mut out = String::with_capacity(text.len());
+    let mut read: Vec<(&str, String)> = Vec::new();
     let mut values = Vec::new();
+    let mut rest = text;
     for name in names {
-        let value = source.get(name).ok_or_else(|| {
-            format!(
-                "secret '{name}' is not set (environment variable SIGNALBOX_SECRET_{name} or file {name} in actions.secrets_dir)"
-            )
-        })?;
-        out = out.replacen(&format!("{PREFIX}{name}}}"), &value, 1);
+        let reference = format!("{PREFIX}{name}}}");
+        // Found in this order by `references`.
+        let Some(at) = rest.find(&reference) else {
+            break;
+        };
+        out.push_str(&rest[..at]);
+        let value = match read.iter().find(|(n, _)| *n == name) {
+            Some((_, value)) => value.clone(),
+            None => {
+                let value = source.get(name).ok_or_else(|| {
+                    format!(
+                        "secret '{name}' is not set (environment variable {ENV_PREFIX}{name} or file {name} in actions.secrets_dir)"
+                    )
+                })?;
+                read.push((name, value.clone()));
+                value
+            }
+        };
+        out.push_str(&value);
         values.push(value);
+        rest = &rest[at + reference.len()..];
     }
+    out.push_str(rest);
     Ok((out, values))
 }
 
@@ -149,6 +176,10 @@ mod tests {
         let (text, values) = resolve("x ${secret:A} y ${secret:B} ${secret:A}", &source).unwrap();
         assert_eq!(text, "x one y two one");
         assert_eq!(values, ["one", "two", "one"]);
+        // A value that looks like a reference is a value: not read as one.
+        let tricky = Map(HashMap::from([("A", "${secret:B}"), ("B", "two")]));
+        let (text, _) = resolve("${secret:A} ${secret:B}", &tricky).unwrap();
+        assert_eq!(text, "${secret:B} two");
         assert_eq!(
             resolve("${secret:C}", &source).unwrap_err(),
             "secret 'C' is not set (environment variable SIGNALBOX_SECRET_C or file C in actions.secrets_dir)"

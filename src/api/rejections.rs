@@ -98,8 +98,12 @@ impl Rejections {
             .started
             .is_none_or(|started| now < started || now - started >= WINDOW);
         if expired {
+            // The table is emptied, not dropped: a flood's next minute reuses its room.
+            let mut addresses = std::mem::take(&mut w.addresses);
+            addresses.clear();
             *w = Window {
                 started: Some(now),
+                addresses,
                 ..Window::default()
             };
         }

@@ -453,6 +453,7 @@ pub fn record(pruned: &Pruned) {
             evaluations = n("evaluations"),
             actions = n("actions"),
             attempts = n("attempts"),
+            token_uses = n("token_uses"),
             more = pruned.more,
             "removed rows past their retention"
         );
