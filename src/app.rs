@@ -38,6 +38,7 @@ pub struct App {
     processor: JoinHandle<()>,
     dispatcher: JoinHandle<()>,
     pruner: JoinHandle<()>,
+    timer: JoinHandle<()>,
     watcher: JoinHandle<()>,
 }
 
@@ -91,6 +92,7 @@ pub async fn start_with_store(
         clock.clone(),
         config.rule_tests_must_pass,
         &store,
+        config.calendars()?,
     )
     .await;
     let status = rules.status();
@@ -139,6 +141,22 @@ pub async fn start_with_store(
         planned.clone(),
         clock.clone(),
     );
+    let timer = crate::timer::Timer::new(
+        store.clone(),
+        rules.clone(),
+        clock.clone(),
+        stored.clone(),
+        config.processing.poll_interval,
+    );
+    let timer = {
+        let shutdown = shutdown_rx.clone();
+        supervise(
+            "timer",
+            health.clone(),
+            shutdown_rx.clone(),
+            move || timer.clone().run(shutdown.clone()),
+        )
+    };
     let processor = Processor::new(
         store.clone(),
         rules.clone(),
@@ -237,6 +255,7 @@ pub async fn start_with_store(
         processor,
         dispatcher,
         pruner,
+        timer,
         watcher,
     })
 }
@@ -258,6 +277,7 @@ impl App {
         self.dispatcher.await?;
         // A pass in hand finishes its batch; the next one is not started.
         self.pruner.await?;
+        self.timer.await?;
         self.watcher.await?;
         self.store.close().await;
         tracing::info!("signalbox stopped");

@@ -59,6 +59,7 @@ pub mod providers;
 pub mod rules;
 pub mod script;
 pub mod store;
+pub mod timer;
 
 /// Installs ring as rustls's process-wide crypto provider. Call first thing in `main` and in
 /// test setup: with two providers compiled in, rustls cannot pick one by itself.

@@ -18,10 +18,16 @@ use crate::health::Health;
 use crate::normalize::EventId;
 use crate::rules::live::LiveRules;
 use crate::rules::{Evaluation, Outcome};
-use crate::script::Facts;
+use crate::normalize::Event;
+use crate::rules::facts::{PendingCheck, Query};
 use crate::store::{
-    ClaimedEvent, EventFailure, NewAction, NewEvaluation, Store, StoreError, ThrottleGate, Verdict,
+    CancelOn, CheckStatus, ClaimedEvent, Effects, EventFailure, HistoryQuery, NewAction,
+    NewCheck, NewEvaluation, StateWrite, Store, StoreError, ThrottleGate, Verdict,
 };
+use chrono::{DateTime, Utc};
+
+/// An event's records: its evaluations and what else its processing changes.
+type Completed = crate::store::Completed;
 
 /// The processing stage (`processing:` in the config file).
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -297,19 +303,17 @@ impl Processor {
     }
 
     /// Evaluates a batch on a blocking thread (a slow script never stalls the async workers
-    /// that answer HTTP). Each event's result is its records, or why they could not be made.
+    /// that answer HTTP), with the facts its rules read fetched first. Each event's result is
+    /// its records, or why they could not be made.
     async fn evaluate(
         &self,
         claimed: Vec<ClaimedEvent>,
-    ) -> Result<Vec<(EventId, Result<Vec<NewEvaluation>, String>)>, StoreError> {
+    ) -> Result<Vec<(EventId, Result<Completed, String>)>, StoreError> {
         // One rule set for the whole round: a reload never splits an event's evaluation.
         let rules = self.rules.current();
-        // What `is_paused(claim)` answers in scripts: the strategy states of this batch's claims.
-        let claims: Vec<&str> = claimed
-            .iter()
-            .filter_map(|c| c.event.subject.claim.as_deref())
-            .collect();
-        let facts = Arc::new(Facts::with_paused(self.store.paused_claims(&claims).await?));
+        let now = self.clock.now();
+        let events: Vec<&crate::normalize::Event> = claimed.iter().map(|c| &c.event).collect();
+        let facts = Arc::new(crate::rules::facts::gather(&rules, &events, &self.store, now).await?);
         let clock = self.clock.clone();
         let ids: Vec<EventId> = claimed.iter().map(|c| c.event.id.clone()).collect();
         let evaluated = tokio::task::spawn_blocking(move || {
@@ -318,8 +322,8 @@ impl Processor {
                 .map(|c| {
                     let event = &c.event;
                     let one = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        let evaluations = rules.evaluate_with(event, clock.now(), &facts);
-                        for e in &evaluations {
+                        let processed = rules.process(event, clock.now(), &facts);
+                        for e in &processed.evaluations {
                             match &e.outcome {
                                 Outcome::Failed { error, line } => {
                                     metrics::counter!("signalbox_rule_failures_total", "rule" => e.rule_id.clone()).increment(1);
@@ -331,7 +335,10 @@ impl Processor {
                                 _ => {}
                             }
                         }
-                        evaluations.iter().filter_map(record).collect::<Vec<_>>()
+                        Completed {
+                            evaluations: processed.evaluations.iter().filter_map(record).collect(),
+                            effects: effects(processed.effects),
+                        }
                     }));
                     (event.id.clone(), one.map_err(|_| "internal error while processing it (a bug in Signalbox; please report it)".to_owned()))
                 })
@@ -384,15 +391,28 @@ impl Processor {
 /// skipped leave no record.
 fn record(evaluation: &Evaluation) -> Option<NewEvaluation> {
     let verdict = match &evaluation.outcome {
-        Outcome::Fired { actions, throttle } => Verdict::Fired {
+        Outcome::Fired {
+            actions,
+            throttle,
+            timing,
+        } => Verdict::Fired {
             actions: serde_json::to_value(actions).expect("action configs serialize"),
             planned: actions
                 .iter()
-                .map(|action| NewAction {
-                    kind: action.kind(),
-                    target: action.target(),
-                    payload: serde_json::to_value(Payload::current(action.stored()))
-                        .expect("stored actions serialize"),
+                .enumerate()
+                .map(|(index, action)| {
+                    let when = timing.get(index).cloned().unwrap_or_default();
+                    NewAction {
+                        kind: action.kind(),
+                        target: action.target(),
+                        payload: serde_json::to_value(Payload::current(action.stored()))
+                            .expect("stored actions serialize"),
+                        due: when.due,
+                        cancel: when.cancel.map(|(subject_ref, types)| CancelOn {
+                            subject_ref,
+                            types,
+                        }),
+                    }
                 })
                 .collect(),
             throttle: throttle.as_ref().map(|(key, window)| ThrottleGate {
@@ -405,6 +425,17 @@ fn record(evaluation: &Evaluation) -> Option<NewEvaluation> {
             error: error.replace('\0', "\u{FFFD}"),
             line: line.map(|l| l as i64),
         },
+        Outcome::Waiting {
+            subject,
+            awaits,
+            deadline,
+        } => Verdict::Waiting {
+            check: NewCheck {
+                subject_ref: subject.clone(),
+                awaits: awaits.clone(),
+                deadline: *deadline,
+            },
+        },
         Outcome::Skipped { .. } | Outcome::NotMatched { .. } => return None,
     };
     Some(NewEvaluation {
@@ -414,4 +445,113 @@ fn record(evaluation: &Evaluation) -> Option<NewEvaluation> {
         logs: serde_json::to_value(&evaluation.logs).expect("strings serialize"),
         duration_us: i64::try_from(evaluation.duration.as_micros()).unwrap_or(i64::MAX),
     })
+}
+
+/// The store's form of what an event's processing changes besides its evaluations.
+fn effects(effects: crate::rules::Effects) -> Effects {
+    Effects {
+        state: effects
+            .state
+            .into_iter()
+            .map(|w| StateWrite {
+                subject_ref: w.subject,
+                name: w.name,
+                value: w.value,
+                expires_at: w.expires_at,
+                rule_id: w.rule_id,
+            })
+            .collect(),
+        resolve_checks: effects
+            .satisfied
+            .into_iter()
+            .map(|id| (id, CheckStatus::Satisfied))
+            .collect(),
+        cancel_actions: effects.cancelled,
+    }
+}
+
+/// The rules' questions, answered by the store with indexed, bounded queries.
+impl crate::rules::facts::Recall for Store {
+    type Error = StoreError;
+
+    async fn history(&self, query: &Query) -> Result<Vec<Event>, StoreError> {
+        let (key, value) = match &query.key {
+            Some((key, value)) => (key.name(), Some(value.as_str())),
+            None => ("claim", None),
+        };
+        Store::history(
+            self,
+            &HistoryQuery {
+                key,
+                value,
+                types: &query.types,
+                after: query.after,
+                until: query.until,
+                limit: query.limit,
+            },
+        )
+        .await
+    }
+
+    async fn dead_actions(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
+        Ok(self
+            .dead_actions_between(after, until, limit)
+            .await?
+            .iter()
+            .map(|a| serde_json::to_value(a).unwrap_or_default())
+            .collect())
+    }
+
+    async fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        Ok(self.get_event(id).await?.map(|stored| stored.event))
+    }
+
+    async fn pending_checks(
+        &self,
+        refs: &[String],
+        kind: &str,
+        limit: u32,
+    ) -> Result<Vec<PendingCheck>, StoreError> {
+        Ok(self
+            .pending_checks_for(refs, kind, limit)
+            .await?
+            .into_iter()
+            .map(|c| PendingCheck {
+                id: c.id,
+                rule_id: c.rule_id,
+                event_id: c.event_id,
+                deadline: c.deadline,
+            })
+            .collect())
+    }
+
+    async fn state(
+        &self,
+        refs: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, String, serde_json::Value)>, StoreError> {
+        Ok(self
+            .subject_state(refs, now)
+            .await?
+            .into_iter()
+            .map(|e| (e.subject_ref, e.name, e.value))
+            .collect())
+    }
+
+    async fn cancellable(
+        &self,
+        refs: &[String],
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+        self.cancellable_actions(refs, limit).await
+    }
+
+    async fn paused(&self, claims: &[&str]) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self.paused_claims(claims).await?.into_iter().collect())
+    }
 }

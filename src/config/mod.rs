@@ -60,6 +60,10 @@ pub struct Config {
     /// How long deliveries, events, evaluations, actions and attempts are kept, and what is
     /// kept of refused deliveries.
     pub retention: RetentionConfig,
+    /// Business-day calendars besides the built-in `DE`, `ES`, `CL` and `weekdays`:
+    /// `{acme: {extends: DE, holidays: [2026-12-24]}}`.
+    #[serde(default)]
+    pub calendars: BTreeMap<String, crate::calendar::CalendarConfig>,
     /// Per-platform webhook settings, keyed by source (`receeve`, `amili`, `bemmbo`, `hubpay`,
     /// `b54`). A platform with no secret and not marked `unsigned` has its deliveries refused.
     pub sources: BTreeMap<String, SourceConfig>,
@@ -90,7 +94,20 @@ impl Default for Config {
             sources: BTreeMap::new(),
             actions: crate::actions::ActionsConfig::default(),
             retention: RetentionConfig::default(),
+            calendars: BTreeMap::new(),
         }
+    }
+}
+
+impl Config {
+    /// The built-in calendars with the config's `calendars:` on top.
+    pub fn calendars(&self) -> Result<std::sync::Arc<crate::calendar::Calendars>, ConfigError> {
+        crate::calendar::Calendars::from_config(&self.calendars)
+            .map(std::sync::Arc::new)
+            .map_err(|problems| ConfigError::Invalid {
+                key: "calendars",
+                message: problems.join("; "),
+            })
     }
 }
 

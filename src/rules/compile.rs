@@ -97,6 +97,8 @@ pub struct Rule {
     pub script: Option<Block>,
     pub actions: Vec<ActionTemplate>,
     pub throttle: Option<Throttle>,
+    /// Schedules, delays, windows, history and state.
+    pub time: super::time::TimeSpec,
     pub tests: Vec<RuleTestConfig>,
     pub when_span: Span,
     pub script_span: Span,
@@ -186,6 +188,7 @@ pub fn compile_file(
     path: &Path,
     text: &str,
     known: &BTreeSet<String>,
+    calendars: &std::sync::Arc<crate::calendar::Calendars>,
     templates: &mut TemplateSources,
 ) -> (Vec<Rule>, Vec<RuleError>) {
     let error = |line: usize, column: usize, rule: Option<&str>, message: String| RuleError {
@@ -233,7 +236,7 @@ pub fn compile_file(
     let mut rules = Vec::new();
     let mut errors = Vec::new();
     for (config, yaml) in configs.into_iter().zip(rules_yaml) {
-        match compile_rule(path, text, config, &yaml, known, templates) {
+        match compile_rule(path, text, config, &yaml, known, calendars, templates) {
             Ok(rule) => rules.push(rule),
             Err(mut e) => errors.append(&mut e),
         }
@@ -247,6 +250,7 @@ fn compile_rule(
     config: RuleConfig,
     yaml: &serde_yaml::Value,
     known: &BTreeSet<String>,
+    calendars: &std::sync::Arc<crate::calendar::Calendars>,
     templates: &mut TemplateSources,
 ) -> Result<Rule, Vec<RuleError>> {
     let start = rule_line(text, &config.id);
@@ -279,10 +283,17 @@ fn compile_rule(
             format!("id '{}' must be snake_case (a-z, 0-9, _)", config.id),
         ));
     }
-    if config.on.is_empty() && config.source_types.is_empty() {
+    if config.on.is_empty() && config.source_types.is_empty() && config.schedule.is_none() {
         errors.push(at(
             "on",
-            "a rule needs a trigger: `on:` (event types) or `source_types:`".into(),
+            "a rule needs a trigger: `on:` (event types), `source_types:` or `schedule:`".into(),
+        ));
+    }
+    if config.schedule.is_some() && !(config.on.is_empty() && config.source_types.is_empty()) {
+        errors.push(at(
+            "schedule",
+            "a rule runs on a schedule or on events, not both: move one into a rule of its own"
+                .into(),
         ));
     }
     for pattern in &config.on {
@@ -356,12 +367,17 @@ fn compile_rule(
         other => other.and_then(Result::ok),
     };
 
-    // What templates may read besides the event: the script's top-level variables.
-    let script_vars = config
+    // What templates may read besides the event: the script's top-level variables, and the
+    // rule's history.
+    let mut script_vars = config
         .script
         .as_deref()
         .map(crate::script::top_level_names)
         .unwrap_or_default();
+    let history_names: BTreeSet<String> = config.history.keys().cloned().collect();
+    if !history_names.is_empty() {
+        script_vars.insert("history".into());
+    }
     // A problem with a name in a template: at the name itself, else at `actions:`.
     let at_text = |needle: &str, message: String| match find_in_rule(text, start, needle) {
         Some((line, column)) => RuleError {
@@ -374,7 +390,7 @@ fn compile_rule(
         None => at("actions", message),
     };
     let mut actions = Vec::new();
-    for (index, action) in config.actions.iter().enumerate() {
+    for (index, action) in config.actions.iter().map(|a| &a.action).enumerate() {
         let params = serde_json::to_value(action).expect("action configs serialize");
         let mut found = Vec::new();
         collect_templates(&params, String::new(), &mut found);
@@ -434,6 +450,22 @@ fn compile_rule(
         }
     });
 
+    let (time, problems) = {
+        let mut register = |suffix: &str, source: &str| -> Result<String, String> {
+            let name = format!("{}/{suffix}", config.id);
+            check_template(&name, source)?;
+            if let Some((_, message)) = unknown_names(source, &script_vars).into_iter().next() {
+                return Err(message);
+            }
+            templates.push((name.clone(), source.to_owned()));
+            Ok(name)
+        };
+        super::time::compile(&config, calendars, known, &mut register)
+    };
+    for (key, message) in problems {
+        errors.push(at(key, message));
+    }
+
     let mut test_names = BTreeSet::new();
     for test in &config.tests {
         if !test_names.insert(&test.name) {
@@ -453,7 +485,14 @@ fn compile_rule(
         description: config.description,
         file: path.to_owned(),
         enabled: config.enabled,
-        trigger: Trigger::events(&config.on, &config.source_types, &config.sources),
+        trigger: if time.schedule.is_some() {
+            Trigger::Schedule {
+                rule: config.id.clone(),
+            }
+        } else {
+            Trigger::events(&config.on, &config.source_types, &config.sources)
+        },
+        time,
         when,
         script,
         actions,
@@ -608,7 +647,7 @@ pub fn emitted_types(configs: &[RuleConfig]) -> BTreeSet<String> {
     configs
         .iter()
         .flat_map(|r| &r.actions)
-        .filter_map(|a| match a {
+        .filter_map(|a| match &a.action {
             ActionConfig::Emit(e) if !is_template(&e.event_type) => Some(e.event_type.clone()),
             _ => None,
         })

@@ -16,12 +16,17 @@ use tokio::sync::watch;
 
 use super::{RuleError, RuleSet};
 use crate::clock::SharedClock;
+use crate::calendar::Calendars;
 use crate::store::{Store, StoredRuleSet};
 
 /// The folder's rules, compiled, with their inline tests passing when `require_passing_tests`
 /// (a failing test refuses the set as a problem does, at the test's rule).
-fn load_checked(dir: &Path, require_passing_tests: bool) -> Result<RuleSet, Vec<RuleError>> {
-    let set = RuleSet::load_dir(dir)?;
+fn load_checked(
+    dir: &Path,
+    require_passing_tests: bool,
+    calendars: &Arc<Calendars>,
+) -> Result<RuleSet, Vec<RuleError>> {
+    let set = RuleSet::load_dir_with(dir, calendars)?;
     if !require_passing_tests {
         return Ok(set);
     }
@@ -89,6 +94,8 @@ pub struct LiveRules {
     dir: PathBuf,
     /// Refuse a change whose inline tests fail, as an invalid one is.
     require_passing_tests: bool,
+    /// The calendars rules count business days on (built-in and the config's).
+    calendars: Arc<Calendars>,
 }
 
 impl LiveRules {
@@ -99,7 +106,8 @@ impl LiveRules {
         clock: SharedClock,
         require_passing_tests: bool,
     ) -> Result<Arc<Self>, Vec<RuleError>> {
-        let set = load_checked(dir, require_passing_tests)?;
+        let calendars = Arc::<Calendars>::default();
+        let set = load_checked(dir, require_passing_tests, &calendars)?;
         Ok(Arc::new(Self::with(
             set,
             dir,
@@ -118,8 +126,9 @@ impl LiveRules {
         clock: SharedClock,
         require_passing_tests: bool,
         store: &Store,
+        calendars: Arc<Calendars>,
     ) -> Arc<Self> {
-        let errors = match load_checked(dir, require_passing_tests) {
+        let errors = match load_checked(dir, require_passing_tests, &calendars) {
             Ok(set) => {
                 let live = Self::with(set, dir, clock, require_passing_tests, None);
                 publish(&live.status());
@@ -145,7 +154,7 @@ impl LiveRules {
                 .iter()
                 .map(|(path, text)| (PathBuf::from(path), text.clone()))
                 .collect();
-            match RuleSet::compile(&texts) {
+            match RuleSet::compile_with(&texts, &calendars) {
                 Ok(set) => Some((set, stored)),
                 Err(e) => {
                     tracing::error!(set_id = %stored.id, problems = e.len(), "the last good rule set no longer compiles");
@@ -163,7 +172,7 @@ impl LiveRules {
                     "no rule set in force: events are stored, and evaluated once the rules folder is fixed"
                 );
                 let mut live = Self::with(
-                    RuleSet::compile(&Default::default()).expect("no rules compile"),
+                    RuleSet::compile_with(&Default::default(), &calendars).expect("no rules compile"),
                     dir,
                     clock,
                     require_passing_tests,
@@ -202,6 +211,7 @@ impl LiveRules {
         };
         Self {
             clock,
+            calendars: set.calendars().clone(),
             current: ArcSwap::from_pointee(set),
             status: Mutex::new(status),
             dir: dir.to_owned(),
@@ -253,7 +263,7 @@ impl LiveRules {
     /// Loads the folder again: swaps it in if valid, else keeps the running set.
     pub fn reload(&self) -> Result<(), Vec<RuleError>> {
         // Compile (and run the tests) first: the status lock is taken by async handlers.
-        let loaded = load_checked(&self.dir, self.require_passing_tests);
+        let loaded = load_checked(&self.dir, self.require_passing_tests, &self.calendars);
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
         match loaded {
             Ok(set) => {

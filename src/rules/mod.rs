@@ -8,16 +8,19 @@
 pub mod compile;
 pub mod config;
 pub mod evaluate;
+pub mod facts;
 pub mod live;
 pub mod optional;
+pub mod simulate;
 pub mod testing;
+pub mod time;
 pub mod trigger;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 pub use compile::{Rule, RuleError};
-pub use evaluate::{Evaluation, Outcome};
+pub use evaluate::{Effects, Evaluation, Outcome, Processed, StateWrite, Timing};
 
 /// The rule files (`*.yaml`, `*.yml`) directly in `dir`, sorted. A missing folder holds no rules;
 /// an unreadable one is an error.
@@ -49,6 +52,11 @@ pub struct RuleSet {
     by_type: HashMap<String, Vec<usize>>,
     /// Rules with a glob in `on` or with `source_types`: checked for every event.
     scan_all: Vec<usize>,
+    by_id: HashMap<String, usize>,
+    /// Event types some rule's `unless` waits for, and that cancel some delayed action.
+    awaited: BTreeSet<String>,
+    cancelling: BTreeSet<String>,
+    calendars: std::sync::Arc<crate::calendar::Calendars>,
     templates: minijinja::Environment<'static>,
     pub files: Vec<PathBuf>,
     /// Each file's text, as compiled (kept so the set can be stored and run again).
@@ -67,6 +75,15 @@ impl std::fmt::Debug for RuleSet {
 impl RuleSet {
     /// Loads every rule file in `dir`, or every problem found in them.
     pub fn load_dir(dir: &Path) -> Result<Self, Vec<RuleError>> {
+        Self::load_dir_with(dir, &Default::default())
+    }
+
+    /// Loads every rule file in `dir` with these calendars (the config's, besides the
+    /// built-in ones).
+    pub fn load_dir_with(
+        dir: &Path,
+        calendars: &std::sync::Arc<crate::calendar::Calendars>,
+    ) -> Result<Self, Vec<RuleError>> {
         let files = scan(dir).map_err(|message| {
             vec![RuleError {
                 file: dir.to_owned(),
@@ -76,10 +93,17 @@ impl RuleSet {
                 message,
             }]
         })?;
-        Self::load_files(&files)
+        Self::load_files_with(&files, calendars)
     }
 
     pub fn load_files(files: &[PathBuf]) -> Result<Self, Vec<RuleError>> {
+        Self::load_files_with(files, &Default::default())
+    }
+
+    pub fn load_files_with(
+        files: &[PathBuf],
+        calendars: &std::sync::Arc<crate::calendar::Calendars>,
+    ) -> Result<Self, Vec<RuleError>> {
         let mut texts = BTreeMap::new();
         let mut errors = Vec::new();
         for file in files {
@@ -96,7 +120,7 @@ impl RuleSet {
                 }),
             }
         }
-        match Self::compile(&texts) {
+        match Self::compile_with(&texts, calendars) {
             Ok(set) if errors.is_empty() => Ok(set),
             Ok(_) => Err(errors),
             Err(mut more) => {
@@ -108,7 +132,15 @@ impl RuleSet {
 
     /// Compiles rule files given as `(path, text)`, against the platforms' event types.
     pub fn compile(texts: &BTreeMap<PathBuf, String>) -> Result<Self, Vec<RuleError>> {
-        Self::compile_against(texts, &crate::providers::known_event_types())
+        Self::compile_with(texts, &Default::default())
+    }
+
+    /// Compiles rule files with these calendars.
+    pub fn compile_with(
+        texts: &BTreeMap<PathBuf, String>,
+        calendars: &std::sync::Arc<crate::calendar::Calendars>,
+    ) -> Result<Self, Vec<RuleError>> {
+        Self::compile_against(texts, &crate::providers::known_event_types(), calendars)
     }
 
     /// Compiles rule files given as `(path, text)`: `catalogue` are the event types the
@@ -116,6 +148,7 @@ impl RuleSet {
     pub fn compile_against(
         texts: &BTreeMap<PathBuf, String>,
         catalogue: &BTreeSet<String>,
+        calendars: &std::sync::Arc<crate::calendar::Calendars>,
     ) -> Result<Self, Vec<RuleError>> {
         let configs: Vec<_> = texts
             .values()
@@ -127,7 +160,7 @@ impl RuleSet {
         let mut templates = Vec::new();
         for (path, text) in texts {
             let (mut compiled, mut problems) =
-                compile::compile_file(path, text, &known, &mut templates);
+                compile::compile_file(path, text, &known, calendars, &mut templates);
             rules.append(&mut compiled);
             errors.append(&mut problems);
         }
@@ -152,10 +185,30 @@ impl RuleSet {
                 None => scan_all.push(index),
             }
         }
+        let by_id = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id.clone(), i))
+            .collect();
+        let awaited = rules
+            .iter()
+            .filter_map(|r| r.time.unless.as_ref())
+            .flat_map(|u| u.awaits.iter().cloned())
+            .collect();
+        let cancelling = rules
+            .iter()
+            .flat_map(|r| &r.time.actions)
+            .filter_map(|t| t.cancel_on.as_ref())
+            .flat_map(|(types, _)| types.iter().cloned())
+            .collect();
         Ok(Self {
             rules,
             by_type,
             scan_all,
+            by_id,
+            awaited,
+            cancelling,
+            calendars: calendars.clone(),
             templates: env,
             files: texts.keys().cloned().collect(),
             texts: texts.clone(),
@@ -177,6 +230,34 @@ impl RuleSet {
 
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// The rule with this id.
+    pub fn rule(&self, id: &str) -> Option<&Rule> {
+        self.by_id.get(id).map(|i| &self.rules[*i])
+    }
+
+    /// Event types some rule's `unless` waits for.
+    pub fn awaited_types(&self) -> &BTreeSet<String> {
+        &self.awaited
+    }
+
+    /// Event types that cancel some rule's delayed actions.
+    pub fn cancelling_types(&self) -> &BTreeSet<String> {
+        &self.cancelling
+    }
+
+    /// The calendars the rules were compiled with.
+    pub fn calendars(&self) -> &std::sync::Arc<crate::calendar::Calendars> {
+        &self.calendars
+    }
+
+    /// The scheduled rules.
+    pub fn scheduled(&self) -> impl Iterator<Item = (&Rule, &time::Scheduled)> {
+        self.rules
+            .iter()
+            .filter(|r| r.enabled)
+            .filter_map(|r| r.time.schedule.as_ref().map(|s| (r, s)))
     }
 
     pub fn len(&self) -> usize {

@@ -57,6 +57,9 @@ pub enum Trigger {
         source_types: Vec<Pattern>,
         sources: Vec<String>,
     },
+    /// The rule's own schedule ticks (`schedule.tick` events the engine stores, one per
+    /// rule and tick).
+    Schedule { rule: String },
 }
 
 /// Why a trigger does not take an event. Cheap to make; [`Trigger::explain`] words it.
@@ -66,6 +69,8 @@ pub enum Mismatch {
     Type,
     /// The type matches, the platform is not one of `sources`.
     Source,
+    /// A scheduled rule, and the event is not one of its ticks.
+    NotItsTick,
 }
 
 impl Trigger {
@@ -99,6 +104,16 @@ impl Trigger {
                 }
                 Ok(())
             }
+            Self::Schedule { rule } => {
+                let its_tick = event.kind.as_str() == super::time::TICK
+                    && event.source == crate::providers::ENGINE_SOURCE
+                    && event.data.get("rule").and_then(|r| r.as_str()) == Some(rule.as_str());
+                if its_tick {
+                    Ok(())
+                } else {
+                    Err(Mismatch::NotItsTick)
+                }
+            }
         }
     }
 
@@ -131,17 +146,21 @@ impl Trigger {
                 event.source,
                 sources.join(", ")
             ),
+            (Self::Schedule { .. }, _) | (Self::Events { .. }, Mismatch::NotItsTick) => {
+                "a scheduled rule runs on its schedule's ticks, not on events".into()
+            }
         }
     }
 
     /// The exact event types it names, or `None` when any event must be checked (a glob or a
     /// provider type): the rule set indexes rules by these.
-    pub fn exact_types(&self) -> Option<impl Iterator<Item = &str>> {
+    pub fn exact_types(&self) -> Option<Box<dyn Iterator<Item = &str> + '_>> {
         match self {
             Self::Events {
                 on, source_types, ..
             } => (source_types.is_empty() && !on.iter().any(Pattern::is_glob))
-                .then(|| on.iter().map(Pattern::as_str)),
+                .then(|| Box::new(on.iter().map(Pattern::as_str)) as Box<dyn Iterator<Item = &str>>),
+            Self::Schedule { .. } => Some(Box::new(std::iter::once(super::time::TICK))),
         }
     }
 }

@@ -302,7 +302,98 @@ fn register_decimal_float(engine: &mut Engine) {
     });
 }
 
+/// `state(name)`: the entry's value, or `()`.
+fn state_get(ctx: &NativeCallContext, name: &str) -> Fallible<Dynamic> {
+    let session = Session::of(ctx)?;
+    let value = session.with_state(|scope| scope.entries.get(name).cloned());
+    match value {
+        Some(v) => rhai::serde::to_dynamic(v),
+        None => Ok(Dynamic::UNIT),
+    }
+}
+
+/// `set_state(name, value[, expiry])` and `clear_state(name)` (`value` `None`).
+fn state_set(
+    ctx: &NativeCallContext,
+    name: &str,
+    value: Option<Dynamic>,
+    expiry: Option<&str>,
+) -> Fallible<()> {
+    use super::{MAX_STATE_ENTRIES, MAX_STATE_NAME, MAX_STATE_VALUE};
+    let session = Session::of(ctx)?;
+    if name.is_empty() || name.chars().count() > MAX_STATE_NAME {
+        return fail(format!(
+            "a state name has 1 to {MAX_STATE_NAME} characters"
+        ));
+    }
+    let value: Option<serde_json::Value> = match value {
+        Some(v) => {
+            let json: serde_json::Value = rhai::serde::from_dynamic(&v)
+                .map_err(|e| format!("set_state('{name}'): the value cannot be kept: {e}"))?;
+            let size = json.to_string().len();
+            if size > MAX_STATE_VALUE {
+                return fail(format!(
+                    "set_state('{name}'): the value is {size} bytes as JSON; state keeps at most {MAX_STATE_VALUE}"
+                ));
+            }
+            Some(json)
+        }
+        None => None,
+    };
+    let expiry = match expiry {
+        Some(text) => Some(humantime::parse_duration(text).map_err(|e| {
+            format!("set_state('{name}'): '{text}' is not a duration such as 30d or 12h: {e}")
+        })?),
+        None => None,
+    };
+    session.with_state(|scope| {
+        if scope.subject.is_none() {
+            return match scope.key {
+                None => fail(
+                    "this rule keeps no state: add `state: claim` (or account, debtor) to it"
+                        .into(),
+                ),
+                Some(key) => fail(format!("the event has no {key} to keep state for")),
+            };
+        }
+        match &value {
+            Some(v) => {
+                if !scope.entries.contains_key(name) && scope.entries.len() >= MAX_STATE_ENTRIES {
+                    return fail(format!(
+                        "a subject keeps at most {MAX_STATE_ENTRIES} state entries"
+                    ));
+                }
+                scope.entries.insert(name.to_owned(), v.clone());
+            }
+            None => {
+                scope.entries.remove(name);
+            }
+        }
+        let expiry = value
+            .as_ref()
+            .map(|_| expiry.unwrap_or(super::DEFAULT_STATE_EXPIRY));
+        scope.writes.push((name.to_owned(), value, expiry));
+        Ok(())
+    })
+}
+
 pub fn register(engine: &mut Engine) {
+    engine.register_fn("state", |ctx: NativeCallContext, name: &str| {
+        state_get(&ctx, name)
+    });
+    engine.register_fn(
+        "set_state",
+        |ctx: NativeCallContext, name: &str, value: Dynamic| state_set(&ctx, name, Some(value), None),
+    );
+    engine.register_fn(
+        "set_state",
+        |ctx: NativeCallContext, name: &str, value: Dynamic, expiry: &str| {
+            state_set(&ctx, name, Some(value), Some(expiry))
+        },
+    );
+    engine.register_fn("clear_state", |ctx: NativeCallContext, name: &str| {
+        state_set(&ctx, name, None, None)
+    });
     register_mismatches(engine);
     register_decimal_float(engine);
     // Time

@@ -66,7 +66,28 @@ pub struct Session {
     now: DateTime<Utc>,
     facts: Arc<Facts>,
     logs: Mutex<Vec<String>>,
+    state: Mutex<StateScope>,
 }
+
+/// The state a rule reads and writes while it is evaluated (`state:` in the rule): its
+/// subject, the entries stored, and what its scripts wrote, in order.
+#[derive(Debug, Default)]
+pub struct StateScope {
+    /// `claim:C-1`; `None` when the rule keeps no state or the event has no such subject.
+    pub subject: Option<String>,
+    /// What the rule's `state:` names (`claim`), for messages.
+    pub key: Option<&'static str>,
+    pub entries: std::collections::BTreeMap<String, Value>,
+    /// `(name, value or None to clear, expiry)`.
+    pub writes: Vec<(String, Option<Value>, Option<std::time::Duration>)>,
+}
+
+/// Most state entries per subject, longest name, and largest value (as JSON).
+pub const MAX_STATE_ENTRIES: usize = 100;
+pub const MAX_STATE_NAME: usize = 64;
+pub const MAX_STATE_VALUE: usize = 4096;
+/// How long a state entry lasts when `set_state` gives no expiry.
+pub const DEFAULT_STATE_EXPIRY: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
 
 /// Log lines kept per rule evaluation (a line per operation could grow without bound), and
 /// characters kept per line.
@@ -79,7 +100,32 @@ impl Session {
             now,
             facts,
             logs: Mutex::new(Vec::new()),
+            state: Mutex::new(StateScope::default()),
         })
+    }
+
+    /// Starts a rule's evaluation with its state scope.
+    pub fn begin_state(
+        &self,
+        subject: Option<String>,
+        entries: std::collections::BTreeMap<String, Value>,
+        key: Option<&'static str>,
+    ) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = StateScope {
+            subject,
+            key,
+            entries,
+            writes: Vec::new(),
+        };
+    }
+
+    /// Ends a rule's evaluation: its state scope, with what its scripts wrote.
+    pub fn take_state(&self) -> StateScope {
+        std::mem::take(&mut *self.state.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub(crate) fn with_state<T>(&self, f: impl FnOnce(&mut StateScope) -> T) -> T {
+        f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The lines logged since the last call.
@@ -151,30 +197,43 @@ pub enum BlockOutcome {
 }
 
 impl Condition {
+    /// A `when:`: an expression over `event` and the rule's `history`.
     pub fn compile(source: &str) -> Result<Self, ScriptError> {
+        Self::compile_with(source, &["event", "history"])
+    }
+
+    /// An expression over the variables `params`, given in that order when it runs.
+    pub fn compile_with(source: &str, params: &[&str]) -> Result<Self, ScriptError> {
         // Checked as an expression (positions as the author wrote them), run as a function.
+        let mut scope = Scope::new();
+        for name in params {
+            scope.push_constant(*name, ());
+        }
         engine()
-            .compile_expression_with_scope(&compile_scope(), source)
+            .compile_expression_with_scope(&scope, source)
             .map_err(|e| ScriptError::from_position(e.0.to_string(), e.1))?;
         engine()
-            .compile(format!("fn {ENTRY}(event) {{\n{source}\n}}"))
+            .compile(format!("fn {ENTRY}({}) {{\n{source}\n}}", params.join(", ")))
             .map(Self)
             .map_err(|e| ScriptError::from_position(e.0.to_string(), e.1))
     }
 
-    /// True when the condition holds for the event.
+    /// True when the condition holds for the event (the rule's history empty).
     pub fn holds(&self, event: &Dynamic, session: &Arc<Session>) -> Result<bool, ScriptError> {
+        self.holds_with(vec![event.clone(), Dynamic::from_map(rhai::Map::new())], session)
+    }
+
+    /// True when the condition holds for `args`, one per parameter it was compiled with.
+    pub fn holds_with(
+        &self,
+        args: Vec<Dynamic>,
+        session: &Arc<Session>,
+    ) -> Result<bool, ScriptError> {
         let options = CallFnOptions::new()
             .eval_ast(false)
             .with_tag(session.clone());
         let value: Dynamic = engine::with_budget(|engine| {
-            engine.call_fn_with_options(
-                options,
-                &mut Scope::new(),
-                &self.0,
-                ENTRY,
-                (event.clone(),),
-            )
+            engine.call_fn_with_options(options, &mut Scope::new(), &self.0, ENTRY, args)
         })
         .map_err(|e| {
             // The function's first line is the wrapper's: the author's line 1 is line 2.
@@ -208,8 +267,19 @@ impl Block {
         event: &Dynamic,
         session: &Arc<Session>,
     ) -> Result<BlockOutcome, ScriptError> {
+        self.run_with(event, Dynamic::from_map(rhai::Map::new()), session)
+    }
+
+    /// Runs with the rule's `history` besides the event.
+    pub fn run_with(
+        &self,
+        event: &Dynamic,
+        history: Dynamic,
+        session: &Arc<Session>,
+    ) -> Result<BlockOutcome, ScriptError> {
         let mut scope = Scope::new();
         scope.push_constant_dynamic("event", event.clone());
+        scope.push_constant_dynamic("history", history);
         // The block's statements run first (keeping their variables), then the empty entry.
         let options = CallFnOptions::new()
             .eval_ast(true)
@@ -226,7 +296,7 @@ impl Block {
         }
         let mut vars = serde_json::Map::new();
         for (name, _constant, value) in scope.iter() {
-            if name == "event" {
+            if name == "event" || name == "history" {
                 continue;
             }
             let value: Value = rhai::serde::from_dynamic(&value).map_err(|e| ScriptError {
@@ -321,6 +391,7 @@ pub fn top_level_names(source: &str) -> std::collections::BTreeSet<String> {
 fn compile_scope() -> Scope<'static> {
     let mut scope = Scope::new();
     scope.push_constant("event", ());
+    scope.push_constant("history", ());
     scope
 }
 
@@ -354,6 +425,9 @@ const KNOWN_FUNCTIONS: &[&str] = &[
     "matches",
     "is_blank",
     "is_paused",
+    "state",
+    "set_state",
+    "clear_state",
     "log",
     "skip",
     "contains",

@@ -1,0 +1,417 @@
+//! Rules on a virtual clock, in memory: a sequence of events at times, with the deadlines of
+//! `unless:` checks, schedule ticks and delayed actions coming due as the clock passes them.
+//! Rule tests and `signalbox try --sequence` run here; nothing is stored or sent.
+//!
+//! Receives a rule set and timed events; hands back what fired when. It answers the rules'
+//! questions ([`super::facts::Recall`]) from what it has seen, as the store does in the engine.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::RuleSet;
+use super::evaluate::Outcome;
+use super::facts::{PendingCheck, Query, Recall, gather, ready};
+use super::time::{DEADLINE, TICK};
+use crate::normalize::{Event, EventId, EventType};
+
+/// What one rule did at one time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Firing {
+    pub at: DateTime<Utc>,
+    pub rule: String,
+    /// The event it fired for (the first event, for a deadline).
+    pub event: String,
+    /// The planned actions: parameters, `due` when delayed, `cancelled_by` when a later
+    /// event cancelled it before it was due.
+    pub actions: Vec<Value>,
+}
+
+/// A check waiting in memory.
+#[derive(Debug, Clone)]
+struct Check {
+    id: String,
+    rule: String,
+    event: String,
+    subject: String,
+    awaits: Vec<String>,
+    deadline: DateTime<Utc>,
+    pending: bool,
+}
+
+/// A planned action in memory: `(firing index, action index)` and what cancels it.
+#[derive(Debug, Clone)]
+struct Planned {
+    firing: usize,
+    index: usize,
+    id: String,
+    due: DateTime<Utc>,
+    cancel: Option<(String, Vec<String>)>,
+    pending: bool,
+}
+
+/// What the simulation has seen.
+#[derive(Debug, Default)]
+pub struct Memory {
+    events: Vec<Event>,
+    checks: Vec<Check>,
+    planned: Vec<Planned>,
+    state: HashMap<(String, String), (Value, Option<DateTime<Utc>>)>,
+    throttles: HashMap<(String, String), DateTime<Utc>>,
+    /// Claims paused by `pause_strategy` actions that came due.
+    paused: Vec<(String, String)>,
+    now: DateTime<Utc>,
+}
+
+impl Recall for Memory {
+    type Error = std::convert::Infallible;
+
+    async fn history(&self, query: &Query) -> Result<Vec<Event>, Self::Error> {
+        let mut found: Vec<Event> = self
+            .events
+            .iter()
+            .filter(|e| query.matches(e))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| (b.occurred_at, &b.id).cmp(&(a.occurred_at, &a.id)));
+        found.truncate(query.limit as usize);
+        Ok(found)
+    }
+
+    async fn dead_actions(
+        &self,
+        _after: DateTime<Utc>,
+        _until: DateTime<Utc>,
+        _limit: u32,
+    ) -> Result<Vec<Value>, Self::Error> {
+        // Nothing is delivered in a simulation, so nothing goes dead.
+        Ok(Vec::new())
+    }
+
+    async fn event(&self, id: &str) -> Result<Option<Event>, Self::Error> {
+        Ok(self.events.iter().find(|e| e.id.as_str() == id).cloned())
+    }
+
+    async fn pending_checks(
+        &self,
+        refs: &[String],
+        kind: &str,
+        limit: u32,
+    ) -> Result<Vec<PendingCheck>, Self::Error> {
+        Ok(self
+            .checks
+            .iter()
+            .filter(|c| c.pending && refs.contains(&c.subject) && c.awaits.iter().any(|t| t == kind))
+            .take(limit as usize)
+            .map(|c| PendingCheck {
+                id: c.id.clone(),
+                rule_id: c.rule.clone(),
+                event_id: c.event.clone(),
+                deadline: c.deadline,
+            })
+            .collect())
+    }
+
+    async fn state(
+        &self,
+        refs: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, String, Value)>, Self::Error> {
+        Ok(self
+            .state
+            .iter()
+            .filter(|((subject, _), (_, expires))| {
+                refs.contains(subject) && expires.is_none_or(|t| t > now)
+            })
+            .map(|((subject, name), (value, _))| (subject.clone(), name.clone(), value.clone()))
+            .collect())
+    }
+
+    async fn cancellable(
+        &self,
+        refs: &[String],
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<String>)>, Self::Error> {
+        Ok(self
+            .planned
+            .iter()
+            .filter(|p| p.pending && p.due > self.now)
+            .filter_map(|p| {
+                let (subject, types) = p.cancel.as_ref()?;
+                refs.contains(subject).then(|| (p.id.clone(), types.clone()))
+            })
+            .take(limit as usize)
+            .collect())
+    }
+
+    async fn paused(&self, claims: &[&str]) -> Result<Vec<(String, String)>, Self::Error> {
+        Ok(self
+            .paused
+            .iter()
+            .filter(|(_, claim)| claims.contains(&claim.as_str()))
+            .cloned()
+            .collect())
+    }
+}
+
+/// An internal event (a tick or a deadline) as the engine stores it.
+pub fn internal_event(kind: &str, key: String, at: DateTime<Utc>, data: Value, subject: crate::normalize::Subject) -> Event {
+    Event {
+        id: EventId::new(),
+        source: crate::providers::ENGINE_SOURCE.into(),
+        source_event_id: key,
+        kind: EventType::parse(kind).expect("internal event types are valid"),
+        source_type: None,
+        occurred_at: at,
+        received_at: at,
+        subject,
+        amount: None,
+        data,
+        payload: Value::Object(Default::default()),
+        chain_depth: 0,
+    }
+}
+
+/// A schedule tick of `rule` at `tick`: one per rule and tick (its dedupe key says so).
+pub fn tick_event(rule: &str, tick: DateTime<Utc>) -> Event {
+    internal_event(
+        TICK,
+        format!("schedule:{rule}:{}", tick.timestamp_millis()),
+        tick,
+        serde_json::json!({ "rule": rule, "tick": tick.to_rfc3339() }),
+        Default::default(),
+    )
+}
+
+/// The end of check `check`'s window: one per check.
+pub fn deadline_event(
+    check: &str,
+    rule: &str,
+    first: &str,
+    deadline: DateTime<Utc>,
+    subject: crate::normalize::Subject,
+) -> Event {
+    internal_event(
+        DEADLINE,
+        format!("deadline:{check}"),
+        deadline,
+        serde_json::json!({ "rule": rule, "event": first, "check": check, "deadline": deadline.to_rfc3339() }),
+        subject,
+    )
+}
+
+/// Runs `inputs` (events at their arrival times) from `from` until `until` on a virtual
+/// clock, with only rule `only` when given. Returns what fired, in time order.
+pub fn run(
+    set: &RuleSet,
+    only: Option<&str>,
+    mut inputs: Vec<(DateTime<Utc>, Event)>,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<Firing>, String> {
+    inputs.sort_by_key(|(at, _)| *at);
+    let mut inputs = inputs.into_iter().peekable();
+    let mut memory = Memory {
+        now: from,
+        ..Memory::default()
+    };
+    let mut firings: Vec<Firing> = Vec::new();
+    // The last tick each scheduled rule ran.
+    let mut last_tick: HashMap<String, DateTime<Utc>> = set
+        .scheduled()
+        .filter(|(rule, _)| only.is_none_or(|o| o == rule.id))
+        .map(|(rule, _)| (rule.id.clone(), from))
+        .collect();
+    // Bounds a run (an every-minute schedule over years would otherwise run for long).
+    const MAX_STEPS: usize = 100_000;
+    for _ in 0..MAX_STEPS {
+        // What comes next: an input, a deadline, or a tick, the earliest first.
+        let next_input = inputs.peek().map(|(at, _)| *at);
+        let next_deadline = memory
+            .checks
+            .iter()
+            .filter(|c| c.pending)
+            .map(|c| c.deadline.max(memory.now))
+            .min();
+        let next_tick = set
+            .scheduled()
+            .filter_map(|(rule, s)| {
+                let last = last_tick.get(&rule.id)?;
+                Some((s.schedule.next_after(*last)?, rule.id.clone()))
+            })
+            .min();
+        let candidates = [
+            next_input.map(|t| (t, 0)),
+            next_deadline.map(|t| (t, 1)),
+            next_tick.as_ref().map(|(t, _)| (*t, 2)),
+        ];
+        let Some((at, which)) = candidates.into_iter().flatten().min() else {
+            break;
+        };
+        if at > until {
+            break;
+        }
+        memory.now = at.max(memory.now);
+        let event = match which {
+            0 => {
+                let (_, mut event) = inputs.next().expect("peeked");
+                event.received_at = at;
+                event
+            }
+            1 => {
+                let check = memory
+                    .checks
+                    .iter_mut()
+                    .filter(|c| c.pending)
+                    .min_by_key(|c| c.deadline)
+                    .expect("a pending check");
+                check.pending = false;
+                let (id, rule, first, deadline) =
+                    (check.id.clone(), check.rule.clone(), check.event.clone(), check.deadline);
+                let subject = memory
+                    .events
+                    .iter()
+                    .find(|e| e.id.as_str() == first)
+                    .map(|e| e.subject.clone())
+                    .unwrap_or_default();
+                deadline_event(&id, &rule, &first, deadline, subject)
+            }
+            _ => {
+                let (tick, rule) = next_tick.expect("a tick");
+                last_tick.insert(rule.clone(), tick);
+                tick_event(&rule, tick)
+            }
+        };
+        memory.events.push(event.clone());
+        step(set, only, &mut memory, &mut firings, &event)?;
+    }
+    Ok(firings)
+}
+
+/// Processes one event at the memory's now, and records what it did.
+fn step(
+    set: &RuleSet,
+    only: Option<&str>,
+    memory: &mut Memory,
+    firings: &mut Vec<Firing>,
+    event: &Event,
+) -> Result<(), String> {
+    let now = memory.now;
+    let Ok(facts) = ready(gather(set, &[event], &*memory, now));
+    let facts = Arc::new(facts);
+    let processed = set.process(event, now, &facts);
+    let first_id = super::facts::deadline_of(event)
+        .map(|(_, first, ..)| first.to_owned())
+        .unwrap_or_else(|| event.id.to_string());
+    for evaluation in &processed.evaluations {
+        if only.is_some_and(|o| o != evaluation.rule_id) {
+            continue;
+        }
+        match &evaluation.outcome {
+            Outcome::Failed { error, line } => {
+                return Err(format!(
+                    "at {}: the rule failed: {error}{}",
+                    now.to_rfc3339(),
+                    line.map(|l| format!(" (line {l})")).unwrap_or_default()
+                ));
+            }
+            Outcome::Waiting {
+                subject,
+                awaits,
+                deadline,
+            } => memory.checks.push(Check {
+                id: format!("chk_{}", memory.checks.len() + 1),
+                rule: evaluation.rule_id.clone(),
+                event: event.id.to_string(),
+                subject: subject.clone(),
+                awaits: awaits.clone(),
+                deadline: *deadline,
+                pending: true,
+            }),
+            Outcome::Fired {
+                actions,
+                throttle,
+                timing,
+            } => {
+                if let Some((key, window)) = throttle {
+                    let gate = (evaluation.rule_id.clone(), key.clone());
+                    let open = memory.throttles.get(&gate).is_none_or(|last| {
+                        chrono::Duration::from_std(*window)
+                            .ok()
+                            .and_then(|w| last.checked_add_signed(w))
+                            .is_some_and(|until| until <= now)
+                    });
+                    if !open {
+                        continue;
+                    }
+                    memory.throttles.insert(gate, now);
+                }
+                let firing = firings.len();
+                let mut planned = Vec::with_capacity(actions.len());
+                for (index, action) in actions.iter().enumerate() {
+                    let mut json = serde_json::to_value(action).expect("action configs serialize");
+                    let when = timing.get(index).cloned().unwrap_or_default();
+                    if let Some(due) = when.due {
+                        json["due"] = Value::String(due.to_rfc3339());
+                    }
+                    if let crate::actions::ActionConfig::PauseStrategy(_) = action {
+                        let claim = json["claim"].as_str().unwrap_or_default().to_owned();
+                        let platform = json["platform"].as_str().unwrap_or_default().to_owned();
+                        memory.paused.push((platform, claim));
+                    }
+                    memory.planned.push(Planned {
+                        firing,
+                        index,
+                        id: format!("act_{}_{index}", firing + 1),
+                        due: when.due.unwrap_or(now),
+                        cancel: when.cancel,
+                        pending: true,
+                    });
+                    planned.push(json);
+                }
+                firings.push(Firing {
+                    at: now,
+                    rule: evaluation.rule_id.clone(),
+                    event: first_id.clone(),
+                    actions: planned,
+                });
+            }
+            Outcome::Skipped { .. } | Outcome::NotMatched { .. } => {}
+        }
+    }
+    let effects = processed.effects;
+    for write in effects.state {
+        if only.is_some_and(|o| o != write.rule_id) {
+            continue;
+        }
+        let key = (write.subject, write.name);
+        match write.value {
+            Some(value) => {
+                memory.state.insert(key, (value, write.expires_at));
+            }
+            None => {
+                memory.state.remove(&key);
+            }
+        }
+    }
+    for id in effects.satisfied {
+        if let Some(check) = memory.checks.iter_mut().find(|c| c.id == id) {
+            check.pending = false;
+        }
+    }
+    for id in effects.cancelled {
+        if let Some(p) = memory.planned.iter_mut().find(|p| p.id == id && p.pending) {
+            p.pending = false;
+            if let Some(action) = firings
+                .get_mut(p.firing)
+                .and_then(|f| f.actions.get_mut(p.index))
+            {
+                action["cancelled_by"] = Value::String(event.id.to_string());
+            }
+        }
+    }
+    Ok(())
+}
