@@ -20,7 +20,7 @@ use crate::rules::live::LiveRules;
 use crate::rules::{Evaluation, Outcome};
 use crate::script::Facts;
 use crate::store::{
-    ClaimedEvent, EventFailure, NewAction, NewEvaluation, Store, StoreError, ThrottleGate, Verdict,
+    ClaimedEvent, Completion, EventFailure, NewAction, NewEvaluation, Store, StoreError, ThrottleGate, Verdict,
 };
 
 /// The processing stage (`processing:` in the config file).
@@ -237,7 +237,7 @@ impl Processor {
         let mut processed = Vec::with_capacity(evaluated.len());
         for (id, result) in evaluated {
             match result {
-                Ok(records) => processed.push((id, records)),
+                Ok(records) => processed.push(Completion::new(id, records)),
                 Err(error) => failures.push((id, error)),
             }
         }
@@ -269,7 +269,7 @@ impl Processor {
                         Err(e) => {
                             refused += 1;
                             failures.push((
-                                one[0].0.clone(),
+                                one[0].event.clone(),
                                 format!("cannot store its evaluations: {e}"),
                             ));
                         }
@@ -281,7 +281,7 @@ impl Processor {
         self.record_failures(&failures, &attempts).await?;
         let fired = processed
             .iter()
-            .flat_map(|(_, e)| e)
+            .flat_map(|c| &c.evaluations)
             .any(|e| matches!(e.verdict, Verdict::Fired { .. }));
         if fired {
             self.planned.notify_one();
@@ -393,6 +393,8 @@ fn record(evaluation: &Evaluation) -> Option<NewEvaluation> {
                     target: action.target(),
                     payload: serde_json::to_value(Payload::current(action.stored()))
                         .expect("stored actions serialize"),
+                    due: None,
+                    cancel: None,
                 })
                 .collect(),
             throttle: throttle.as_ref().map(|(key, window)| ThrottleGate {
