@@ -21,13 +21,10 @@ use crate::rules::{Evaluation, Outcome};
 use crate::normalize::Event;
 use crate::rules::facts::{PendingCheck, Query};
 use crate::store::{
-    CancelOn, CheckStatus, ClaimedEvent, Effects, EventFailure, HistoryQuery, NewAction,
-    NewCheck, NewEvaluation, StateWrite, Store, StoreError, ThrottleGate, Verdict,
+    CancelOn, CheckStatus, ClaimedEvent, Completion, Effects, EventFailure, HistoryQuery,
+    NewAction, NewCheck, NewEvaluation, StateWrite, Store, StoreError, ThrottleGate, Verdict,
 };
 use chrono::{DateTime, Utc};
-
-/// An event's records: its evaluations and what else its processing changes.
-type Completed = crate::store::Completed;
 
 /// The processing stage (`processing:` in the config file).
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -243,7 +240,7 @@ impl Processor {
         let mut processed = Vec::with_capacity(evaluated.len());
         for (id, result) in evaluated {
             match result {
-                Ok(records) => processed.push((id, records)),
+                Ok(completion) => processed.push(completion),
                 Err(error) => failures.push((id, error)),
             }
         }
@@ -275,7 +272,7 @@ impl Processor {
                         Err(e) => {
                             refused += 1;
                             failures.push((
-                                one[0].0.clone(),
+                                one[0].event.clone(),
                                 format!("cannot store its evaluations: {e}"),
                             ));
                         }
@@ -287,7 +284,7 @@ impl Processor {
         self.record_failures(&failures, &attempts).await?;
         let fired = processed
             .iter()
-            .flat_map(|(_, e)| e)
+            .flat_map(|c| &c.evaluations)
             .any(|e| matches!(e.verdict, Verdict::Fired { .. }));
         if fired {
             self.planned.notify_one();
@@ -308,7 +305,7 @@ impl Processor {
     async fn evaluate(
         &self,
         claimed: Vec<ClaimedEvent>,
-    ) -> Result<Vec<(EventId, Result<Completed, String>)>, StoreError> {
+    ) -> Result<Vec<(EventId, Result<Completion, String>)>, StoreError> {
         // One rule set for the whole round: a reload never splits an event's evaluation.
         let rules = self.rules.current();
         let now = self.clock.now();
@@ -335,7 +332,8 @@ impl Processor {
                                 _ => {}
                             }
                         }
-                        Completed {
+                        Completion {
+                            event: event.id.clone(),
                             evaluations: processed.evaluations.iter().filter_map(record).collect(),
                             effects: effects(processed.effects),
                         }

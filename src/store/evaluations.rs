@@ -8,9 +8,14 @@ use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{QueryBuilder, Row};
 
-use super::outbox::NewAction;
+use super::checks::{INSERT_CHECKS, NewCheck, new_check_id, resolve_in};
+use super::outbox::{NewAction, cancel_in};
 use super::page::{Page, PageFill, json_len};
-use super::{Backend, EvaluationOutcome, Store, StoreError, on_pool, parse_word, postgres, sqlite};
+use super::subject_state::{StateWrite, write_state_in};
+use super::{
+    Backend, CheckStatus, EvaluationOutcome, Store, StoreError, on_pool, parse_word, postgres,
+    sqlite,
+};
 use crate::normalize::EventId;
 
 /// Fires the throttle if its window has passed (or it never fired): returns a row then.
@@ -63,6 +68,43 @@ pub enum Verdict {
         error: String,
         line: Option<i64>,
     },
+    /// The rule matched and now waits for a follow-up event or its deadline: recorded
+    /// `waiting` (with no actions), and `check` is armed for it.
+    Waiting { check: NewCheck },
+}
+
+/// One leased event's processing, to be written with its completion: its evaluations and
+/// the other things its processing decided.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub event: EventId,
+    pub evaluations: Vec<NewEvaluation>,
+    pub effects: Effects,
+}
+
+impl Completion {
+    /// An event's evaluations, with no other effects.
+    pub fn new(event: EventId, evaluations: Vec<NewEvaluation>) -> Self {
+        Self {
+            event,
+            evaluations,
+            effects: Effects::default(),
+        }
+    }
+}
+
+/// What an event's processing changes besides its evaluations, written in its completion's
+/// transaction (and only if its lease is still held).
+#[derive(Debug, Clone, Default)]
+pub struct Effects {
+    /// Subject state to set or remove, in order.
+    pub state: Vec<StateWrite>,
+    /// Checks this event resolves (satisfied, say), by id; only pending ones change, and
+    /// `resolved_by` is this event.
+    pub resolve_checks: Vec<(String, CheckStatus)>,
+    /// Actions this event cancels, by id; only pending ones change (last error
+    /// `cancelled by event <id>`).
+    pub cancel_actions: Vec<String>,
 }
 
 /// Longest throttle key stored as written; longer ones (or ones holding NUL) are stored as
@@ -89,18 +131,19 @@ pub struct ThrottleGate {
 }
 
 impl Store {
-    /// Marks leased events processed and records their evaluations and planned actions, in
-    /// one transaction: an event is processed exactly when its evaluations are stored. Events
-    /// whose lease `owner` lost are left alone (another instance has them). Throttle gates are
+    /// Marks leased events processed and records their evaluations, planned actions, armed
+    /// checks and other effects ([`Effects`]), in one transaction: an event is processed
+    /// exactly when everything its processing decided is stored. Events whose lease `owner`
+    /// lost are left alone (another instance has them), effects included. Throttle gates are
     /// passed here, inside the transaction, so they hold across instances. Returns how many
     /// events were completed.
     pub async fn complete(
         &self,
         owner: &str,
-        processed: &[(EventId, Vec<NewEvaluation>)],
+        processed: &[Completion],
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let ids: Vec<&str> = processed.iter().map(|(id, _)| id.as_str()).collect();
+        let ids: Vec<&str> = processed.iter().map(|c| c.event.as_str()).collect();
         let ids = serde_json::to_string(&ids).expect("strings serialize");
         let complete = match self.backend {
             Backend::Sqlite(_) => sqlite::COMPLETE,
@@ -112,10 +155,12 @@ impl Store {
             let mut tx = pool.begin().await?;
             let owned: HashSet<String> =
                 sqlx::query_scalar(complete).bind(now).bind(owner).bind(&ids).fetch_all(&mut *tx).await?.into_iter().collect();
+            let completed: Vec<&Completion> = processed.iter().filter(|c| owned.contains(c.event.as_str())).collect();
             let empty = Value::Array(Vec::new());
             let mut rows = Vec::new();
-            for (event_id, evaluations) in processed.iter().filter(|(id, _)| owned.contains(id.as_str())) {
-                for evaluation in evaluations {
+            for completion in &completed {
+                let event_id = &completion.event;
+                for evaluation in &completion.evaluations {
                     let (outcome, error, line, actions) = match &evaluation.verdict {
                         Verdict::Fired { actions, throttle, .. } => {
                             let fires = match throttle {
@@ -129,6 +174,7 @@ impl Store {
                             (outcome, None, None, actions)
                         }
                         Verdict::Failed { error, line } => (EvaluationOutcome::Failed, Some(error.as_str()), *line, &empty),
+                        Verdict::Waiting { .. } => (EvaluationOutcome::Waiting, None, None, &empty),
                     };
                     rows.push((event_id, evaluation, outcome, error, line, actions));
                 }
@@ -158,11 +204,12 @@ impl Store {
                 .flat_map(|(event_id, evaluation, ..)| {
                     let planned = match &evaluation.verdict {
                         Verdict::Fired { planned, .. } => planned.as_slice(),
-                        Verdict::Failed { .. } => &[],
+                        Verdict::Failed { .. } | Verdict::Waiting { .. } => &[],
                     };
                     planned.iter().enumerate().map(move |(i, a)| (*event_id, evaluation.rule_id.as_str(), i, a))
                 })
                 .collect();
+            // 12 columns x 1000 rows stays under SQLite's 32766 bound parameters.
             for chunk in planned.chunks(1000) {
                 let mut insert = QueryBuilder::new(super::outbox::INSERT_ACTIONS);
                 insert.push_values(chunk, |mut row, (event_id, rule_id, index, action)| {
@@ -173,12 +220,54 @@ impl Store {
                         .push_bind(action.kind)
                         .push_bind(action.target.as_str())
                         .push_bind(Json(&action.payload))
-                        .push_bind(now_ms)
+                        .push_bind(action.due.map_or(now_ms, |due| due.timestamp_millis()))
+                        .push_bind(action.cancel.as_ref().map(|c| c.subject_ref.as_str()))
+                        .push_bind(action.cancel.as_ref().map(|c| Json(&c.types)))
                         .push_bind(now)
                         .push_bind(now);
                 });
                 insert.push(" ON CONFLICT (event_id, rule_id, action_index) DO NOTHING");
                 insert.build().execute(&mut *tx).await?;
+            }
+            // The checks armed by evaluations that wait.
+            let armed: Vec<(&EventId, &str, &NewCheck)> = rows
+                .iter()
+                .filter_map(|(event_id, evaluation, ..)| match &evaluation.verdict {
+                    Verdict::Waiting { check } => Some((*event_id, evaluation.rule_id.as_str(), check)),
+                    _ => None,
+                })
+                .collect();
+            for chunk in armed.chunks(1000) {
+                let mut insert = QueryBuilder::new(INSERT_CHECKS);
+                insert.push_values(chunk, |mut row, (event_id, rule_id, check)| {
+                    row.push_bind(new_check_id())
+                        .push_bind(*rule_id)
+                        .push_bind(event_id.as_str())
+                        .push_bind(check.subject_ref.as_str())
+                        .push_bind(Json(&check.awaits))
+                        .push_bind(check.deadline.timestamp_millis())
+                        .push_bind(CheckStatus::Pending.as_str())
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                insert.push(" ON CONFLICT (event_id, rule_id) DO NOTHING");
+                insert.build().execute(&mut *tx).await?;
+            }
+            // Each event's other effects, in the order the events were given.
+            for completion in &completed {
+                let effects = &completion.effects;
+                let by = completion.event.as_str();
+                write_state_in!(tx, &effects.state, now);
+                for status in CheckStatus::ALL.iter().filter(|s| **s != CheckStatus::Pending) {
+                    let ids: Vec<&str> = effects.resolve_checks.iter().filter(|(_, s)| s == status).map(|(id, _)| id.as_str()).collect();
+                    if !ids.is_empty() {
+                        resolve_in!(tx, ids, status, by, now);
+                    }
+                }
+                if !effects.cancel_actions.is_empty() {
+                    let reason = format!("cancelled by event {by}");
+                    cancel_in!(tx, effects.cancel_actions, reason.as_str(), now);
+                }
             }
             tx.commit().await?;
             Ok(owned.len() as u64)

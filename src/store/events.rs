@@ -437,7 +437,7 @@ pub struct EventFilter {
 }
 
 /// Reads an event row of either backend (`sqlx::Row` is the same API on both).
-fn decode_event<R>(row: &R) -> Result<StoredEvent, StoreError>
+pub(super) fn decode_event<R>(row: &R) -> Result<StoredEvent, StoreError>
 where
     R: Row,
     for<'a> &'a str: sqlx::ColumnIndex<R>,

@@ -6,17 +6,21 @@
 //! reads for the API. Callers see methods; dialect SQL stays in `sqlite.rs` and `postgres.rs`.
 //! Query code is written once and expanded for each backend by `on_pool!`.
 
+mod checks;
 mod deliveries;
 mod evaluations;
 mod events;
+mod history;
 mod outbox;
 mod page;
 mod postgres;
 pub mod retention;
 mod rule_sets;
+mod schedules;
 mod sqlite;
 mod status;
 mod strategies;
+mod subject_state;
 mod tokens;
 pub mod writer;
 
@@ -26,19 +30,25 @@ use std::sync::Arc;
 use crate::normalize::{Event, EventId};
 use std::time::Duration;
 
+pub use checks::{CheckRecord, NewCheck};
 pub use deliveries::{DeliverySummary, NewDelivery, StoredDelivery};
 pub use evaluations::{
-    EvaluationFilter, EvaluationRecord, NewEvaluation, RuleFailures, ThrottleGate, Verdict,
+    Completion, Effects, EvaluationFilter, EvaluationRecord, NewEvaluation, RuleFailures,
+    ThrottleGate, Verdict,
 };
 pub use events::{
     ClaimedEvent, EventFailure, EventFilter, ListedEvent, ProcessingFailure, StoredEvent,
     UnknownType,
 };
-pub use outbox::{ActionRow, ActionSummary, AttemptRecord, NewAction, NewAttempt, NextStep};
+pub use history::{HISTORY_KEYS, HistoryQuery, MAX_HISTORY, subject_ref, subject_refs};
+pub use outbox::{
+    ActionRow, ActionSummary, AttemptRecord, CancelOn, NewAction, NewAttempt, NextStep,
+};
 pub use page::Page;
 pub use retention::{RejectedConfig, RetentionConfig};
 pub use rule_sets::StoredRuleSet;
-pub use status::{ActionStatus, AttemptOutcome, EvaluationOutcome, EventState};
+pub use status::{ActionStatus, AttemptOutcome, CheckStatus, EvaluationOutcome, EventState};
+pub use subject_state::{MAX_STATE_PER_SUBJECT, StateEntry, StateWrite};
 pub use tokens::TokenUse;
 
 /// Runs `$body` with `$pool` bound to the backend's pool; the body is compiled once per backend.
@@ -149,6 +159,10 @@ pub enum StoreError {
     Query(#[source] sqlx::Error),
     #[error("stored row is unreadable: {0}")]
     Corrupt(String),
+    /// The caller asked for something the store does not answer (a history key other than
+    /// claim, account or debtor, say): a bug in the caller, not in the data.
+    #[error("invalid store request: {0}")]
+    Invalid(String),
 }
 
 impl StoreError {
@@ -202,6 +216,18 @@ pub fn redact_url(url: &str) -> String {
     }
     // The URL encodes the brackets; the marker reads better without.
     parsed.to_string().replace("%5Bredacted%5D", "[redacted]")
+}
+
+/// Rows any one list returns at most, whatever limit it is given.
+const MAX_LIST: u32 = 1000;
+
+/// Ids per statement that lists them as bound parameters.
+const IDS_PER_STATEMENT: usize = 500;
+
+/// A time stored as epoch milliseconds, read back.
+fn from_millis(ms: i64, what: &str) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::Corrupt(format!("{what}: {ms} ms is out of range")))
 }
 
 /// A closed word read back from a text column.

@@ -10,7 +10,7 @@ use super::{
     ActionStatus, AttemptOutcome, Backend, Store, StoreError, on_pool, parse_word, postgres, sqlite,
 };
 
-pub(super) const INSERT_ACTIONS: &str = "INSERT INTO actions (id, event_id, rule_id, action_index, kind, target, payload, next_attempt_ms, created_at, updated_at) ";
+pub(super) const INSERT_ACTIONS: &str = "INSERT INTO actions (id, event_id, rule_id, action_index, kind, target, payload, next_attempt_ms, cancel_ref, cancel_types, created_at, updated_at) ";
 
 /// An action planned by a fired evaluation, to be written with it.
 #[derive(Debug, Clone)]
@@ -20,7 +20,46 @@ pub struct NewAction {
     pub target: String,
     /// The versioned, serialized parameters.
     pub payload: Value,
+    /// When it is first due; `None`: at once.
+    pub due: Option<DateTime<Utc>>,
+    /// A later event that cancels it while it is still pending.
+    pub cancel: Option<CancelOn>,
 }
+
+/// Which later events cancel a pending action: any about `subject_ref` of one of `types`
+/// (empty: of any type).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelOn {
+    /// `claim:C-1`.
+    pub subject_ref: String,
+    pub types: Vec<String>,
+}
+
+/// Cancels the listed actions (`&[impl AsRef<str>]`) that are still pending, in `$tx`, with
+/// `$reason` as their last error: the number that changed.
+macro_rules! cancel_in {
+    ($tx:expr, $ids:expr, $reason:expr, $now:expr) => {{
+        let mut changed = 0_u64;
+        for chunk in $ids.chunks($crate::store::IDS_PER_STATEMENT) {
+            let mut update = ::sqlx::QueryBuilder::new(
+                "UPDATE actions SET status = 'cancelled', lease_owner = NULL, lease_until_ms = NULL, last_error = ",
+            );
+            update
+                .push_bind($reason)
+                .push(", updated_at = ")
+                .push_bind($now)
+                .push(" WHERE status = 'pending' AND id IN (");
+            let mut list = update.separated(", ");
+            for id in chunk {
+                list.push_bind(AsRef::<str>::as_ref(id));
+            }
+            update.push(")");
+            changed += update.build().execute(&mut *$tx).await?.rows_affected();
+        }
+        changed
+    }};
+}
+pub(super) use cancel_in;
 
 /// An action leased for delivery, as stored.
 #[derive(Debug, Clone)]
@@ -229,21 +268,80 @@ impl Store {
             .bind(i64::from(limit))
             .fetch_all(pool)
             .await?;
+            rows.iter().map(decode_summary).collect()
+        })
+    }
+
+    /// Actions that went dead with `updated_at` in `(after, until]`, newest first, at most
+    /// `limit` (and at most 1000): for digests.
+    pub async fn dead_actions_between(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ActionSummary>, StoreError> {
+        on_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT id, event_id, rule_id, kind, target, status, attempts, last_error, updated_at FROM actions
+                 WHERE status = 'dead' AND updated_at > $1 AND updated_at <= $2 ORDER BY updated_at DESC, id DESC LIMIT $3",
+            )
+                .bind(after)
+                .bind(until)
+                .bind(i64::from(limit.min(super::MAX_LIST)))
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(decode_summary).collect()
+        })
+    }
+
+    /// Pending actions that a later event about any of `refs` (the first 500 count) cancels,
+    /// oldest first, at most `limit` (and at most 1000): each with the event types that cancel
+    /// it (empty: any).
+    pub async fn cancellable_actions(
+        &self,
+        refs: &[String],
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+        let limit = limit.min(super::MAX_LIST);
+        if refs.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        on_pool!(self, pool => {
+            let mut select = QueryBuilder::new(
+                "SELECT id, cancel_types FROM actions WHERE status = 'pending' AND cancel_ref IS NOT NULL AND cancel_ref IN (",
+            );
+            let mut list = select.separated(", ");
+            for r in refs.iter().take(super::IDS_PER_STATEMENT) {
+                list.push_bind(r.as_str());
+            }
+            select.push(") ORDER BY id LIMIT ").push_bind(i64::from(limit));
+            let rows = select.build().fetch_all(pool).await?;
             rows.iter()
                 .map(|row| {
-                    Ok(ActionSummary {
-                        id: row.try_get("id")?,
-                        event_id: row.try_get("event_id")?,
-                        rule_id: row.try_get("rule_id")?,
-                        kind: row.try_get("kind")?,
-                        target: row.try_get("target")?,
-                        status: parse_word(row.try_get("status")?)?,
-                        attempts: row.try_get("attempts")?,
-                        last_error: row.try_get("last_error")?,
-                        updated_at: row.try_get("updated_at")?,
-                    })
+                    let types: Option<Json<Vec<String>>> = row.try_get("cancel_types")?;
+                    Ok((row.try_get("id")?, types.map(|t| t.0).unwrap_or_default()))
                 })
                 .collect()
+        })
+    }
+
+    /// Cancels the listed actions that are still pending (not in flight, delivered or dead):
+    /// status `cancelled`, `reason` as their last error. Returns how many changed.
+    pub async fn cancel_actions(
+        &self,
+        ids: &[&str],
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let _turn = self.write_turn().await;
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let changed = cancel_in!(tx, ids, reason, now);
+            tx.commit().await?;
+            Ok(changed)
         })
     }
 
@@ -305,4 +403,26 @@ impl Store {
             Ok((row.try_get("open")?, row.try_get("delivered")?, row.try_get("dead")?))
         })
     }
+}
+
+fn decode_summary<R>(row: &R) -> Result<ActionSummary, StoreError>
+where
+    R: Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    DateTime<Utc>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(ActionSummary {
+        id: row.try_get("id")?,
+        event_id: row.try_get("event_id")?,
+        rule_id: row.try_get("rule_id")?,
+        kind: row.try_get("kind")?,
+        target: row.try_get("target")?,
+        status: parse_word(row.try_get("status")?)?,
+        attempts: row.try_get("attempts")?,
+        last_error: row.try_get("last_error")?,
+        updated_at: row.try_get("updated_at")?,
+    })
 }

@@ -65,3 +65,17 @@ pub(super) const RETAKE_EXPIRED_ACTIONS: &str = "
 
 /// Row locks for a batch a pruner takes: rows another instance is pruning are skipped.
 pub(super) const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
+
+/// A subject reference's value in an event (`claim`, `account`, `debtor`), written exactly as
+/// the history indexes of migration 0009 are, so that queries use them.
+pub(super) fn subject_value(key: &str) -> Option<&'static str> {
+    match key {
+        "claim" => Some("(subject->>'claim')"),
+        "account" => Some("(subject->>'account')"),
+        "debtor" => Some("(subject->>'debtor')"),
+        _ => None,
+    }
+}
+
+/// Whether the JSON array in column `awaits` holds the text bound between these two parts.
+pub(super) const AWAITS_HAS: (&str, &str) = ("awaits @> jsonb_build_array(", "::text)");

@@ -8,8 +8,10 @@
 //! takes its rows `FOR UPDATE SKIP LOCKED`, and every statement checks again what it removes,
 //! so instances pruning at the same time skip each other's rows: doing it twice is harmless.
 //!
-//! What is never removed: an event still pending, and an event with an action still pending
-//! or in flight (nor that action, its attempts or the event's evaluations).
+//! What is never removed: an event still pending, an event with an action still pending or in
+//! flight (nor that action, its attempts or the event's evaluations), and an event with a
+//! pending check (the check needs its event at the deadline). Subject state goes once it has
+//! expired, whatever the retentions say.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -50,21 +52,22 @@ pub struct RetentionConfig {
     /// Refused deliveries (answered 4xx: bad signature, malformed or invalid body). Default 7d.
     #[serde(deserialize_with = "keep")]
     pub rejected_deliveries: Option<Duration>,
-    /// Processed and failed events, with their evaluations, actions and attempts, once none of
-    /// their actions is pending or in flight. Also the dedupe window: a redelivery of a removed
-    /// event is a new event. Default 180d.
+    /// Processed and failed events, with their evaluations, actions, attempts and resolved
+    /// checks, once none of their actions is pending or in flight and none of their checks is
+    /// pending. Also the dedupe window: a redelivery of a removed event is a new event; and how
+    /// long a resolved check is kept (from when it resolved). Default 180d.
     #[serde(deserialize_with = "keep")]
     pub events: Option<Duration>,
     /// Evaluations (with the rendered actions they planned), if they should go before their
     /// event. Default: with their event.
     #[serde(deserialize_with = "keep")]
     pub evaluations: Option<Duration>,
-    /// Delivered and dead actions (rendered parameters) with their attempts, if they should go
-    /// before their event. Default: with their event.
+    /// Delivered, dead and cancelled actions (rendered parameters) with their attempts, if they
+    /// should go before their event. Default: with their event.
     #[serde(deserialize_with = "keep")]
     pub actions: Option<Duration>,
-    /// Attempts of delivered and dead actions (the target's reply), if they should go before
-    /// their action. Default: with their action.
+    /// Attempts of delivered, dead and cancelled actions (the target's reply), if they should
+    /// go before their action. Default: with their action.
     #[serde(deserialize_with = "keep")]
     pub attempts: Option<Duration>,
     /// What API tokens changed (`GET /v1/token-uses`): time, token, method, path, answer.
@@ -171,6 +174,8 @@ pub const TABLES: &[&str] = &[
     "actions",
     "attempts",
     "token_uses",
+    "checks",
+    "subject_state",
 ];
 
 /// What one pass removed.
@@ -217,6 +222,8 @@ enum Step {
     Actions,
     /// Evaluations by age.
     Evaluations,
+    /// Resolved checks by when they resolved.
+    Checks,
     /// Finished events by age, with everything hanging off them.
     Events,
     /// Accepted deliveries by age; events pointing at them lose the link.
@@ -231,16 +238,20 @@ impl Step {
         match self {
             Self::Attempts => {
                 "SELECT t.id FROM attempts t WHERE t.started_at < $1
-                 AND EXISTS (SELECT 1 FROM actions a WHERE a.id = t.action_id AND a.status IN ('delivered', 'dead'))
+                 AND EXISTS (SELECT 1 FROM actions a WHERE a.id = t.action_id AND a.status IN ('delivered', 'dead', 'cancelled'))
                  LIMIT $2"
             }
             Self::Actions => {
-                "SELECT id FROM actions WHERE status IN ('delivered', 'dead') AND updated_at < $1 LIMIT $2"
+                "SELECT id FROM actions WHERE status IN ('delivered', 'dead', 'cancelled') AND updated_at < $1 LIMIT $2"
             }
             Self::Evaluations => "SELECT id FROM evaluations WHERE evaluated_at < $1 LIMIT $2",
+            Self::Checks => {
+                "SELECT id FROM checks WHERE status <> 'pending' AND updated_at < $1 LIMIT $2"
+            }
             Self::Events => {
                 "SELECT e.id FROM events e WHERE e.state IN ('processed', 'failed') AND e.received_at < $1
                  AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.event_id = e.id AND a.status IN ('pending', 'in_flight'))
+                 AND NOT EXISTS (SELECT 1 FROM checks c WHERE c.event_id = e.id AND c.status = 'pending')
                  LIMIT $2"
             }
             Self::Deliveries => {
@@ -269,6 +280,7 @@ impl Store {
             (Step::Attempts, config.attempts),
             (Step::Actions, config.actions),
             (Step::Evaluations, config.evaluations),
+            (Step::Checks, config.events),
             (Step::Events, config.events),
             (Step::Deliveries, config.deliveries),
             (Step::Rejected, config.rejected_deliveries),
@@ -310,7 +322,41 @@ impl Store {
                 }
             }
         }
+        loop {
+            if started.elapsed() >= budget {
+                pruned.more = true;
+                return Ok(pruned);
+            }
+            let removed = self.prune_subject_state(now, limit).await?;
+            pruned.add("subject_state", removed);
+            if removed < u64::from(limit) {
+                break;
+            }
+        }
         Ok(pruned)
+    }
+
+    /// At most `limit` subject state entries that expired before `now` (they hang off
+    /// nothing). The outer condition is checked again, so an entry written anew meanwhile
+    /// stays.
+    async fn prune_subject_state(&self, now: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let lock = match self.backend {
+            Backend::Sqlite(_) => sqlite::SKIP_LOCKED,
+            Backend::Postgres(_) => postgres::SKIP_LOCKED,
+        };
+        let sql = format!(
+            "DELETE FROM subject_state WHERE expires_ms < $1 AND (subject_ref, name) IN
+               (SELECT subject_ref, name FROM subject_state WHERE expires_ms < $1 LIMIT $2{lock})"
+        );
+        let _turn = self.write_turn().await;
+        on_pool!(self, pool => {
+            let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(now.timestamp_millis())
+                .bind(i64::from(limit))
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected())
+        })
     }
 
     /// At most `limit` token uses older than `cutoff`, oldest first (they hang off nothing).
@@ -359,25 +405,32 @@ impl Store {
                     }
                     Step::Actions => {
                         counts.push(("attempts", with_ids!(tx, "DELETE FROM attempts WHERE action_id IN ", &ids,
-                            " AND action_id IN (SELECT id FROM actions WHERE status IN ('delivered', 'dead'))")));
+                            " AND action_id IN (SELECT id FROM actions WHERE status IN ('delivered', 'dead', 'cancelled'))")));
                         counts.push(("actions", with_ids!(tx, "DELETE FROM actions WHERE id IN ", &ids,
-                            " AND status IN ('delivered', 'dead') AND NOT EXISTS (SELECT 1 FROM attempts t WHERE t.action_id = actions.id)")));
+                            " AND status IN ('delivered', 'dead', 'cancelled') AND NOT EXISTS (SELECT 1 FROM attempts t WHERE t.action_id = actions.id)")));
                     }
                     Step::Evaluations => {
                         counts.push(("evaluations", with_ids!(tx, "DELETE FROM evaluations WHERE id IN ", &ids, "")));
                     }
+                    Step::Checks => {
+                        counts.push(("checks", with_ids!(tx, "DELETE FROM checks WHERE id IN ", &ids, " AND status <> 'pending'")));
+                    }
                     Step::Events => {
                         // An action put back to pending meanwhile keeps itself and its event.
                         counts.push(("attempts", with_ids!(tx,
-                            "DELETE FROM attempts WHERE action_id IN (SELECT id FROM actions WHERE status IN ('delivered', 'dead') AND event_id IN ",
+                            "DELETE FROM attempts WHERE action_id IN (SELECT id FROM actions WHERE status IN ('delivered', 'dead', 'cancelled') AND event_id IN ",
                             &ids, ")")));
                         counts.push(("actions", with_ids!(tx,
-                            "DELETE FROM actions WHERE status IN ('delivered', 'dead') AND NOT EXISTS (SELECT 1 FROM attempts t WHERE t.action_id = actions.id) AND event_id IN ",
+                            "DELETE FROM actions WHERE status IN ('delivered', 'dead', 'cancelled') AND NOT EXISTS (SELECT 1 FROM attempts t WHERE t.action_id = actions.id) AND event_id IN ",
                             &ids, "")));
+                        // Resolved checks go with the event that armed them; a check armed
+                        // meanwhile (the event retried) keeps it.
+                        counts.push(("checks", with_ids!(tx, "DELETE FROM checks WHERE status <> 'pending' AND event_id IN ", &ids, "")));
                         let orphan = " AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.event_id = evaluations.event_id)";
                         counts.push(("evaluations", with_ids!(tx, "DELETE FROM evaluations WHERE event_id IN ", &ids, orphan)));
                         counts.push(("events", with_ids!(tx, "DELETE FROM events WHERE id IN ", &ids,
-                            " AND state IN ('processed', 'failed') AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.event_id = events.id)")));
+                            " AND state IN ('processed', 'failed') AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.event_id = events.id)
+                              AND NOT EXISTS (SELECT 1 FROM checks c WHERE c.event_id = events.id)")));
                     }
                     Step::Deliveries => {
                         with_ids!(tx, "UPDATE events SET delivery_id = NULL WHERE delivery_id IN ", &ids, "");
@@ -454,6 +507,8 @@ pub fn record(pruned: &Pruned) {
             actions = n("actions"),
             attempts = n("attempts"),
             token_uses = n("token_uses"),
+            checks = n("checks"),
+            subject_state = n("subject_state"),
             more = pruned.more,
             "removed rows past their retention"
         );

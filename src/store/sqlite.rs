@@ -84,3 +84,20 @@ pub(super) const RETAKE_EXPIRED_ACTIONS: &str = "
 /// Row locks for a batch a pruner takes: none (one instance owns a SQLite file, and its
 /// writes take turns).
 pub(super) const SKIP_LOCKED: &str = "";
+
+/// A subject reference's value in an event (`claim`, `account`, `debtor`), written exactly as
+/// the history indexes of migration 0009 are, so that queries use them.
+pub(super) fn subject_value(key: &str) -> Option<&'static str> {
+    match key {
+        "claim" => Some("json_extract(subject, '$.claim')"),
+        "account" => Some("json_extract(subject, '$.account')"),
+        "debtor" => Some("json_extract(subject, '$.debtor')"),
+        _ => None,
+    }
+}
+
+/// Whether the JSON array in column `awaits` holds the text bound between these two parts.
+pub(super) const AWAITS_HAS: (&str, &str) = (
+    "EXISTS (SELECT 1 FROM json_each(awaits) WHERE value = ",
+    ")",
+);

@@ -66,6 +66,8 @@ stored_words! {
         Delivered => "delivered",
         /// Out of attempts, or failed for good; `retry` puts it back.
         Dead => "dead",
+        /// Cancelled before it was delivered: by an operator, or by a later event its rule named.
+        Cancelled => "cancelled",
     }
 }
 
@@ -87,6 +89,22 @@ stored_words! {
         /// It would have fired, but its throttle had fired within the window.
         Throttled => "throttled",
         Failed => "failed",
+        /// It matched and now waits for a follow-up event or its deadline (a pending check).
+        Waiting => "waiting",
+    }
+}
+
+stored_words! {
+    /// Where an "A not followed by B" check is.
+    CheckStatus {
+        /// Waiting for an awaited event about its subject, or for its deadline.
+        Pending => "pending",
+        /// An awaited event came in time (`resolved_by` names it).
+        Satisfied => "satisfied",
+        /// Its deadline passed with no awaited event: the rule fired.
+        Fired => "fired",
+        /// Dropped before it was resolved (`resolved_by` says by whom).
+        Cancelled => "cancelled",
     }
 }
 
@@ -108,9 +126,12 @@ mod tests {
         for outcome in EvaluationOutcome::ALL {
             assert_eq!(outcome.as_str().parse::<EvaluationOutcome>(), Ok(*outcome));
         }
+        for status in CheckStatus::ALL {
+            assert_eq!(status.as_str().parse::<CheckStatus>(), Ok(*status));
+        }
         assert_eq!(
             "sent".parse::<ActionStatus>().unwrap_err(),
-            "'sent' is not one of: pending, in_flight, delivered, dead"
+            "'sent' is not one of: pending, in_flight, delivered, dead, cancelled"
         );
         assert_eq!(
             serde_json::to_value(ActionStatus::InFlight).unwrap(),

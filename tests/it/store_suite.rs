@@ -35,7 +35,7 @@ mod cases {
     use chrono::{Duration, Utc};
     use signalbox::config::StoreConfig;
     use signalbox::normalize::{Event, EventId};
-    use signalbox::store::{Ingest, NewDelivery, Store, Stored};
+    use signalbox::store::{Completion, Ingest, NewDelivery, Store, Stored};
 
     use crate::support::{TestDb, event_json};
 
@@ -73,8 +73,10 @@ mod cases {
     }
 
     /// Events completed with no rule evaluations.
-    fn unevaluated(ids: &[EventId]) -> Vec<(EventId, Vec<signalbox::store::NewEvaluation>)> {
-        ids.iter().map(|id| (id.clone(), Vec::new())).collect()
+    fn unevaluated(ids: &[EventId]) -> Vec<Completion> {
+        ids.iter()
+            .map(|id| Completion::new(id.clone(), Vec::new()))
+            .collect()
     }
 
     async fn seed(store: &Store, n: usize) -> Vec<EventId> {
@@ -226,6 +228,8 @@ mod cases {
                     kind: "emit",
                     target: "emit".into(),
                     payload: serde_json::json!({"version": "1", "action": action}),
+                    due: None,
+                    cancel: None,
                 }],
                 throttle: key.map(|key| ThrottleGate {
                     key: key.into(),
@@ -251,8 +255,8 @@ mod cases {
             .await
             .unwrap();
         let processed = vec![
-            (ids[0].clone(), vec![fired("notify", Some("C-1"))]),
-            (ids[1].clone(), vec![fired("notify", Some("C-1"))]),
+            Completion::new(ids[0].clone(), vec![fired("notify", Some("C-1"))]),
+            Completion::new(ids[1].clone(), vec![fired("notify", Some("C-1"))]),
         ];
         assert_eq!(store.complete("a", &processed, now).await.unwrap(), 2);
         let outcomes = |records: Vec<signalbox::store::EvaluationRecord>| {
@@ -379,7 +383,7 @@ mod cases {
             .claim_pending("a", 10, now, now + Duration::seconds(60), ATTEMPTS)
             .await
             .unwrap();
-        let processed = vec![(ids[0].clone(), vec![fired("notify", None)])];
+        let processed = vec![Completion::new(ids[0].clone(), vec![fired("notify", None)])];
         store.complete("a", &processed, now).await.unwrap();
 
         // Instance d takes the action for 60 s, then dies without recording an attempt.
@@ -698,12 +702,12 @@ mod cases {
         let (bare, finished, retrying, pending, recent) =
             (&ids[0], &ids[1], &ids[2], &ids[3], &ids[4]);
         let old = vec![
-            (bare.clone(), Vec::new()),
-            (finished.clone(), vec![fired("notify", None)]),
-            (retrying.clone(), vec![fired("notify", None)]),
+            Completion::new(bare.clone(), Vec::new()),
+            Completion::new(finished.clone(), vec![fired("notify", None)]),
+            Completion::new(retrying.clone(), vec![fired("notify", None)]),
         ];
         assert_eq!(store.complete("a", &old, ago(200)).await.unwrap(), 3);
-        let yesterday = vec![(recent.clone(), vec![fired("notify", None)])];
+        let yesterday = vec![Completion::new(recent.clone(), vec![fired("notify", None)])];
         assert_eq!(store.complete("a", &yesterday, ago(1)).await.unwrap(), 1);
         let now_ms = now.timestamp_millis();
         let actions = store

@@ -1,0 +1,114 @@
+//! A subject's history: its stored events by type and time, for rules that look back (“three
+//! broken promises in 90 days”), through the expression indexes of migration 0009.
+
+use chrono::{DateTime, Utc};
+use sqlx::QueryBuilder;
+
+use super::events::decode_event;
+use super::{Backend, MAX_LIST, Store, StoreError, on_pool, postgres, sqlite};
+use crate::normalize::{Event, Subject};
+
+/// The subject keys a history can be asked by (each has its index).
+pub const HISTORY_KEYS: &[&str] = &["claim", "account", "debtor"];
+
+/// Events one history query returns at most.
+pub const MAX_HISTORY: u32 = MAX_LIST;
+
+/// Event types one history query may name at most.
+const MAX_TYPES: usize = 100;
+
+/// A subject reference: `("claim", "C-1")` written `claim:C-1`, as checks, subject state and
+/// cancellable actions store it.
+pub fn subject_ref(key: &str, value: &str) -> String {
+    format!("{key}:{value}")
+}
+
+/// The references of a subject by the keys in [`HISTORY_KEYS`] it has (claim, account,
+/// debtor), in that order.
+pub fn subject_refs(subject: &Subject) -> Vec<String> {
+    [
+        ("claim", &subject.claim),
+        ("account", &subject.account),
+        ("debtor", &subject.debtor),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| value.as_deref().map(|v| subject_ref(key, v)))
+    .collect()
+}
+
+/// Which events [`Store::history`] returns.
+#[derive(Debug, Clone)]
+pub struct HistoryQuery<'a> {
+    /// `claim`, `account` or `debtor` (one of [`HISTORY_KEYS`]).
+    pub key: &'a str,
+    /// The subject's value for `key` (`C-1`); `None`: any event that has a value for `key`.
+    pub value: Option<&'a str>,
+    /// Event types (at most 100); empty: any type.
+    pub types: &'a [String],
+    /// Exclusive lower bound on `occurred_at`.
+    pub after: DateTime<Utc>,
+    /// Inclusive upper bound on `occurred_at`.
+    pub until: DateTime<Utc>,
+    /// Events returned at most (capped at [`MAX_HISTORY`]).
+    pub limit: u32,
+}
+
+impl Store {
+    /// Stored events (any state) matching the query, newest first (`occurred_at` desc, then
+    /// id desc), at most `q.limit` (and at most [`MAX_HISTORY`]). Without their raw payloads
+    /// (`get_event` has them; rules never see them). A key other than claim, account or
+    /// debtor, or more than 100 types, is refused ([`StoreError::Invalid`]).
+    pub async fn history(&self, q: &HistoryQuery<'_>) -> Result<Vec<Event>, StoreError> {
+        let value_of = match self.backend {
+            Backend::Sqlite(_) => sqlite::subject_value(q.key),
+            Backend::Postgres(_) => postgres::subject_value(q.key),
+        };
+        let Some(value_of) = value_of else {
+            return Err(StoreError::Invalid(format!(
+                "history by '{}': the keys are {}",
+                q.key,
+                HISTORY_KEYS.join(", ")
+            )));
+        };
+        if q.types.len() > MAX_TYPES {
+            return Err(StoreError::Invalid(format!(
+                "history of {} event types: at most {MAX_TYPES}",
+                q.types.len()
+            )));
+        }
+        let limit = q.limit.min(MAX_HISTORY);
+        if limit == 0 || q.after >= q.until {
+            return Ok(Vec::new());
+        }
+        on_pool!(self, pool => {
+            let mut select = QueryBuilder::new(
+                "SELECT id, source, source_event_id, type, source_type, occurred_at, received_at,
+                        subject, amount_value, amount_currency, data, chain_depth, state,
+                        processed_at, delivery_id, attempts, last_error, next_attempt_ms
+                 FROM events WHERE ",
+            );
+            select.push(value_of);
+            match q.value {
+                Some(value) => {
+                    select.push(" = ").push_bind(value);
+                }
+                None => {
+                    select.push(" IS NOT NULL");
+                }
+            }
+            if !q.types.is_empty() {
+                select.push(" AND type IN (");
+                let mut types = select.separated(", ");
+                for kind in q.types {
+                    types.push_bind(kind.as_str());
+                }
+                select.push(")");
+            }
+            select.push(" AND occurred_at > ").push_bind(q.after);
+            select.push(" AND occurred_at <= ").push_bind(q.until);
+            select.push(" ORDER BY occurred_at DESC, id DESC LIMIT ").push_bind(i64::from(limit));
+            let rows = select.build().fetch_all(pool).await?;
+            rows.iter().map(|row| decode_event(row).map(|stored| stored.event)).collect()
+        })
+    }
+}
