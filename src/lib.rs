@@ -15,6 +15,8 @@
 //! Modules, from the bottom up (each imports only those above it in this list):
 //!
 //! - [`clock`]: the only source of the time of day (`SystemClock`, `ManualClock` for tests).
+//! - [`calendar`]: business-day calendars (built-in national holidays plus `calendars:`),
+//!   quiet hours, local wall-clock times across clock changes, delays (`3 business days`).
 //! - [`health`]: what the stages report for `/readyz` (heartbeats, write failures, loops).
 //! - [`metrics`]: the Prometheus recorder behind `/metrics`; stages count with `metrics::*!`.
 //! - [`config`]: loading the config file, `${VAR}` interpolation, secrets, the duration
@@ -46,6 +48,7 @@ pub mod actions;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod calendar;
 pub mod cli;
 pub mod clock;
 pub mod config;
