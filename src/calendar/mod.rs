@@ -197,6 +197,13 @@ pub struct Calendars {
     by_name: BTreeMap<String, Arc<Calendar>>,
 }
 
+impl Default for Calendars {
+    /// The built-in calendars.
+    fn default() -> Self {
+        Self::builtin()
+    }
+}
+
 impl Calendars {
     /// `DE`, `ES`, `CL` and `weekdays` (see the module documentation).
     pub fn builtin() -> Self {

@@ -139,7 +139,9 @@ pub(super) fn try_event(args: TryArgs) -> anyhow::Result<()> {
     let mut fired = 0;
     for evaluation in set.explain(&event, now) {
         match &evaluation.outcome {
-            Outcome::Fired { actions, throttle } => {
+            Outcome::Fired {
+                actions, throttle, ..
+            } => {
                 fired += 1;
                 out!("FIRES    {}", evaluation.rule_id);
                 if let Some((key, window)) = throttle {
@@ -154,6 +156,16 @@ pub(super) fn try_event(args: TryArgs) -> anyhow::Result<()> {
                     }
                 }
             }
+            Outcome::Waiting {
+                subject,
+                awaits,
+                deadline,
+            } => out!(
+                "WAITS    {}: fires at {} unless {} about {subject} comes first",
+                evaluation.rule_id,
+                deadline.to_rfc3339(),
+                awaits.join(" or ")
+            ),
             Outcome::NotMatched { reason } => out!("no       {}: {reason}", evaluation.rule_id),
             Outcome::Skipped { reason } => out!(
                 "skipped  {}: the script skipped: {reason}",

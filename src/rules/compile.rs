@@ -478,6 +478,13 @@ fn compile_rule(
     }
     let canonical = serde_json::to_vec(&serde_json::to_value(yaml).unwrap_or(Value::Null))
         .expect("values serialize");
+    let trigger = if time.schedule.is_some() {
+        Trigger::Schedule {
+            rule: config.id.clone(),
+        }
+    } else {
+        Trigger::events(&config.on, &config.source_types, &config.sources)
+    };
     Ok(Rule {
         version: hex::encode(&Sha256::digest(&canonical)[..6]),
         id: config.id,
@@ -485,13 +492,7 @@ fn compile_rule(
         description: config.description,
         file: path.to_owned(),
         enabled: config.enabled,
-        trigger: if time.schedule.is_some() {
-            Trigger::Schedule {
-                rule: config.id.clone(),
-            }
-        } else {
-            Trigger::events(&config.on, &config.source_types, &config.sources)
-        },
+        trigger,
         time,
         when,
         script,

@@ -237,7 +237,8 @@ pub async fn gather<R: Recall>(
             facts.armed.insert(event.id.clone(), first);
             continue;
         }
-        for rule in set.triggered(event) {
+        let triggered: Vec<&Rule> = set.triggered(event).collect();
+        for rule in triggered {
             read_history(&mut facts, recall, rule, event, event).await?;
             if let Some(unless) = &rule.time.unless
                 && let Some(query) =

@@ -141,6 +141,10 @@ fn run_one(
             "expected it not to fire, but it fired:\n{}",
             pretty(&Value::Array(json(actions)))
         )),
+        (Outcome::Waiting { deadline, .. }, true) => Err(format!(
+            "it waits for a follow-up until {}: give the test `events:` at times, so the clock runs to the deadline",
+            deadline.to_rfc3339()
+        )),
         (Outcome::NotMatched { reason } | Outcome::Skipped { reason }, true) => {
             Err(format!("expected it to fire, but it did not: {reason}"))
         }
