@@ -17,6 +17,8 @@
 //! - [`clock`]: the only source of the time of day (`SystemClock`, `ManualClock` for tests).
 //! - [`calendar`]: business-day calendars (built-in national holidays plus `calendars:`),
 //!   quiet hours, local wall-clock times across clock changes, delays (`3 business days`).
+//! - [`schedule`]: crontab lines with crontab's meaning, in a time zone, on business days;
+//!   the next tick, and the tick due after downtime.
 //! - [`health`]: what the stages report for `/readyz` (heartbeats, write failures, loops).
 //! - [`metrics`]: the Prometheus recorder behind `/metrics`; stages count with `metrics::*!`.
 //! - [`config`]: loading the config file, `${VAR}` interpolation, secrets, the duration
@@ -60,6 +62,7 @@ pub mod outbox;
 pub mod processor;
 pub mod providers;
 pub mod rules;
+pub mod schedule;
 pub mod script;
 pub mod store;
 pub mod timer;
