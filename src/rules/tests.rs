@@ -60,7 +60,10 @@ fn a_rule_fires_with_rendered_actions_and_logs() {
     let rules = set(&[("rules/ptp.yaml", PTP_RULE)]).unwrap();
     let evaluations = rules.evaluate(&event("promise_to_pay.expired", json!({})), now());
     assert_eq!(evaluations.len(), 1);
-    let Outcome::Fired { actions, throttle } = &evaluations[0].outcome else {
+    let Outcome::Fired {
+        actions, throttle, ..
+    } = &evaluations[0].outcome
+    else {
         panic!("{:?}", evaluations[0])
     };
     let actions = json_of(actions);

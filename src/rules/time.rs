@@ -221,7 +221,7 @@ pub fn compile(
         };
         if let Some(name) = &s.calendar {
             match known_calendar(calendars, name) {
-                Ok(calendar) => schedule = schedule.with_calendar(calendar),
+                Ok(calendar) => schedule = schedule.with_calendar(std::sync::Arc::new(calendar)),
                 Err(e) => {
                     problems.push(("schedule", format!("schedule.calendar: {e}")));
                     return None;
