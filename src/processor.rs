@@ -20,7 +20,8 @@ use crate::rules::live::LiveRules;
 use crate::rules::{Evaluation, Outcome};
 use crate::script::Facts;
 use crate::store::{
-    ClaimedEvent, Completion, EventFailure, NewAction, NewEvaluation, Store, StoreError, ThrottleGate, Verdict,
+    ClaimedEvent, Completion, EventFailure, NewAction, NewEvaluation, Store, StoreError,
+    ThrottleGate, Verdict,
 };
 
 /// The processing stage (`processing:` in the config file).
