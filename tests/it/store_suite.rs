@@ -1247,11 +1247,11 @@ mod cases {
         };
         assert_eq!(
             for_(&["claim:C-1"], "payment.received").await,
-            [first.id.clone()]
+            [first.id.as_str()]
         );
         assert_eq!(
             for_(&["account:A-1", "claim:C-1"], "promise_to_pay.created").await,
-            [first.id.clone()]
+            [first.id.as_str()]
         );
         assert!(
             for_(&["claim:C-1"], "sms.failed").await.is_empty(),
@@ -1273,7 +1273,7 @@ mod cases {
             }
         };
         assert!(due(now).await.is_empty());
-        assert_eq!(due(a).await, [first.id.clone()], "due at its deadline");
+        assert_eq!(due(a).await, [first.id.as_str()], "due at its deadline");
         assert_eq!(
             due(b).await,
             [first.id.clone(), second.clone()],
@@ -1312,7 +1312,7 @@ mod cases {
             0,
             "resolved once"
         );
-        assert_eq!(due(b).await, [second.clone()]);
+        assert_eq!(due(b).await, [second.as_str()]);
 
         // The second fires at its deadline, once.
         for expected in [1, 0] {
