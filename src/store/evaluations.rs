@@ -70,7 +70,9 @@ pub enum Verdict {
     },
     /// The rule matched and now waits for a follow-up event or its deadline: recorded
     /// `waiting` (with no actions), and `check` is armed for it.
-    Waiting { check: NewCheck },
+    Waiting {
+        check: NewCheck,
+    },
 }
 
 /// One leased event's processing, to be written with its completion: its evaluations and

@@ -2,7 +2,7 @@
 //! broken promises in 90 days”), through the expression indexes of migration 0009.
 
 use chrono::{DateTime, Utc};
-use sqlx::QueryBuilder;
+use sqlx::{QueryBuilder, Row};
 
 use super::events::decode_event;
 use super::{Backend, MAX_LIST, Store, StoreError, on_pool, postgres, sqlite};
@@ -53,12 +53,88 @@ pub struct HistoryQuery<'a> {
     pub limit: u32,
 }
 
+/// The columns of a listed event (all but the raw payload).
+const COLUMNS: &str =
+    "SELECT id, source, source_event_id, type, source_type, occurred_at, received_at,
+        subject, amount_value, amount_currency, data, chain_depth, state,
+        processed_at, delivery_id, attempts, last_error, next_attempt_ms
+    FROM events WHERE ";
+
+/// Pushes the conditions, order and limit of history query `$q` onto `$select`, with
+/// `$value_of` the key's indexed expression.
+macro_rules! push_history {
+    ($select:expr, $value_of:expr, $q:expr, $limit:expr) => {{
+        $select.push($value_of);
+        match $q.value {
+            Some(value) => {
+                $select.push(" = ").push_bind(value);
+            }
+            None => {
+                $select.push(" IS NOT NULL");
+            }
+        }
+        if !$q.types.is_empty() {
+            $select.push(" AND type IN (");
+            let mut types = $select.separated(", ");
+            for kind in $q.types {
+                types.push_bind(kind.as_str());
+            }
+            $select.push(")");
+        }
+        $select.push(" AND occurred_at > ").push_bind($q.after);
+        $select.push(" AND occurred_at <= ").push_bind($q.until);
+        $select
+            .push(" ORDER BY occurred_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from($limit));
+    }};
+}
+
 impl Store {
     /// Stored events (any state) matching the query, newest first (`occurred_at` desc, then
     /// id desc), at most `q.limit` (and at most [`MAX_HISTORY`]). Without their raw payloads
     /// (`get_event` has them; rules never see them). A key other than claim, account or
     /// debtor, or more than 100 types, is refused ([`StoreError::Invalid`]).
     pub async fn history(&self, q: &HistoryQuery<'_>) -> Result<Vec<Event>, StoreError> {
+        let value_of = self.history_key(q)?;
+        let limit = q.limit.min(MAX_HISTORY);
+        if limit == 0 || q.after >= q.until {
+            return Ok(Vec::new());
+        }
+        on_pool!(self, pool => {
+            let mut select = QueryBuilder::new(COLUMNS);
+            push_history!(select, value_of, q, limit);
+            let rows = select.build().fetch_all(pool).await?;
+            rows.iter().map(|row| decode_event(row).map(|stored| stored.event)).collect()
+        })
+    }
+
+    /// How the database plans the query [`Store::history`] runs for `q`, as its EXPLAIN
+    /// (SQLite: EXPLAIN QUERY PLAN) prints it, one line per row: to see that it uses the
+    /// subject's index.
+    #[doc(hidden)]
+    pub async fn explain_history(&self, q: &HistoryQuery<'_>) -> Result<String, StoreError> {
+        let value_of = self.history_key(q)?;
+        let limit = q.limit.min(MAX_HISTORY);
+        let lines: Vec<String> = match &self.backend {
+            Backend::Sqlite(pool) => {
+                let mut select = QueryBuilder::new(format!("EXPLAIN QUERY PLAN {COLUMNS}"));
+                push_history!(select, value_of, q, limit);
+                let rows = select.build().fetch_all(pool).await?;
+                rows.iter()
+                    .map(|row| row.try_get("detail"))
+                    .collect::<Result<_, _>>()?
+            }
+            Backend::Postgres(pool) => {
+                let mut select = QueryBuilder::new(format!("EXPLAIN {COLUMNS}"));
+                push_history!(select, value_of, q, limit);
+                select.build_query_scalar().fetch_all(pool).await?
+            }
+        };
+        Ok(lines.join("\n"))
+    }
+
+    /// The indexed expression of `q.key`, if `q` can be answered.
+    fn history_key(&self, q: &HistoryQuery<'_>) -> Result<&'static str, StoreError> {
         let value_of = match self.backend {
             Backend::Sqlite(_) => sqlite::subject_value(q.key),
             Backend::Postgres(_) => postgres::subject_value(q.key),
@@ -76,39 +152,6 @@ impl Store {
                 q.types.len()
             )));
         }
-        let limit = q.limit.min(MAX_HISTORY);
-        if limit == 0 || q.after >= q.until {
-            return Ok(Vec::new());
-        }
-        on_pool!(self, pool => {
-            let mut select = QueryBuilder::new(
-                "SELECT id, source, source_event_id, type, source_type, occurred_at, received_at,
-                        subject, amount_value, amount_currency, data, chain_depth, state,
-                        processed_at, delivery_id, attempts, last_error, next_attempt_ms
-                 FROM events WHERE ",
-            );
-            select.push(value_of);
-            match q.value {
-                Some(value) => {
-                    select.push(" = ").push_bind(value);
-                }
-                None => {
-                    select.push(" IS NOT NULL");
-                }
-            }
-            if !q.types.is_empty() {
-                select.push(" AND type IN (");
-                let mut types = select.separated(", ");
-                for kind in q.types {
-                    types.push_bind(kind.as_str());
-                }
-                select.push(")");
-            }
-            select.push(" AND occurred_at > ").push_bind(q.after);
-            select.push(" AND occurred_at <= ").push_bind(q.until);
-            select.push(" ORDER BY occurred_at DESC, id DESC LIMIT ").push_bind(i64::from(limit));
-            let rows = select.build().fetch_all(pool).await?;
-            rows.iter().map(|row| decode_event(row).map(|stored| stored.event)).collect()
-        })
+        Ok(value_of)
     }
 }

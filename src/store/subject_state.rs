@@ -18,7 +18,8 @@ pub(super) const UPSERT_STATE: &str = "
     ON CONFLICT (subject_ref, name) DO UPDATE SET value = excluded.value, expires_ms = excluded.expires_ms,
         rule_id = excluded.rule_id, updated_at = excluded.updated_at";
 
-pub(super) const REMOVE_STATE: &str = "DELETE FROM subject_state WHERE subject_ref = $1 AND name = $2";
+pub(super) const REMOVE_STATE: &str =
+    "DELETE FROM subject_state WHERE subject_ref = $1 AND name = $2";
 
 /// A value to set (or remove) with an event's completion.
 #[derive(Debug, Clone, PartialEq)]

@@ -13,6 +13,13 @@ crate::on_both_backends!(cases:
     strategy_states_answer_which_claims_are_paused,
     pruning_removes_what_is_past_retention_and_nothing_else,
     token_uses_past_retention_are_pruned_in_batches,
+    history_finds_a_subjects_events_in_a_window,
+    history_queries_use_the_subject_indexes,
+    checks_are_armed_with_the_evaluation_and_resolved_once,
+    delayed_actions_wait_and_a_later_event_cancels_them,
+    subject_state_is_written_with_the_completion_and_expires,
+    schedule_state_never_moves_back,
+    a_pending_check_keeps_its_event_and_resolved_checks_go,
 );
 
 /// Every migration exists for both dialects under the same number and name.
@@ -892,6 +899,1043 @@ mod cases {
             .map(|u| u.token)
             .collect();
         assert_eq!(left, ["t10"], "inside retention (365 days)");
+        store.close().await;
+    }
+
+    // Time-based rules: history, checks, delayed and cancelled actions, subject state,
+    // schedules.
+
+    /// An event of `kind` about these references, occurred at `at`.
+    fn about(
+        id: &str,
+        kind: &str,
+        claim: Option<&str>,
+        account: Option<&str>,
+        debtor: Option<&str>,
+        at: chrono::DateTime<Utc>,
+    ) -> Event {
+        let mut e = event(id);
+        e.kind = signalbox::normalize::EventType::parse(kind).unwrap();
+        e.subject = signalbox::normalize::Subject {
+            claim: claim.map(Into::into),
+            account: account.map(Into::into),
+            debtor: debtor.map(Into::into),
+            ..Default::default()
+        };
+        e.occurred_at = at;
+        e
+    }
+
+    fn t0() -> chrono::DateTime<Utc> {
+        "2026-11-01T00:00:00Z".parse().unwrap()
+    }
+
+    fn hours(h: i64) -> chrono::DateTime<Utc> {
+        t0() + Duration::hours(h)
+    }
+
+    /// Claims every pending event for `a` at `now`.
+    async fn claim_all(store: &Store, now: chrono::DateTime<Utc>) {
+        store
+            .claim_pending("a", 100, now, now + Duration::seconds(60), ATTEMPTS)
+            .await
+            .unwrap();
+    }
+
+    pub(super) async fn history_finds_a_subjects_events_in_a_window(db: TestDb) {
+        use signalbox::store::{HistoryQuery, StoreError};
+        let store = open(&db).await;
+        let broken = "promise_to_pay.broken";
+        let events = vec![
+            about(
+                "h1",
+                broken,
+                Some("C-1"),
+                Some("A-1"),
+                Some("D-1"),
+                hours(1),
+            ),
+            about(
+                "h2",
+                "payment.received",
+                Some("C-1"),
+                Some("A-1"),
+                Some("D-1"),
+                hours(2),
+            ),
+            about(
+                "h3",
+                broken,
+                Some("C-1"),
+                Some("A-1"),
+                Some("D-1"),
+                hours(3),
+            ),
+            about(
+                "h4",
+                broken,
+                Some("C-2"),
+                Some("A-1"),
+                Some("D-2"),
+                hours(3),
+            ),
+            about("h5", broken, Some("C-2"), None, Some("D-2"), hours(4)),
+            about("h6", "sms.failed", None, Some("A-2"), None, hours(2)),
+        ];
+        let ids: Vec<EventId> = events.iter().map(|e| e.id.clone()).collect();
+        store.insert_batch(&[ingest(events)]).await.unwrap();
+        // One processed, the rest pending: history covers events in any state.
+        claim_all(&store, Utc::now()).await;
+        store
+            .complete("a", &unevaluated(&ids[..1]), Utc::now())
+            .await
+            .unwrap();
+        let types = [broken.to_owned()];
+        let ids = &ids;
+        let found = |key, value, types, after, until, limit| {
+            let store = store.clone();
+            async move {
+                let q = HistoryQuery {
+                    key,
+                    value,
+                    types,
+                    after,
+                    until,
+                    limit,
+                };
+                let events = store.history(&q).await.unwrap();
+                events
+                    .iter()
+                    .map(|e| ids.iter().position(|id| *id == e.id).unwrap() + 1)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            found("claim", Some("C-1"), &types, hours(0), hours(3), 10).await,
+            [3, 1],
+            "newest first, of the types asked"
+        );
+        assert_eq!(
+            found("claim", Some("C-1"), &types, hours(1), hours(3), 10).await,
+            [3],
+            "after is exclusive"
+        );
+        assert_eq!(
+            found("claim", Some("C-1"), &[], hours(0), hours(2), 10).await,
+            [2, 1],
+            "until is inclusive; no types: any type"
+        );
+        assert_eq!(
+            found("claim", Some("C-1"), &[], hours(0), hours(9), 2).await,
+            [3, 2],
+            "at most limit, the newest"
+        );
+        assert_eq!(
+            found("claim", None, &types, hours(0), hours(3), 10).await,
+            [4, 3, 1],
+            "any claim; the same time: the later id first"
+        );
+        assert_eq!(
+            found("account", Some("A-1"), &[], hours(0), hours(9), 10).await,
+            [4, 3, 2, 1]
+        );
+        assert_eq!(
+            found("account", None, &[], hours(0), hours(9), 10).await,
+            [4, 3, 6, 2, 1],
+            "every event with an account"
+        );
+        assert_eq!(
+            found("debtor", Some("D-2"), &types, hours(0), hours(9), 10).await,
+            [5, 4]
+        );
+        assert!(
+            found("claim", Some("C-3"), &[], hours(0), hours(9), 10)
+                .await
+                .is_empty()
+        );
+        assert!(
+            found("claim", Some("C-1"), &[], hours(3), hours(3), 10)
+                .await
+                .is_empty(),
+            "an empty window"
+        );
+        let q = HistoryQuery {
+            key: "invoice",
+            value: Some("I-1"),
+            types: &[],
+            after: hours(0),
+            until: hours(9),
+            limit: 10,
+        };
+        assert!(matches!(
+            store.history(&q).await,
+            Err(StoreError::Invalid(_))
+        ));
+        let history = store
+            .history(&HistoryQuery {
+                key: "debtor",
+                value: Some("D-2"),
+                ..q
+            })
+            .await
+            .unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[0].subject.claim.as_deref(), Some("C-2"));
+        assert_eq!(history[0].data, serde_json::json!({"note": "test"}));
+        assert_eq!(
+            history[0].payload,
+            serde_json::Value::Null,
+            "no raw payload"
+        );
+        store.close().await;
+    }
+
+    /// The history query of each key uses that key's index (with enough rows, analysed, that
+    /// PostgreSQL prefers an index to reading the table).
+    pub(super) async fn history_queries_use_the_subject_indexes(db: TestDb) {
+        use signalbox::store::HistoryQuery;
+        let store = open(&db).await;
+        let kinds = ["promise_to_pay.broken", "payment.received", "sms.failed"];
+        let events: Vec<Event> = (0..3000)
+            .map(|i| {
+                let (claim, account, debtor) = (
+                    format!("C-{i}"),
+                    format!("A-{}", i / 3),
+                    format!("D-{}", i / 9),
+                );
+                about(
+                    &format!("x{i}"),
+                    kinds[i % 3],
+                    Some(&claim),
+                    Some(&account),
+                    Some(&debtor),
+                    hours(i as i64 % 48),
+                )
+            })
+            .collect();
+        store.insert_batch(&[ingest(events)]).await.unwrap();
+        if store.is_shared() {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            sqlx::query("ANALYZE events").execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+        let types = [kinds[0].to_owned()];
+        for (key, value) in [("claim", "C-7"), ("account", "A-7"), ("debtor", "D-7")] {
+            for types in [&types[..], &[]] {
+                let q = HistoryQuery {
+                    key,
+                    value: Some(value),
+                    types,
+                    after: hours(0),
+                    until: hours(48),
+                    limit: 100,
+                };
+                let plan = store.explain_history(&q).await.unwrap();
+                println!("{} {key} types={types:?}:\n{plan}", store.backend_name());
+                assert!(
+                    plan.contains(&format!("events_{key}_history")),
+                    "{key}: {plan}"
+                );
+            }
+        }
+        store.close().await;
+    }
+
+    fn waiting(
+        rule: &str,
+        subject_ref: &str,
+        deadline: chrono::DateTime<Utc>,
+    ) -> signalbox::store::NewEvaluation {
+        use signalbox::store::{NewCheck, NewEvaluation, Verdict};
+        NewEvaluation {
+            rule_id: rule.into(),
+            rule_version: "v1".into(),
+            verdict: Verdict::Waiting {
+                check: NewCheck {
+                    subject_ref: subject_ref.into(),
+                    awaits: vec!["payment.received".into(), "promise_to_pay.created".into()],
+                    deadline,
+                },
+            },
+            logs: serde_json::json!([]),
+            duration_us: 1,
+        }
+    }
+
+    /// Completes `event` for owner `a` with `evaluations` and `effects`: how many completed.
+    async fn complete_with(
+        store: &Store,
+        owner: &str,
+        event: &EventId,
+        evaluations: Vec<signalbox::store::NewEvaluation>,
+        effects: signalbox::store::Effects,
+        now: chrono::DateTime<Utc>,
+    ) -> u64 {
+        let completion = Completion {
+            event: event.clone(),
+            evaluations,
+            effects,
+        };
+        store.complete(owner, &[completion], now).await.unwrap()
+    }
+
+    pub(super) async fn checks_are_armed_with_the_evaluation_and_resolved_once(db: TestDb) {
+        use signalbox::store::{CheckStatus, Effects, EvaluationOutcome, StoreError};
+        let store = open(&db).await;
+        let ids = seed(&store, 3).await;
+        let now = Utc::now();
+        claim_all(&store, now).await;
+        let hour = Duration::hours(1);
+        let (a, b) = (now + hour, now + hour * 2);
+        store
+            .complete(
+                "a",
+                &[
+                    Completion::new(ids[0].clone(), vec![waiting("no_payment", "claim:C-1", a)]),
+                    Completion::new(ids[1].clone(), vec![waiting("no_payment", "claim:C-2", b)]),
+                ],
+                now,
+            )
+            .await
+            .unwrap();
+        let evaluations = store.evaluations_for_event(ids[0].as_str()).await.unwrap();
+        assert_eq!(evaluations.len(), 1);
+        assert_eq!(evaluations[0].outcome, EvaluationOutcome::Waiting);
+        assert_eq!(evaluations[0].actions, serde_json::json!([]));
+
+        let pending = store
+            .list_checks(Some(CheckStatus::Pending), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(pending.len(), 2);
+        let first = &pending[1];
+        assert!(first.id.starts_with("chk_"), "{}", first.id);
+        assert_eq!(
+            (
+                first.rule_id.as_str(),
+                first.event_id.as_str(),
+                first.subject_ref.as_str(),
+                first.deadline.timestamp_millis(),
+                first.status,
+                first.resolved_by.as_deref()
+            ),
+            (
+                "no_payment",
+                ids[0].as_str(),
+                "claim:C-1",
+                a.timestamp_millis(),
+                CheckStatus::Pending,
+                None
+            )
+        );
+        assert_eq!(first.awaits, ["payment.received", "promise_to_pay.created"]);
+        let second = pending[0].id.clone();
+
+        let for_ = |refs: &[&str], kind: &str| {
+            let store = store.clone();
+            let refs: Vec<String> = refs.iter().map(|r| r.to_string()).collect();
+            let kind = kind.to_owned();
+            async move {
+                store
+                    .pending_checks_for(&refs, &kind, 10)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|c| c.id)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            for_(&["claim:C-1"], "payment.received").await,
+            [first.id.as_str()]
+        );
+        assert_eq!(
+            for_(&["account:A-1", "claim:C-1"], "promise_to_pay.created").await,
+            [first.id.as_str()]
+        );
+        assert!(
+            for_(&["claim:C-1"], "sms.failed").await.is_empty(),
+            "not awaited"
+        );
+        assert!(for_(&["claim:C-3"], "payment.received").await.is_empty());
+        assert!(for_(&[], "payment.received").await.is_empty());
+
+        let due = |at| {
+            let store = store.clone();
+            async move {
+                store
+                    .due_checks(at, 10)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|c| c.id)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert!(due(now).await.is_empty());
+        assert_eq!(due(a).await, [first.id.as_str()], "due at its deadline");
+        assert_eq!(
+            due(b).await,
+            [first.id.clone(), second.clone()],
+            "earliest deadline first"
+        );
+
+        // The third event satisfies the first check, in its completion; not while another
+        // instance holds its lease.
+        let satisfy = Effects {
+            resolve_checks: vec![(first.id.clone(), CheckStatus::Satisfied)],
+            ..Effects::default()
+        };
+        assert_eq!(
+            complete_with(&store, "b", &ids[2], Vec::new(), satisfy.clone(), now).await,
+            0
+        );
+        assert_eq!(
+            store.get_check(&first.id).await.unwrap().unwrap().status,
+            CheckStatus::Pending,
+            "a lost lease writes no effects"
+        );
+        assert_eq!(
+            complete_with(&store, "a", &ids[2], Vec::new(), satisfy, now).await,
+            1
+        );
+        let satisfied = store.get_check(&first.id).await.unwrap().unwrap();
+        assert_eq!(
+            (satisfied.status, satisfied.resolved_by.as_deref()),
+            (CheckStatus::Satisfied, Some(ids[2].as_str()))
+        );
+        assert_eq!(
+            store
+                .resolve_checks(&[first.id.as_str()], CheckStatus::Fired, "evt_deadline", b)
+                .await
+                .unwrap(),
+            0,
+            "resolved once"
+        );
+        assert_eq!(due(b).await, [second.as_str()]);
+
+        // The second fires at its deadline, once.
+        for expected in [1, 0] {
+            assert_eq!(
+                store
+                    .resolve_checks(&[second.as_str()], CheckStatus::Fired, "evt_deadline", b)
+                    .await
+                    .unwrap(),
+                expected
+            );
+        }
+        let fired = store.get_check(&second).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                fired.status,
+                fired.resolved_by.as_deref(),
+                fired.updated_at.timestamp_millis()
+            ),
+            (
+                CheckStatus::Fired,
+                Some("evt_deadline"),
+                b.timestamp_millis()
+            )
+        );
+        assert!(matches!(
+            store
+                .resolve_checks(&[second.as_str()], CheckStatus::Pending, "x", b)
+                .await,
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(
+            store
+                .list_checks(Some(CheckStatus::Pending), None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store
+                .list_checks(None, Some("no_payment"), 10)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            store
+                .list_checks(None, Some("no_payment"), 1)
+                .await
+                .unwrap()[0]
+                .id,
+            second,
+            "newest first"
+        );
+        assert!(
+            store
+                .list_checks(None, Some("other"), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(store.get_check("chk_none").await.unwrap().is_none());
+        store.close().await;
+    }
+
+    /// A fired evaluation of `rule` planning `planned`.
+    fn fired_with(
+        rule: &str,
+        planned: Vec<signalbox::store::NewAction>,
+    ) -> signalbox::store::NewEvaluation {
+        use signalbox::store::Verdict;
+        let mut evaluation = fired(rule, None);
+        let Verdict::Fired { planned: p, .. } = &mut evaluation.verdict else {
+            unreachable!()
+        };
+        *p = planned;
+        evaluation
+    }
+
+    fn emit(
+        due: Option<chrono::DateTime<Utc>>,
+        cancel: Option<(&str, &[&str])>,
+    ) -> signalbox::store::NewAction {
+        signalbox::store::NewAction {
+            kind: "emit",
+            target: "emit".into(),
+            payload: serde_json::json!({"version": "1"}),
+            due,
+            cancel: cancel.map(|(subject_ref, types)| signalbox::store::CancelOn {
+                subject_ref: subject_ref.into(),
+                types: types.iter().map(|t| t.to_string()).collect(),
+            }),
+        }
+    }
+
+    pub(super) async fn delayed_actions_wait_and_a_later_event_cancels_them(db: TestDb) {
+        use signalbox::store::{ActionStatus, AttemptOutcome, Effects, NewAttempt, NextStep};
+        let store = open(&db).await;
+        let ids = seed(&store, 2).await;
+        let now = Utc::now();
+        claim_all(&store, now).await;
+        let later = now + Duration::minutes(10);
+        let paid: &[&str] = &["payment.received"];
+        let planned = vec![
+            emit(Some(later), Some(("claim:C-1", paid))),
+            emit(None, Some(("claim:C-1", &[]))),
+            emit(Some(later), None),
+            emit(Some(later), Some(("claim:C-1", paid))),
+        ];
+        store
+            .complete(
+                "a",
+                &[Completion::new(
+                    ids[0].clone(),
+                    vec![fired_with("remind", planned)],
+                )],
+                now,
+            )
+            .await
+            .unwrap();
+        let mut listed = store.list_actions(None, None, 10).await.unwrap();
+        listed.reverse();
+        let act: Vec<String> = listed.iter().map(|a| a.id.clone()).collect();
+        assert_eq!(act.len(), 4);
+
+        let (now_ms, later_ms) = (now.timestamp_millis(), later.timestamp_millis());
+        let claim = |at_ms: i64| {
+            let store = store.clone();
+            async move {
+                store
+                    .claim_due_actions("d", 10, at_ms, at_ms + 3_600_000, &["emit"])
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|a| a.id)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            claim(now_ms).await,
+            [act[1].clone()],
+            "only the one due now"
+        );
+        assert!(
+            claim(later_ms - 1).await.is_empty(),
+            "the others wait for their time"
+        );
+
+        let cancellable = store
+            .cancellable_actions(&["account:A-1".into(), "claim:C-1".into()], 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            cancellable,
+            [
+                (act[0].clone(), vec!["payment.received".to_owned()]),
+                (act[3].clone(), vec!["payment.received".to_owned()])
+            ],
+            "pending ones with a cancelling subject (the one in flight is not)"
+        );
+        assert!(
+            store
+                .cancellable_actions(&["claim:C-2".into()], 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // An operator cancels the first and the one in flight: only the pending one changes.
+        assert_eq!(
+            store
+                .cancel_actions(
+                    &[act[0].as_str(), act[1].as_str()],
+                    "cancelled by operator",
+                    now
+                )
+                .await
+                .unwrap(),
+            1
+        );
+        // A later event cancels the fourth, in its completion.
+        let effects = Effects {
+            cancel_actions: vec![act[3].clone()],
+            ..Effects::default()
+        };
+        assert_eq!(
+            complete_with(&store, "a", &ids[1], Vec::new(), effects, now).await,
+            1
+        );
+        let status = |id: &str| {
+            let store = store.clone();
+            let id = id.to_owned();
+            async move {
+                let a = store
+                    .list_actions(None, None, 10)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|a| a.id == id)
+                    .unwrap();
+                (a.status, a.last_error)
+            }
+        };
+        assert_eq!(
+            status(&act[0]).await,
+            (
+                ActionStatus::Cancelled,
+                Some("cancelled by operator".into())
+            )
+        );
+        assert_eq!(status(&act[1]).await.0, ActionStatus::InFlight);
+        assert_eq!(
+            status(&act[3]).await,
+            (
+                ActionStatus::Cancelled,
+                Some(format!("cancelled by event {}", ids[1]))
+            )
+        );
+        assert_eq!(
+            claim(later_ms).await,
+            [act[2].clone()],
+            "cancelled ones are never taken"
+        );
+        assert!(
+            store
+                .cancellable_actions(&["claim:C-1".into()], 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "cancelled ones are no longer cancellable"
+        );
+
+        // Delivered and dead ones are not cancelled; dead ones are listed for digests.
+        let attempt = |i: usize, next| NewAttempt {
+            action_id: &act[i],
+            attempt: 1,
+            started_at: later,
+            duration_ms: 3,
+            outcome: if next == NextStep::Delivered {
+                AttemptOutcome::Delivered
+            } else {
+                AttemptOutcome::Failed
+            },
+            status_code: None,
+            reply: None,
+            error: None,
+            next,
+        };
+        let died = later + Duration::seconds(5);
+        store
+            .record_attempts("d", &[attempt(1, NextStep::Delivered)], later)
+            .await
+            .unwrap();
+        store
+            .record_attempts("d", &[attempt(2, NextStep::Dead)], died)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .cancel_actions(&[act[1].as_str(), act[2].as_str()], "too late", died)
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(status(&act[1]).await.0, ActionStatus::Delivered);
+        let dead = |after, until| {
+            let store = store.clone();
+            async move {
+                store
+                    .dead_actions_between(after, until, 10)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|a| a.id)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            dead(later, died).await,
+            [act[2].clone()],
+            "until is inclusive"
+        );
+        assert!(
+            dead(died, died + Duration::hours(1)).await.is_empty(),
+            "after is exclusive"
+        );
+        assert!(dead(now, later).await.is_empty());
+        store.close().await;
+    }
+
+    fn set(
+        subject_ref: &str,
+        name: &str,
+        value: Option<serde_json::Value>,
+        expires_at: Option<chrono::DateTime<Utc>>,
+        rule: &str,
+    ) -> signalbox::store::StateWrite {
+        signalbox::store::StateWrite {
+            subject_ref: subject_ref.into(),
+            name: name.into(),
+            value,
+            expires_at,
+            rule_id: rule.into(),
+        }
+    }
+
+    pub(super) async fn subject_state_is_written_with_the_completion_and_expires(db: TestDb) {
+        use serde_json::json;
+        use signalbox::store::retention::{PASS_BUDGET, RetentionConfig};
+        use signalbox::store::{Effects, StateEntry};
+        let store = open(&db).await;
+        let ids = seed(&store, 4).await;
+        let now = Utc::now();
+        claim_all(&store, now).await;
+        let hour = Duration::hours(1);
+        let state = |writes| Effects {
+            state: writes,
+            ..Effects::default()
+        };
+        let read = |refs: &[&str], at| {
+            let store = store.clone();
+            let refs: Vec<String> = refs.iter().map(|r| r.to_string()).collect();
+            async move {
+                store
+                    .subject_state(&refs, at)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| (e.subject_ref, e.name, e.value, e.rule_id))
+                    .collect::<Vec<_>>()
+            }
+        };
+        let entry =
+            |r: &str, n: &str, v, rule: &str| (r.to_owned(), n.to_owned(), v, rule.to_owned());
+        let writes = vec![
+            set("claim:C-1", "tier", Some(json!("gold")), None, "r1"),
+            set(
+                "claim:C-1",
+                "reminders",
+                Some(json!(1)),
+                Some(now + hour),
+                "r1",
+            ),
+            set(
+                "account:A-1",
+                "last",
+                Some(json!({"at": "x"})),
+                Some(now + hour),
+                "r1",
+            ),
+        ];
+        // Not written while another instance holds the event.
+        assert_eq!(
+            complete_with(&store, "b", &ids[0], Vec::new(), state(writes.clone()), now).await,
+            0
+        );
+        assert!(read(&["claim:C-1"], now).await.is_empty());
+        assert_eq!(
+            complete_with(&store, "a", &ids[0], Vec::new(), state(writes), now).await,
+            1
+        );
+        assert_eq!(
+            read(&["claim:C-1"], now).await,
+            [
+                entry("claim:C-1", "reminders", json!(1), "r1"),
+                entry("claim:C-1", "tier", json!("gold"), "r1")
+            ]
+        );
+        let full = store
+            .subject_state(&["account:A-1".into()], now)
+            .await
+            .unwrap();
+        assert_eq!(
+            full,
+            [StateEntry {
+                subject_ref: "account:A-1".into(),
+                name: "last".into(),
+                value: json!({"at": "x"}),
+                expires_at: Some(
+                    chrono::DateTime::from_timestamp_millis((now + hour).timestamp_millis())
+                        .unwrap()
+                ),
+                rule_id: "r1".into(),
+            }]
+        );
+
+        // Overwritten by another rule (with a later expiry), then removed.
+        let two = vec![set(
+            "claim:C-1",
+            "reminders",
+            Some(json!(2)),
+            Some(now + hour * 2),
+            "r2",
+        )];
+        complete_with(&store, "a", &ids[1], Vec::new(), state(two), now).await;
+        let gone = vec![set("claim:C-1", "tier", None, None, "r2")];
+        complete_with(&store, "a", &ids[2], Vec::new(), state(gone), now).await;
+        assert_eq!(
+            read(&["claim:C-1", "account:A-1", "claim:C-1"], now).await,
+            [
+                entry("claim:C-1", "reminders", json!(2), "r2"),
+                entry("account:A-1", "last", json!({"at": "x"}), "r1")
+            ],
+            "by subject in the order asked, each once"
+        );
+        // Expired entries are not seen, and retention removes them.
+        let mid = now + hour + Duration::minutes(30);
+        assert_eq!(
+            read(&["claim:C-1", "account:A-1"], mid).await,
+            [entry("claim:C-1", "reminders", json!(2), "r2")]
+        );
+        assert!(
+            read(&["claim:C-1", "account:A-1"], now + hour * 2)
+                .await
+                .is_empty(),
+            "expired at its time"
+        );
+        let config = RetentionConfig::default();
+        let pruned = store.prune(&config, mid, PASS_BUDGET).await.unwrap();
+        assert_eq!(pruned.removed.get("subject_state"), Some(&1), "{pruned:?}");
+        // Bounded per subject.
+        let many: Vec<_> = (0..120)
+            .map(|i| set("claim:C-9", &format!("n{i:03}"), Some(json!(i)), None, "r"))
+            .collect();
+        complete_with(&store, "a", &ids[3], Vec::new(), state(many), now).await;
+        assert_eq!(read(&["claim:C-9"], now).await.len(), 100);
+        let pruned = store
+            .prune(&config, now + hour * 3, PASS_BUDGET)
+            .await
+            .unwrap();
+        assert_eq!(pruned.removed.get("subject_state"), Some(&1), "{pruned:?}");
+        assert!(
+            read(&["claim:C-1", "account:A-1"], now).await.is_empty(),
+            "pruned, not only hidden"
+        );
+        store.close().await;
+    }
+
+    pub(super) async fn schedule_state_never_moves_back(db: TestDb) {
+        let store = open(&db).await;
+        let now = Utc::now();
+        let state = |rule: &'static str| {
+            let store = store.clone();
+            async move { store.schedule_state(rule).await.unwrap() }
+        };
+        assert_eq!(state("digest").await, None);
+        store
+            .set_schedule_state("digest", "every 1h", hours(2), now)
+            .await
+            .unwrap();
+        assert_eq!(
+            state("digest").await,
+            Some(("every 1h".to_owned(), hours(2)))
+        );
+        store
+            .set_schedule_state("digest", "every 1h", hours(1), now)
+            .await
+            .unwrap();
+        assert_eq!(
+            state("digest").await,
+            Some(("every 1h".to_owned(), hours(2))),
+            "a slower instance's earlier tick does not win"
+        );
+        store
+            .set_schedule_state("digest", "every 1h", hours(3), now)
+            .await
+            .unwrap();
+        assert_eq!(
+            state("digest").await,
+            Some(("every 1h".to_owned(), hours(3)))
+        );
+        store
+            .set_schedule_state("digest", "every 2h", hours(1), now)
+            .await
+            .unwrap();
+        assert_eq!(
+            state("digest").await,
+            Some(("every 2h".to_owned(), hours(1))),
+            "a changed schedule starts anew"
+        );
+        assert_eq!(state("other").await, None);
+        store.close().await;
+    }
+
+    /// Retention keeps an event whose check is pending, and removes resolved checks: past
+    /// retention by themselves, or with their event. A cancelled action is finished.
+    pub(super) async fn a_pending_check_keeps_its_event_and_resolved_checks_go(db: TestDb) {
+        use signalbox::store::CheckStatus;
+        use signalbox::store::retention::{PASS_BUDGET, Pruned, RetentionConfig};
+        let store = open(&db).await;
+        let now = Utc::now();
+        let ago = |days: i64| now - Duration::days(days);
+        let mut old: Vec<Event> = ["pending", "fired", "satisfied", "cancelled"]
+            .iter()
+            .map(|id| event(id))
+            .collect();
+        for e in &mut old {
+            e.received_at = ago(200);
+        }
+        let mut recent = event("recent");
+        recent.received_at = ago(1);
+        let ids: Vec<EventId> = old.iter().chain([&recent]).map(|e| e.id.clone()).collect();
+        store
+            .insert_batch(&[
+                delivery_at(ago(200), false, old),
+                delivery_at(ago(1), false, vec![recent]),
+            ])
+            .await
+            .unwrap();
+        claim_all(&store, now).await;
+        let deadline = ago(199);
+        let arm = |i: usize| {
+            Completion::new(
+                ids[i].clone(),
+                vec![waiting("no_payment", "claim:C-1", deadline)],
+            )
+        };
+        store
+            .complete(
+                "a",
+                &[
+                    arm(0),
+                    arm(1),
+                    arm(2),
+                    Completion::new(
+                        ids[3].clone(),
+                        vec![fired_with("remind", vec![emit(Some(ago(190)), None)])],
+                    ),
+                ],
+                ago(200),
+            )
+            .await
+            .unwrap();
+        store.complete("a", &[arm(4)], ago(1)).await.unwrap();
+        let check_of = |i: usize| {
+            let store = store.clone();
+            let event = ids[i].clone();
+            async move {
+                store
+                    .list_checks(None, None, 100)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|c| c.event_id == event.as_str())
+                    .map(|c| c.id)
+            }
+        };
+        let resolve = |i: usize, status, at| {
+            let store = store.clone();
+            async move {
+                let id = check_of(i).await.unwrap();
+                assert_eq!(
+                    store
+                        .resolve_checks(&[id.as_str()], status, "evt_x", at)
+                        .await
+                        .unwrap(),
+                    1
+                );
+            }
+        };
+        resolve(1, CheckStatus::Fired, ago(199)).await;
+        resolve(2, CheckStatus::Satisfied, ago(1)).await;
+        resolve(4, CheckStatus::Fired, ago(1)).await;
+        let action = store.list_actions(None, None, 10).await.unwrap()[0]
+            .id
+            .clone();
+        assert_eq!(
+            store
+                .cancel_actions(&[action.as_str()], "operator", ago(195))
+                .await
+                .unwrap(),
+            1
+        );
+
+        let config = RetentionConfig::default();
+        let pruned = store.prune(&config, now, PASS_BUDGET).await.unwrap();
+        let expected = Pruned {
+            removed: [
+                ("checks", 2),
+                ("events", 3),
+                ("evaluations", 3),
+                ("actions", 1),
+                ("deliveries", 1),
+            ]
+            .into_iter()
+            .collect(),
+            more: false,
+        };
+        assert_eq!(pruned, expected);
+        assert!(
+            store.get_event(ids[0].as_str()).await.unwrap().is_some(),
+            "its check is pending"
+        );
+        assert!(check_of(0).await.is_some());
+        assert_eq!(
+            store
+                .evaluations_for_event(ids[0].as_str())
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        for gone in &ids[1..4] {
+            assert!(store.get_event(gone.as_str()).await.unwrap().is_none());
+        }
+        assert!(check_of(1).await.is_none() && check_of(2).await.is_none());
+        assert!(
+            store.get_event(ids[4].as_str()).await.unwrap().is_some(),
+            "inside retention"
+        );
+        assert!(check_of(4).await.is_some(), "resolved yesterday: kept");
+        assert!(store.list_actions(None, None, 10).await.unwrap().is_empty());
+
+        // Once its check resolves, the old event goes, the check with it.
+        resolve(0, CheckStatus::Cancelled, now).await;
+        let pruned = store.prune(&config, now, PASS_BUDGET).await.unwrap();
+        assert_eq!(
+            pruned.removed,
+            [("checks", 1), ("events", 1), ("evaluations", 1)]
+                .into_iter()
+                .collect()
+        );
+        assert!(store.get_event(ids[0].as_str()).await.unwrap().is_none());
         store.close().await;
     }
 }
