@@ -150,12 +150,9 @@ pub async fn start_with_store(
     );
     let timer = {
         let shutdown = shutdown_rx.clone();
-        supervise(
-            "timer",
-            health.clone(),
-            shutdown_rx.clone(),
-            move || timer.clone().run(shutdown.clone()),
-        )
+        supervise("timer", health.clone(), shutdown_rx.clone(), move || {
+            timer.clone().run(shutdown.clone())
+        })
     };
     let processor = Processor::new(
         store.clone(),

@@ -15,11 +15,11 @@ use crate::actions::Payload;
 use crate::actions::retry::{RetryConfig, RetryPatch, next_delay};
 use crate::clock::SharedClock;
 use crate::health::Health;
+use crate::normalize::Event;
 use crate::normalize::EventId;
+use crate::rules::facts::{PendingCheck, Query};
 use crate::rules::live::LiveRules;
 use crate::rules::{Evaluation, Outcome};
-use crate::normalize::Event;
-use crate::rules::facts::{PendingCheck, Query};
 use crate::store::{
     CancelOn, CheckStatus, ClaimedEvent, Completion, Effects, EventFailure, HistoryQuery,
     NewAction, NewCheck, NewEvaluation, StateWrite, Store, StoreError, ThrottleGate, Verdict,
@@ -406,10 +406,9 @@ fn record(evaluation: &Evaluation) -> Option<NewEvaluation> {
                         payload: serde_json::to_value(Payload::current(action.stored()))
                             .expect("stored actions serialize"),
                         due: when.due,
-                        cancel: when.cancel.map(|(subject_ref, types)| CancelOn {
-                            subject_ref,
-                            types,
-                        }),
+                        cancel: when
+                            .cancel
+                            .map(|(subject_ref, types)| CancelOn { subject_ref, types }),
                     }
                 })
                 .collect(),

@@ -116,10 +116,7 @@ impl Timer {
             if next > now {
                 continue;
             }
-            match scheduled
-                .schedule
-                .due(last, now, scheduled.missed, GRACE)
-            {
+            match scheduled.schedule.due(last, now, scheduled.missed, GRACE) {
                 Some(tick) => {
                     self.store_internal(tick_event(&rule.id, tick)).await?;
                     self.store

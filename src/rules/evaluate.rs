@@ -200,7 +200,8 @@ fn secret_references_are_the_rules(source: &str, rendered: &[u8]) -> Result<(), 
 impl RuleSet {
     /// The enabled rules whose trigger takes the event, in rule order.
     pub fn triggered<'a>(&'a self, event: &'a Event) -> impl Iterator<Item = &'a Rule> + 'a {
-        self.candidates(event).filter(move |rule| triggers(rule, event))
+        self.candidates(event)
+            .filter(move |rule| triggers(rule, event))
     }
 
     /// Every rule whose trigger takes the event, evaluated in rule order, knowing no facts.
@@ -231,7 +232,9 @@ impl RuleSet {
                     if satisfied {
                         effects.satisfied.push(check.to_owned());
                     }
-                    effects.state.extend(self.state_writes(rule, &view, &evaluation));
+                    effects
+                        .state
+                        .extend(self.state_writes(rule, &view, &evaluation));
                     vec![evaluation]
                 }
                 // The rule is gone (the check goes with it), or its first event is.
@@ -246,17 +249,23 @@ impl RuleSet {
         let mut evaluations = Vec::new();
         for rule in self.triggered(event) {
             let evaluation = self.evaluate_rule(rule, &view);
-            effects.state.extend(self.state_writes(rule, &view, &evaluation));
+            effects
+                .state
+                .extend(self.state_writes(rule, &view, &evaluation));
             evaluations.push(evaluation);
         }
         for (check, first) in facts.checks(&event.id) {
-            let Some(unless) = self.rule(&check.rule_id).and_then(|r| r.time.unless.as_ref())
+            let Some(unless) = self
+                .rule(&check.rule_id)
+                .and_then(|r| r.time.unless.as_ref())
             else {
                 continue;
             };
             if event.occurred_at <= check.deadline
                 && unless.awaits.iter().any(|t| t == event.kind.as_str())
-                && self.meets(unless, first, event, &view.session).unwrap_or(false)
+                && self
+                    .meets(unless, first, event, &view.session)
+                    .unwrap_or(false)
             {
                 effects.satisfied.push(check.id.clone());
             }
@@ -543,25 +552,27 @@ impl RuleSet {
             Ok(None) => {}
         }
         let from = match &unless.from {
-            Some(name) => match self.render_text(name, &self.context(view, &Default::default(), rule)) {
-                Ok(text) => match script::bindings::parse_time(text.trim()) {
-                    Some(t) => t,
-                    None => {
+            Some(name) => {
+                match self.render_text(name, &self.context(view, &Default::default(), rule)) {
+                    Ok(text) => match script::bindings::parse_time(text.trim()) {
+                        Some(t) => t,
+                        None => {
+                            return Outcome::Failed {
+                                error: format!(
+                                    "unless.from: '{text}' is not a time (RFC 3339 or a date such as 2026-12-01)"
+                                ),
+                                line: None,
+                            };
+                        }
+                    },
+                    Err(e) => {
                         return Outcome::Failed {
-                            error: format!(
-                                "unless.from: '{text}' is not a time (RFC 3339 or a date such as 2026-12-01)"
-                            ),
+                            error: format!("unless.from: {e}"),
                             line: None,
                         };
                     }
-                },
-                Err(e) => {
-                    return Outcome::Failed {
-                        error: format!("unless.from: {e}"),
-                        line: None,
-                    };
                 }
-            },
+            }
             None => view.event.occurred_at,
         };
         let Some(deadline) = unless
@@ -569,7 +580,10 @@ impl RuleSet {
             .apply(from, rule.time.zone, rule.time.calendar())
         else {
             return Outcome::Failed {
-                error: format!("unless.within from {} is beyond the calendar", from.to_rfc3339()),
+                error: format!(
+                    "unless.within from {} is beyond the calendar",
+                    from.to_rfc3339()
+                ),
                 line: None,
             };
         };
@@ -810,7 +824,13 @@ impl RuleSet {
 fn history_value(items: Option<&HistoryItems>) -> Result<rhai::Dynamic, String> {
     let mut map = rhai::Map::new();
     let (count, list, first, last, sum) = match items {
-        None => (0, rhai::Array::new(), None, None, rust_decimal::Decimal::ZERO),
+        None => (
+            0,
+            rhai::Array::new(),
+            None,
+            None,
+            rust_decimal::Decimal::ZERO,
+        ),
         Some(HistoryItems::Events(events)) => {
             let mut list = rhai::Array::with_capacity(events.len());
             let mut sum = rust_decimal::Decimal::ZERO;

@@ -59,7 +59,10 @@ pub struct PendingCheck {
 }
 
 /// Where facts come from.
-#[allow(async_fn_in_trait, reason = "used generically, never as a trait object")]
+#[allow(
+    async_fn_in_trait,
+    reason = "used generically, never as a trait object"
+)]
 pub trait Recall {
     type Error;
     async fn history(&self, query: &Query) -> Result<Vec<Event>, Self::Error>;
@@ -218,7 +221,9 @@ pub async fn gather<R: Recall>(
     let cancelling = set.cancelling_types();
     for event in batch {
         if let Some((rule_id, first_id, deadline, _)) = deadline_of(event) {
-            let Some(rule) = set.rule(rule_id) else { continue };
+            let Some(rule) = set.rule(rule_id) else {
+                continue;
+            };
             let Some(first) = recall.event(first_id).await? else {
                 continue;
             };
@@ -251,7 +256,8 @@ pub async fn gather<R: Recall>(
             }
             for (index, timing) in rule.time.actions.iter().enumerate() {
                 if let Some((types, key)) = &timing.cancel_on
-                    && let Some(query) = follow_up_query(*key, event, types, DateTime::<Utc>::MAX_UTC)
+                    && let Some(query) =
+                        follow_up_query(*key, event, types, DateTime::<Utc>::MAX_UTC)
                 {
                     let found = recall.history(&query).await?;
                     facts.follow_ups.insert(
@@ -340,9 +346,10 @@ async fn read_history<R: Recall>(
                 HistoryItems::Events(recall.history(&query).await?)
             }
         };
-        facts
-            .history
-            .insert((event.id.clone(), rule.id.clone(), spec.name.clone()), items);
+        facts.history.insert(
+            (event.id.clone(), rule.id.clone(), spec.name.clone()),
+            items,
+        );
     }
     Ok(())
 }

@@ -15,8 +15,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::{RuleError, RuleSet};
-use crate::clock::SharedClock;
 use crate::calendar::Calendars;
+use crate::clock::SharedClock;
 use crate::store::{Store, StoredRuleSet};
 
 /// The folder's rules, compiled, with their inline tests passing when `require_passing_tests`
@@ -172,7 +172,8 @@ impl LiveRules {
                     "no rule set in force: events are stored, and evaluated once the rules folder is fixed"
                 );
                 let mut live = Self::with(
-                    RuleSet::compile_with(&Default::default(), &calendars).expect("no rules compile"),
+                    RuleSet::compile_with(&Default::default(), &calendars)
+                        .expect("no rules compile"),
                     dir,
                     clock,
                     require_passing_tests,

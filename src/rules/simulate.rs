@@ -104,7 +104,9 @@ impl Recall for Memory {
         Ok(self
             .checks
             .iter()
-            .filter(|c| c.pending && refs.contains(&c.subject) && c.awaits.iter().any(|t| t == kind))
+            .filter(|c| {
+                c.pending && refs.contains(&c.subject) && c.awaits.iter().any(|t| t == kind)
+            })
             .take(limit as usize)
             .map(|c| PendingCheck {
                 id: c.id.clone(),
@@ -141,7 +143,8 @@ impl Recall for Memory {
             .filter(|p| p.pending && p.due > self.now)
             .filter_map(|p| {
                 let (subject, types) = p.cancel.as_ref()?;
-                refs.contains(subject).then(|| (p.id.clone(), types.clone()))
+                refs.contains(subject)
+                    .then(|| (p.id.clone(), types.clone()))
             })
             .take(limit as usize)
             .collect())
@@ -158,7 +161,13 @@ impl Recall for Memory {
 }
 
 /// An internal event (a tick or a deadline) as the engine stores it.
-pub fn internal_event(kind: &str, key: String, at: DateTime<Utc>, data: Value, subject: crate::normalize::Subject) -> Event {
+pub fn internal_event(
+    kind: &str,
+    key: String,
+    at: DateTime<Utc>,
+    data: Value,
+    subject: crate::normalize::Subject,
+) -> Event {
     Event {
         id: EventId::new(),
         source: crate::providers::ENGINE_SOURCE.into(),
@@ -269,8 +278,12 @@ pub fn run(
                     .min_by_key(|c| c.deadline)
                     .expect("a pending check");
                 check.pending = false;
-                let (id, rule, first, deadline) =
-                    (check.id.clone(), check.rule.clone(), check.event.clone(), check.deadline);
+                let (id, rule, first, deadline) = (
+                    check.id.clone(),
+                    check.rule.clone(),
+                    check.event.clone(),
+                    check.deadline,
+                );
                 let subject = memory
                     .events
                     .iter()

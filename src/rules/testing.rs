@@ -153,8 +153,9 @@ fn run_one(
 }
 
 fn time_of(what: &str, text: &str) -> Result<DateTime<Utc>, String> {
-    crate::script::bindings::parse_time(text)
-        .ok_or_else(|| format!("{what}: '{text}' is not a time (RFC 3339, e.g. 2026-12-01T10:00:00Z)"))
+    crate::script::bindings::parse_time(text).ok_or_else(|| {
+        format!("{what}: '{text}' is not a time (RFC 3339, e.g. 2026-12-01T10:00:00Z)")
+    })
 }
 
 /// A test with `events:` at times: run on a virtual clock, then compared firing by firing.
@@ -167,12 +168,26 @@ fn run_sequence(
     let mut inputs = Vec::with_capacity(test.events.len());
     for (i, timed) in test.events.iter().enumerate() {
         let at = time_of(&format!("events[{i}].at"), &timed.at)?;
-        let event = load_event(&rule.file, &timed.event, timed.source.as_deref(), registry, Some(at))
-            .map_err(|e| format!("events[{i}]: {e}"))?;
+        let event = load_event(
+            &rule.file,
+            &timed.event,
+            timed.source.as_deref(),
+            registry,
+            Some(at),
+        )
+        .map_err(|e| format!("events[{i}]: {e}"))?;
         inputs.push((at, event));
     }
-    let first = inputs.iter().map(|(at, _)| *at).min().unwrap_or_else(default_time);
-    let last = inputs.iter().map(|(at, _)| *at).max().unwrap_or_else(default_time);
+    let first = inputs
+        .iter()
+        .map(|(at, _)| *at)
+        .min()
+        .unwrap_or_else(default_time);
+    let last = inputs
+        .iter()
+        .map(|(at, _)| *at)
+        .max()
+        .unwrap_or_else(default_time);
     let from = match &test.from {
         Some(t) => time_of("from", t)?,
         None => first,
@@ -182,15 +197,16 @@ fn run_sequence(
         None => last + chrono::Duration::days(90),
     };
     let firings = super::simulate::run(set, Some(&rule.id), inputs, from, until)?;
-    let shown = || {
-        pretty(&serde_json::to_value(&firings).expect("firings serialize"))
-    };
+    let shown = || pretty(&serde_json::to_value(&firings).expect("firings serialize"));
     let expected: Vec<Value> = match &test.expect {
         Value::Object(map) if map.get("fires") == Some(&Value::Bool(false)) => {
             return if firings.is_empty() {
                 Ok(())
             } else {
-                Err(format!("expected it not to fire, but it fired:\n{}", shown()))
+                Err(format!(
+                    "expected it not to fire, but it fired:\n{}",
+                    shown()
+                ))
             };
         }
         Value::Array(items) => items.clone(),
@@ -211,10 +227,17 @@ fn run_sequence(
     }
     for (i, (want, got)) in expected.iter().zip(&firings).enumerate() {
         let Value::Object(want) = want else {
-            return Err(format!("expect[{i}]: a firing, {{at: time, actions: [...]}}"));
+            return Err(format!(
+                "expect[{i}]: a firing, {{at: time, actions: [...]}}"
+            ));
         };
-        if let Some(key) = want.keys().find(|k| !matches!(k.as_str(), "at" | "actions")) {
-            return Err(format!("expect[{i}]: unknown key '{key}' (expected at, actions)"));
+        if let Some(key) = want
+            .keys()
+            .find(|k| !matches!(k.as_str(), "at" | "actions"))
+        {
+            return Err(format!(
+                "expect[{i}]: unknown key '{key}' (expected at, actions)"
+            ));
         }
         if let Some(at) = want.get("at") {
             let at = time_of(&format!("expect[{i}].at"), at.as_str().unwrap_or_default())?;

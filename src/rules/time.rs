@@ -314,7 +314,9 @@ pub fn compile(
             }
             match SubjectKey::parse(&cancel.same) {
                 Ok(key) => timing.cancel_on = Some((cancel.event.clone(), key)),
-                Err(e) => problems.push(("actions", format!("actions[{index}].cancel_on.same: {e}"))),
+                Err(e) => {
+                    problems.push(("actions", format!("actions[{index}].cancel_on.same: {e}")))
+                }
             }
         }
         actions.push(timing);
@@ -323,7 +325,8 @@ pub fn compile(
     if schedule.is_some() && unless.is_some() {
         problems.push((
             "unless",
-            "a scheduled rule cannot wait for a follow-up: `unless` needs an event to follow".into(),
+            "a scheduled rule cannot wait for a follow-up: `unless` needs an event to follow"
+                .into(),
         ));
     }
     (
@@ -343,12 +346,10 @@ pub fn compile(
 
 fn zone(name: &str) -> Result<Tz, String> {
     name.parse::<Tz>().map_err(|_| {
-        let hint = crate::script::did_you_mean(
-            name,
-            chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()),
-        )
-        .map(|s| format!("; did you mean '{s}'?"))
-        .unwrap_or_default();
+        let hint =
+            crate::script::did_you_mean(name, chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()))
+                .map(|s| format!("; did you mean '{s}'?"))
+                .unwrap_or_default();
         format!("timezone: '{name}' is not a time zone (e.g. Europe/Berlin){hint}")
     })
 }
@@ -373,10 +374,15 @@ fn compile_history(
 ) -> Result<HistorySpec, String> {
     let at = |e: String| format!("history.{name}: {e}");
     let name_ok = !name.is_empty()
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !name.starts_with(|c: char| c.is_ascii_digit());
     if !name_ok {
-        return Err(at("a history name is snake_case (a-z, 0-9, _), as scripts read it as history.<name>".into()));
+        return Err(at(
+            "a history name is snake_case (a-z, 0-9, _), as scripts read it as history.<name>"
+                .into(),
+        ));
     }
     let source = match (&h.actions, h.events.is_empty()) {
         (Some(status), true) if status == "dead" => HistorySource::DeadActions,
@@ -389,14 +395,17 @@ fn compile_history(
         (None, _) => {
             for pattern in &h.events {
                 let matches = if pattern.contains('*') {
-                    known.iter().any(|k| crate::script::bindings::glob_matches(pattern, k))
+                    known
+                        .iter()
+                        .any(|k| crate::script::bindings::glob_matches(pattern, k))
                 } else {
                     known.contains(pattern)
                 };
                 if !matches {
-                    let hint = crate::script::did_you_mean(pattern, known.iter().map(String::as_str))
-                        .map(|s| format!("; did you mean '{s}'?"))
-                        .unwrap_or_default();
+                    let hint =
+                        crate::script::did_you_mean(pattern, known.iter().map(String::as_str))
+                            .map(|s| format!("; did you mean '{s}'?"))
+                            .unwrap_or_default();
                     return Err(at(format!(
                         "unknown event type '{pattern}'{hint} (see `signalbox events`)"
                     )));
@@ -410,9 +419,16 @@ fn compile_history(
             HistorySource::Events(types)
         }
     };
-    let same = h.same.as_deref().map(SubjectKey::parse).transpose().map_err(at)?;
+    let same = h
+        .same
+        .as_deref()
+        .map(SubjectKey::parse)
+        .transpose()
+        .map_err(at)?;
     if matches!(source, HistorySource::DeadActions) && same.is_some() {
-        return Err(at("dead actions are read for every subject: leave out `same`".into()));
+        return Err(at(
+            "dead actions are read for every subject: leave out `same`".into(),
+        ));
     }
     let within = humantime::parse_duration(&h.within).map_err(|e| {
         at(format!(

@@ -158,8 +158,9 @@ impl Trigger {
         match self {
             Self::Events {
                 on, source_types, ..
-            } => (source_types.is_empty() && !on.iter().any(Pattern::is_glob))
-                .then(|| Box::new(on.iter().map(Pattern::as_str)) as Box<dyn Iterator<Item = &str>>),
+            } => (source_types.is_empty() && !on.iter().any(Pattern::is_glob)).then(|| {
+                Box::new(on.iter().map(Pattern::as_str)) as Box<dyn Iterator<Item = &str>>
+            }),
             Self::Schedule { .. } => Some(Box::new(std::iter::once(super::time::TICK))),
         }
     }

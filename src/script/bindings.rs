@@ -322,9 +322,7 @@ fn state_set(
     use super::{MAX_STATE_ENTRIES, MAX_STATE_NAME, MAX_STATE_VALUE};
     let session = Session::of(ctx)?;
     if name.is_empty() || name.chars().count() > MAX_STATE_NAME {
-        return fail(format!(
-            "a state name has 1 to {MAX_STATE_NAME} characters"
-        ));
+        return fail(format!("a state name has 1 to {MAX_STATE_NAME} characters"));
     }
     let value: Option<serde_json::Value> = match value {
         Some(v) => {
@@ -383,7 +381,9 @@ pub fn register(engine: &mut Engine) {
     });
     engine.register_fn(
         "set_state",
-        |ctx: NativeCallContext, name: &str, value: Dynamic| state_set(&ctx, name, Some(value), None),
+        |ctx: NativeCallContext, name: &str, value: Dynamic| {
+            state_set(&ctx, name, Some(value), None)
+        },
     );
     engine.register_fn(
         "set_state",

@@ -213,14 +213,20 @@ impl Condition {
             .compile_expression_with_scope(&scope, source)
             .map_err(|e| ScriptError::from_position(e.0.to_string(), e.1))?;
         engine()
-            .compile(format!("fn {ENTRY}({}) {{\n{source}\n}}", params.join(", ")))
+            .compile(format!(
+                "fn {ENTRY}({}) {{\n{source}\n}}",
+                params.join(", ")
+            ))
             .map(Self)
             .map_err(|e| ScriptError::from_position(e.0.to_string(), e.1))
     }
 
     /// True when the condition holds for the event (the rule's history empty).
     pub fn holds(&self, event: &Dynamic, session: &Arc<Session>) -> Result<bool, ScriptError> {
-        self.holds_with(vec![event.clone(), Dynamic::from_map(rhai::Map::new())], session)
+        self.holds_with(
+            vec![event.clone(), Dynamic::from_map(rhai::Map::new())],
+            session,
+        )
     }
 
     /// True when the condition holds for `args`, one per parameter it was compiled with.

@@ -18,7 +18,7 @@ use crate::support::signalbox;
 fn the_sample_rules_pass_check_and_their_tests() {
     let (ok, out) = signalbox(&["check", "rules"]);
     assert!(ok, "{out}");
-    assert!(out.contains("6 rules in 6 files"), "{out}");
+    assert!(out.contains("9 rules in 9 files"), "{out}");
     let (ok, out) = signalbox(&["test", "rules"]);
     assert!(ok, "{out}");
     assert!(out.contains("PASS rules/sms_failed_pause.yaml pause_strategy_after_sms_failure pauses_the_claims_strategy"), "{out}");
@@ -207,7 +207,7 @@ fn try_explains_a_match_and_a_non_match() {
     );
     assert!(out.contains("no       pause_strategy_after_sms_failure: type 'invoice.declined' is not in on: [sms.delivery_failed]"), "{out}");
     assert!(
-        out.contains("1 of 6 rules would fire. Nothing was sent or stored."),
+        out.contains("1 of 9 rules would fire. Nothing was sent or stored."),
         "{out}"
     );
 }
