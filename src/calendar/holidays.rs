@@ -71,13 +71,41 @@ const CL_EASTER: &[i64] = &[-2, -1];
 /// Ley 19.668 moves to a Monday.
 const CL_MOVED: &[(u32, u32)] = &[(6, 29), (10, 12)];
 
+/// A nation's holidays: fixed `(month, day)`s, days counted from Easter Sunday, and fixed
+/// dates moved to a Monday (Chile's Ley 19.668).
+struct Rules {
+    fixed: &'static [(u32, u32)],
+    easter: &'static [i64],
+    moved: &'static [(u32, u32)],
+}
+
 impl Nation {
+    fn rules(self) -> Rules {
+        match self {
+            Nation::De => Rules {
+                fixed: DE_FIXED,
+                easter: DE_EASTER,
+                moved: &[],
+            },
+            Nation::Es => Rules {
+                fixed: ES_FIXED,
+                easter: ES_EASTER,
+                moved: &[],
+            },
+            Nation::Cl => Rules {
+                fixed: CL_FIXED,
+                easter: CL_EASTER,
+                moved: CL_MOVED,
+            },
+        }
+    }
+
     pub(super) fn is_holiday(self, date: NaiveDate) -> bool {
-        let (fixed, easter_offsets, moved): (&[(u32, u32)], &[i64], &[(u32, u32)]) = match self {
-            Nation::De => (DE_FIXED, DE_EASTER, &[]),
-            Nation::Es => (ES_FIXED, ES_EASTER, &[]),
-            Nation::Cl => (CL_FIXED, CL_EASTER, CL_MOVED),
-        };
+        let Rules {
+            fixed,
+            easter: easter_offsets,
+            moved,
+        } = self.rules();
         let month_day = (date.month(), date.day());
         if fixed.contains(&month_day) {
             return true;

@@ -148,11 +148,13 @@ pub struct EventView<'a> {
 }
 
 impl<'a> EventView<'a> {
-    pub fn new(event: &'a Event, now: DateTime<Utc>, facts: Arc<Facts>) -> Self {
-        Self::evaluated_as(event, event.id.clone(), now, facts)
+    /// The event for `set`'s rules (their calendars), at `now`, with `facts`.
+    pub fn new(set: &RuleSet, event: &'a Event, now: DateTime<Utc>, facts: Arc<Facts>) -> Self {
+        Self::evaluated_as(set, event, event.id.clone(), now, facts)
     }
 
     fn evaluated_as(
+        set: &RuleSet,
         event: &'a Event,
         evaluated: EventId,
         now: DateTime<Utc>,
@@ -162,7 +164,12 @@ impl<'a> EventView<'a> {
             event,
             evaluated,
             now,
-            session: Session::new(now, facts.script.clone()),
+            session: Session::with_time(
+                now,
+                facts.script.clone(),
+                set.calendars().clone(),
+                crate::calendar::QuietHours::default(),
+            ),
             facts,
             dynamic: OnceCell::new(),
             template: OnceCell::new(),
@@ -227,7 +234,8 @@ impl RuleSet {
         if let Some((rule_id, _, deadline, check)) = deadline_of(event) {
             let evaluations = match (self.rule(rule_id), facts.armed(&event.id)) {
                 (Some(rule), Some(first)) => {
-                    let view = EventView::evaluated_as(first, event.id.clone(), now, facts.clone());
+                    let view =
+                        EventView::evaluated_as(self, first, event.id.clone(), now, facts.clone());
                     let (evaluation, satisfied) = self.evaluate_deadline(rule, &view, deadline);
                     if satisfied {
                         effects.satisfied.push(check.to_owned());
@@ -245,7 +253,7 @@ impl RuleSet {
                 effects,
             };
         }
-        let view = EventView::new(event, now, facts.clone());
+        let view = EventView::new(self, event, now, facts.clone());
         let mut evaluations = Vec::new();
         for rule in self.triggered(event) {
             let evaluation = self.evaluate_rule(rule, &view);
@@ -283,7 +291,7 @@ impl RuleSet {
 
     /// Every rule, with why it did or did not fire (for `signalbox try`).
     pub fn explain(&self, event: &Event, now: DateTime<Utc>) -> Vec<Evaluation> {
-        let view = EventView::new(event, now, Arc::default());
+        let view = EventView::new(self, event, now, Arc::default());
         self.rules()
             .iter()
             .map(|rule| self.evaluate_one(rule, &view))

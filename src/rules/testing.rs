@@ -129,7 +129,7 @@ fn run_one(
         now,
     )?;
     let now = now.unwrap_or(event.occurred_at);
-    let evaluation = set.evaluate_one(rule, &EventView::new(&event, now, Default::default()));
+    let evaluation = set.evaluate_one(rule, &EventView::new(set, &event, now, Default::default()));
     let expect = Expectation::parse(&test.expect)?;
     match (&evaluation.outcome, expect.fires) {
         (Outcome::Failed { error, line }, _) => Err(format!(

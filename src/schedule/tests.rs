@@ -489,3 +489,33 @@ fn schedules_that_never_run_give_up_quickly() {
         started.elapsed()
     );
 }
+
+/// Forward and backward searches agree around both clock changes: from any instant, the next
+/// tick is the latest tick at or before itself, and there is none in between.
+#[test]
+fn next_and_latest_agree_across_clock_changes() {
+    for expr in [
+        "30 2 * * *",
+        "*/15 * * * *",
+        "0 * * * *",
+        "0 3 * * *",
+        "15,45 2 * * *",
+    ] {
+        let s = schedule(expr, "Europe/Berlin");
+        for day in ["2026-10-24T22:00:00Z", "2027-03-27T22:00:00Z"] {
+            let mut t = utc(day);
+            for _ in 0..(6 * 60 / 7) {
+                let next = s.next_after(t).unwrap();
+                assert!(next > t, "{expr} at {t}");
+                let since = t - chrono::Duration::days(2);
+                assert_eq!(s.latest_between(since, next), Some(next), "{expr} at {t}");
+                let before = s.latest_between(since, next - chrono::Duration::seconds(1));
+                assert!(
+                    before.is_none_or(|b| b <= t),
+                    "{expr} at {t}: {before:?} before {next}"
+                );
+                t += chrono::Duration::minutes(7);
+            }
+        }
+    }
+}

@@ -8,6 +8,7 @@ use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString, Map, NativeCallConte
 use rust_decimal::Decimal;
 
 use super::Session;
+use crate::calendar;
 use crate::normalize::fields::minor_unit_digits;
 
 type Fallible<T> = Result<T, Box<EvalAltResult>>;
@@ -83,10 +84,62 @@ fn render(t: DateTime<Utc>) -> String {
 }
 
 fn tz(name: &str) -> Fallible<chrono_tz::Tz> {
-    name.parse().map_or_else(
-        |_| fail(format!("'{name}' is not a time zone (e.g. Europe/Berlin)")),
-        Ok,
-    )
+    calendar::time_zone(name).map_or_else(fail, Ok)
+}
+
+/// `t` as a local wall-clock time in `zone`: a bare date (`2026-11-20`) is that date at 00:00
+/// local (not the UTC midnight other functions read, which is another day west of UTC).
+fn local(t: &str, zone: chrono_tz::Tz) -> Fallible<chrono::NaiveDateTime> {
+    if let Ok(date) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return Ok(date.and_time(chrono::NaiveTime::MIN));
+    }
+    calendar::local_time(time(t)?, zone)
+        .map_or_else(|| fail(format!("'{t}' is beyond the calendar")), Ok)
+}
+
+/// The instant `t` stands for in `zone` (a bare date: its local midnight).
+fn instant(t: &str, zone: chrono_tz::Tz) -> Fallible<DateTime<Utc>> {
+    if NaiveDate::parse_from_str(t, "%Y-%m-%d").is_ok() {
+        return Ok(calendar::local_to_utc(local(t, zone)?, zone));
+    }
+    time(t)
+}
+
+/// `t` moved by `n` business days of the calendar named `name`, keeping the local time of day
+/// in `zone`.
+fn add_business_days(
+    session: &Session,
+    t: &str,
+    n: i64,
+    name: &str,
+    zone: chrono_tz::Tz,
+) -> Fallible<String> {
+    let calendar = session.calendars().find(name).map_or_else(fail, Ok)?;
+    let start = local(t, zone)?;
+    match calendar.add_business_days(start.date(), n) {
+        Some(date) => Ok(render(calendar::local_to_utc(
+            date.and_time(start.time()),
+            zone,
+        ))),
+        None if calendar.weekend_days().len() == 7 => fail(format!(
+            "calendar '{name}' has no business days (every day is its weekend)"
+        )),
+        None => fail(format!("{n} business days from {t} is beyond the calendar")),
+    }
+}
+
+fn is_business_day(session: &Session, t: &str, name: &str, zone: chrono_tz::Tz) -> Fallible<bool> {
+    let calendar = session.calendars().find(name).map_or_else(fail, Ok)?;
+    Ok(calendar.is_business_day(local(t, zone)?.date()))
+}
+
+/// The instant of wall-clock `time_of_day` (`09:00`) in `zone` on the local date of `t`
+/// (a bare date: that date); a skipped or repeated local time resolved as
+/// [`calendar::local_to_utc`] says.
+fn at_local(t: &str, time_of_day: &str, zone: chrono_tz::Tz) -> Fallible<String> {
+    let date = local(t, zone)?.date();
+    let at = calendar::time_of_day(time_of_day).map_or_else(fail, Ok)?;
+    Ok(render(calendar::local_to_utc(date.and_time(at), zone)))
 }
 
 /// An amount: the event's `amount` map (`#{value: "192.38", currency: "EUR"}`), or a number or
@@ -429,6 +482,53 @@ pub fn register(engine: &mut Engine) {
         Ok::<_, Box<EvalAltResult>>(i64::from(chrono::Timelike::hour(
             &time(t)?.with_timezone(&tz(zone)?),
         )))
+    });
+    // Business days and quiet hours (the calendars and quiet hours of the service config)
+    engine.register_fn(
+        "is_business_day",
+        |ctx: NativeCallContext, t: &str, calendar: &str| {
+            is_business_day(&*Session::of(&ctx)?, t, calendar, chrono_tz::UTC)
+        },
+    );
+    engine.register_fn(
+        "is_business_day",
+        |ctx: NativeCallContext, t: &str, calendar: &str, zone: &str| {
+            is_business_day(&*Session::of(&ctx)?, t, calendar, tz(zone)?)
+        },
+    );
+    engine.register_fn(
+        "add_business_days",
+        |ctx: NativeCallContext, t: &str, n: i64, calendar: &str| {
+            add_business_days(&*Session::of(&ctx)?, t, n, calendar, chrono_tz::UTC)
+        },
+    );
+    engine.register_fn(
+        "add_business_days",
+        |ctx: NativeCallContext, t: &str, n: i64, calendar: &str, zone: &str| {
+            add_business_days(&*Session::of(&ctx)?, t, n, calendar, tz(zone)?)
+        },
+    );
+    engine.register_fn(
+        "is_quiet_hours",
+        |ctx: NativeCallContext, t: &str, zone: &str| {
+            let zone = tz(zone)?;
+            Ok::<_, Box<EvalAltResult>>(
+                Session::of(&ctx)?
+                    .quiet_hours()
+                    .contains(instant(t, zone)?, zone),
+            )
+        },
+    );
+    engine.register_fn(
+        "end_of_quiet_hours",
+        |ctx: NativeCallContext, t: &str, zone: &str| {
+            let zone = tz(zone)?;
+            let quiet = Session::of(&ctx)?.quiet_hours();
+            Ok::<_, Box<EvalAltResult>>(render(quiet.end_after(instant(t, zone)?, zone)))
+        },
+    );
+    engine.register_fn("at_local", |t: &str, time_of_day: &str, zone: &str| {
+        at_local(t, time_of_day, tz(zone)?)
     });
     // Money
     engine.register_fn("minor_units", |amount: Dynamic| {

@@ -16,6 +16,8 @@ use chrono::{DateTime, Utc};
 use rhai::{AST, CallFnOptions, Dynamic, EvalAltResult, Scope};
 use serde_json::Value;
 
+use crate::calendar::{Calendars, QuietHours};
+
 pub use engine::{TIME_BUDGET, engine};
 
 /// A script problem, with its position inside the script (1-based) when known.
@@ -60,11 +62,14 @@ impl Facts {
 }
 
 /// What host functions read while one event is evaluated: the clock's now, the batch's facts,
-/// and the lines scripts log. Handed to Rhai as the run's tag, never kept in a global.
+/// the calendars and quiet hours of the service config, and the lines scripts log. Handed to
+/// Rhai as the run's tag, never kept in a global.
 #[derive(Debug)]
 pub struct Session {
     now: DateTime<Utc>,
     facts: Arc<Facts>,
+    calendars: Arc<Calendars>,
+    quiet_hours: QuietHours,
     logs: Mutex<Vec<String>>,
     state: Mutex<StateScope>,
 }
@@ -89,16 +94,33 @@ pub const MAX_STATE_VALUE: usize = 4096;
 /// How long a state entry lasts when `set_state` gives no expiry.
 pub const DEFAULT_STATE_EXPIRY: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
 
+/// The built-in calendars, for sessions not given configured ones.
+static BUILTIN_CALENDARS: std::sync::LazyLock<Arc<Calendars>> =
+    std::sync::LazyLock::new(|| Arc::new(Calendars::builtin()));
+
 /// Log lines kept per rule evaluation (a line per operation could grow without bound), and
 /// characters kept per line.
 const MAX_LOG_LINES: usize = 100;
 const MAX_LOG_CHARS: usize = 1000;
 
 impl Session {
+    /// A session with the built-in calendars and the default quiet hours (21:00 to 08:00).
     pub fn new(now: DateTime<Utc>, facts: Arc<Facts>) -> Arc<Self> {
+        Self::with_time(now, facts, BUILTIN_CALENDARS.clone(), QuietHours::default())
+    }
+
+    /// A session with the configured calendars and quiet hours.
+    pub fn with_time(
+        now: DateTime<Utc>,
+        facts: Arc<Facts>,
+        calendars: Arc<Calendars>,
+        quiet_hours: QuietHours,
+    ) -> Arc<Self> {
         Arc::new(Self {
             now,
             facts,
+            calendars,
+            quiet_hours,
             logs: Mutex::new(Vec::new()),
             state: Mutex::new(StateScope::default()),
         })
@@ -135,6 +157,14 @@ impl Session {
 
     pub(crate) fn now(&self) -> DateTime<Utc> {
         self.now
+    }
+
+    pub(crate) fn calendars(&self) -> &Calendars {
+        &self.calendars
+    }
+
+    pub(crate) fn quiet_hours(&self) -> QuietHours {
+        self.quiet_hours
     }
 
     pub(crate) fn is_paused(&self, claim: &str, platform: Option<&str>) -> bool {
@@ -426,6 +456,11 @@ const KNOWN_FUNCTIONS: &[&str] = &[
     "format_time",
     "weekday",
     "hour_of_day",
+    "is_business_day",
+    "add_business_days",
+    "is_quiet_hours",
+    "end_of_quiet_hours",
+    "at_local",
     "minor_units",
     "format_money",
     "matches",

@@ -317,3 +317,136 @@ fn is_paused_answers_from_the_strategy_states() {
     assert!(!eval_with("is_paused(event.subject.claim, \"amili\") || is_paused(\"C-2\") || is_paused(event.subject.debtor)", paused()).unwrap());
     assert!(!eval("is_paused(event.subject.claim)").unwrap());
 }
+
+fn eval_in(source: &str, session: &Arc<Session>) -> Result<bool, ScriptError> {
+    Condition::compile(source)?.holds(&event(), session)
+}
+
+#[test]
+fn business_days_quiet_hours_and_local_times() {
+    for condition in [
+        // Thursday the 24th is a business day in Germany, Christmas is not.
+        r#"is_business_day("2026-12-24", "DE") && !is_business_day("2026-12-25", "DE")"#,
+        r#"is_business_day("2026-12-25", "weekdays") && !is_business_day("2026-12-26", "weekdays")"#,
+        // 23:30 UTC on the 24th is already Christmas in Berlin.
+        r#"is_business_day("2026-12-24T23:30:00Z", "DE")"#,
+        r#"!is_business_day("2026-12-24T23:30:00Z", "DE", "Europe/Berlin")"#,
+        // Bare dates are that local date, in any zone.
+        r#"!is_business_day("2026-12-25", "DE", "America/Santiago")"#,
+        r#"add_business_days("2026-12-23", 2, "DE") == "2026-12-28T00:00:00Z""#,
+        r#"add_business_days("2026-12-28", -2, "DE") == "2026-12-23T00:00:00Z""#,
+        r#"add_business_days("2026-11-21", 0, "DE") == "2026-11-23T00:00:00Z""#,
+        r#"add_business_days("2026-12-23T08:00:00Z", 1, "DE", "Europe/Berlin") == "2026-12-24T08:00:00Z""#,
+        // The local time of day stays across the clock change (09:00 CEST, then 09:00 CET).
+        r#"add_business_days("2026-10-23T07:00:00Z", 1, "DE", "Europe/Berlin") == "2026-10-26T08:00:00Z""#,
+        // Quiet hours, by default 21:00 to 08:00 local.
+        r#"is_quiet_hours("2026-11-20T20:30:00Z", "Europe/Berlin")"#,
+        r#"!is_quiet_hours("2026-11-20T20:30:00Z", "America/Santiago")"#,
+        r#"end_of_quiet_hours("2026-11-20T20:30:00Z", "Europe/Berlin") == "2026-11-21T07:00:00Z""#,
+        r#"end_of_quiet_hours("2026-11-20T12:00:00Z", "Europe/Berlin") == "2026-11-20T12:00:00Z""#,
+        // A promise's due date at 09:00 in the debtor's time zone.
+        r#"at_local("2026-11-20", "09:00", "Europe/Berlin") == "2026-11-20T08:00:00Z""#,
+        r#"at_local("2026-11-20", "09:00", "America/Santiago") == "2026-11-20T12:00:00Z""#,
+        r#"at_local("2026-11-20T23:30:00Z", "09:00", "Europe/Berlin") == "2026-11-21T08:00:00Z""#,
+        r#"at_local(event.data.dueDate, "18:30:15", "UTC") == "2026-11-10T18:30:15Z""#,
+        // Skipped: the first instant after the gap; repeated: the first of the two.
+        r#"at_local("2027-03-28", "02:30", "Europe/Berlin") == "2027-03-28T01:00:00Z""#,
+        r#"at_local("2026-10-25", "02:30", "Europe/Berlin") == "2026-10-25T00:30:00Z""#,
+    ] {
+        assert!(
+            eval(condition).unwrap_or_else(|e| panic!("{condition}: {e}")),
+            "{condition}"
+        );
+    }
+}
+
+#[test]
+fn configured_calendars_and_quiet_hours_reach_scripts() {
+    let configs: std::collections::BTreeMap<String, crate::calendar::CalendarConfig> =
+        serde_yaml::from_str(
+            "acme: { extends: DE, holidays: ['2026-12-24'] }\nnever: { weekend: [mon, tue, wed, thu, fri, sat, sun] }",
+        )
+        .unwrap();
+    let calendars = Arc::new(crate::calendar::Calendars::from_config(&configs).unwrap());
+    let quiet = crate::calendar::QuietHours::from_config(&crate::calendar::QuietHoursConfig {
+        start: "22:00".into(),
+        end: "07:00".into(),
+    })
+    .unwrap();
+    let session = Session::with_time(now(), Arc::default(), calendars, quiet);
+    assert!(eval_in(r#"!is_business_day("2026-12-24", "acme")"#, &session).unwrap());
+    assert!(eval_in(r#"is_business_day("2026-12-24", "DE")"#, &session).unwrap());
+    assert!(
+        eval_in(
+            r#"!is_quiet_hours("2026-11-20T20:30:00Z", "Europe/Berlin") && end_of_quiet_hours("2026-11-20T21:30:00Z", "Europe/Berlin") == "2026-11-21T06:00:00Z""#,
+            &session
+        )
+        .unwrap()
+    );
+    let err = eval_in(r#"add_business_days(now(), 1, "never") == ()"#, &session).unwrap_err();
+    assert!(
+        err.message
+            .contains("calendar 'never' has no business days (every day is its weekend)"),
+        "{err}"
+    );
+    let err = eval_in(r#"is_business_day(now(), "acm")"#, &session).unwrap_err();
+    assert!(
+        err.message.contains(
+            "'acm' is not a calendar (known: CL, DE, ES, acme, never, weekdays); did you mean 'acme'?"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn calendar_functions_name_the_bad_value_and_never_panic() {
+    let cases: &[(&str, &str)] = &[
+        (
+            r#"is_business_day(now(), "DX")"#,
+            "'DX' is not a calendar (known: CL, DE, ES, weekdays); did you mean 'DE'?",
+        ),
+        (
+            r#"add_business_days(now(), 1, "DE", "Europe/Berln")"#,
+            "'Europe/Berln' is not a time zone (e.g. Europe/Berlin); did you mean 'Europe/Berlin'?",
+        ),
+        (
+            r#"weekday(now(), "Europe/Berln")"#,
+            "did you mean 'Europe/Berlin'?",
+        ),
+        (
+            r#"at_local("2026-11-20", "9am", "UTC")"#,
+            "'9am' is not a time of day (HH:MM, e.g. 09:00)",
+        ),
+        (
+            r#"at_local("soon", "09:00", "UTC")"#,
+            "'soon' is not a time",
+        ),
+        (r#"is_quiet_hours("", "UTC")"#, "'' is not a time"),
+        (
+            r#"add_business_days(now(), 9223372036854775807, "DE")"#,
+            "business days from 2026-11-22T12:00:00Z is beyond the calendar",
+        ),
+        (
+            r#"add_business_days(now(), -9223372036854775808, "DE", "Asia/Tokyo")"#,
+            "is beyond the calendar",
+        ),
+        (
+            r#"add_business_days("9999-12-31", 1000000, "ES")"#,
+            "is beyond the calendar",
+        ),
+    ];
+    for (call, reason) in cases {
+        let err = eval(&format!("{call} == ()")).expect_err(call);
+        assert!(err.message.contains(reason), "{call}: {err}");
+    }
+    // The valid extremes answer.
+    for call in [
+        r#"add_business_days("9999-12-31T23:59:59Z", 200000, "CL", "Pacific/Kiritimati")"#,
+        r#"add_business_days("0000-01-01T00:00:00Z", -200000, "DE", "America/Santiago")"#,
+        r#"end_of_quiet_hours("9999-12-31T23:59:59Z", "Pacific/Kiritimati")"#,
+        r#"at_local("9999-12-31T23:59:59Z", "23:59", "Pacific/Kiritimati")"#,
+        r#"is_quiet_hours("0000-01-01T00:00:00Z", "Pacific/Pago_Pago")"#,
+    ] {
+        assert!(eval(&format!("{call} != ()")).unwrap_or_else(|e| panic!("{call}: {e}")));
+    }
+}
