@@ -23,6 +23,16 @@ const MAX_FOLLOW_UPS: u32 = 100;
 /// Most pending checks and cancellable actions read per event.
 const MAX_PENDING: u32 = 100;
 
+/// Window bounds for "from then on" and "as far back as it goes": ordinary four-digit years,
+/// which compare as times on both backends (SQLite compares their text).
+fn far_future() -> DateTime<Utc> {
+    "9999-12-31T23:59:59Z".parse().expect("a valid time")
+}
+
+fn far_past() -> DateTime<Utc> {
+    "0001-01-01T00:00:00Z".parse().expect("a valid time")
+}
+
 /// Stored events about a subject (or any) of some types in `(after, until]` of `occurred_at`,
 /// newest first.
 #[derive(Debug, Clone, PartialEq)]
@@ -247,7 +257,7 @@ pub async fn gather<R: Recall>(
             read_history(&mut facts, recall, rule, event, event).await?;
             if let Some(unless) = &rule.time.unless
                 && let Some(query) =
-                    follow_up_query(unless.same, event, &unless.awaits, DateTime::<Utc>::MAX_UTC)
+                    follow_up_query(unless.same, event, &unless.awaits, far_future())
             {
                 let found = recall.history(&query).await?;
                 facts
@@ -256,8 +266,7 @@ pub async fn gather<R: Recall>(
             }
             for (index, timing) in rule.time.actions.iter().enumerate() {
                 if let Some((types, key)) = &timing.cancel_on
-                    && let Some(query) =
-                        follow_up_query(*key, event, types, DateTime::<Utc>::MAX_UTC)
+                    && let Some(query) = follow_up_query(*key, event, types, far_future())
                 {
                     let found = recall.history(&query).await?;
                     facts.follow_ups.insert(
@@ -316,7 +325,8 @@ async fn read_history<R: Recall>(
         let after = chrono::Duration::from_std(spec.within)
             .ok()
             .and_then(|w| until.checked_sub_signed(w))
-            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+            .filter(|after| *after > far_past())
+            .unwrap_or_else(far_past);
         let items = match &spec.source {
             HistorySource::DeadActions => {
                 HistoryItems::Actions(recall.dead_actions(after, until, spec.limit).await?)

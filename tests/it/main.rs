@@ -17,4 +17,5 @@ mod providers;
 mod rules;
 mod store_suite;
 mod support;
+mod time;
 mod webhooks;

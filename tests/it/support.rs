@@ -34,6 +34,17 @@ pub(crate) struct TestDb {
     _dir: Option<tempfile::TempDir>,
 }
 
+impl TestDb {
+    /// Another handle on `db`'s database, which removes nothing when dropped.
+    pub(crate) fn borrowed(db: &TestDb) -> TestDb {
+        TestDb {
+            url: db.url.clone(),
+            cleanup: None,
+            _dir: None,
+        }
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some(cleanup) = self.cleanup.take() {

@@ -1,0 +1,381 @@
+//! Time in the running engine, on both backends and on a manual clock: counts over windows,
+//! "A not followed by B" with its look-back, delayed actions cancelled by a later event,
+//! schedules ticking once across instances, and what survives a crash.
+
+crate::on_both_backends!(cases:
+    a_count_rule_fires_at_the_third_event_not_the_second,
+    a_check_fires_once_at_its_deadline_unless_a_follow_up_came,
+    a_follow_up_that_arrived_first_leaves_no_check,
+    delayed_actions_wait_and_a_later_event_cancels_them,
+    a_schedule_ticks_once_per_tick_with_two_engines,
+    pending_checks_and_delayed_actions_survive_a_crash,
+);
+
+mod cases {
+    use std::time::Duration;
+
+    use chrono::{DateTime, Utc};
+    use serde_json::{Value, json};
+    use signalbox::clock::{ManualClock, SharedClock};
+    use signalbox::store::{ActionStatus, CheckStatus, Store};
+
+    use crate::rules::write_rules;
+    use crate::support::{Receiver, TestApp, TestDb, test_config};
+
+    fn start() -> DateTime<Utc> {
+        "2026-12-01T09:00:00Z".parse().unwrap()
+    }
+
+    async fn app(db: &TestDb, rules: &std::path::Path, clock: SharedClock) -> TestApp {
+        let mut config = test_config(db);
+        config.rules_dir = rules.to_owned();
+        TestApp::spawn_with_clock(config, clock).await
+    }
+
+    async fn post(app: &TestApp, event: Value) -> String {
+        let (status, receipt) = app.post("/v1/events", event.to_string()).await;
+        assert_eq!(status, 201, "{receipt}");
+        receipt["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Polls `done` (every 20 ms, at most 30 s): a wait for work, not for a window of time.
+    async fn until<F: std::future::Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
+        for _ in 0..1500 {
+            if done().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("timed out waiting until {what}");
+    }
+
+    async fn actions(store: &Store, rule: &str) -> Vec<signalbox::store::ActionSummary> {
+        store.list_actions(None, Some(rule), 100).await.unwrap()
+    }
+
+    const COUNT: &str = r#"
+version: 1
+id: three_failures
+on: [sms.delivery_failed]
+history:
+  failures: { events: sms.delivery_failed, same: claim, within: 7d }
+when: history.failures.count >= 3
+actions:
+  - type: webhook
+    url: "RECEIVER/{{ event.subject.claim }}/{{ history.failures.count }}"
+"#;
+
+    pub(super) async fn a_count_rule_fires_at_the_third_event_not_the_second(db: TestDb) {
+        let receiver = Receiver::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        write_rules(
+            dir.path(),
+            &[("count.yaml", &COUNT.replace("RECEIVER", &receiver.url))],
+        );
+        let clock = ManualClock::new(start());
+        let app = app(&db, dir.path(), clock.clone()).await;
+        let failure = |n: u32, claim: &str, at: &str| {
+            json!({"type": "sms.delivery_failed", "source_event_id": format!("f-{n}"),
+                   "occurred_at": at, "subject": {"claim": claim}})
+        };
+        post(&app, failure(1, "C-1", "2026-11-20T09:00:00Z")).await; // 11 days before: out
+        post(&app, failure(2, "C-1", "2026-11-28T09:00:00Z")).await;
+        post(&app, failure(3, "C-2", "2026-11-29T09:00:00Z")).await; // another claim
+        post(&app, failure(4, "C-1", "2026-11-30T09:00:00Z")).await;
+        app.wait_processed().await;
+        assert!(
+            actions(&app.store, "three_failures").await.is_empty(),
+            "two failures of C-1 within 7 days are not enough"
+        );
+        post(&app, failure(5, "C-1", "2026-12-01T08:00:00Z")).await;
+        let received = receiver.wait_for(1).await;
+        assert_eq!(
+            received[0].path, "/C-1/3",
+            "the third failure within 7 days fires"
+        );
+        assert_eq!(actions(&app.store, "three_failures").await.len(), 1);
+        app.stop().await;
+    }
+
+    const PROMISE: &str = r#"
+version: 1
+id: unkept
+on: [promise_to_pay.created]
+calendar: DE
+unless:
+  event: payment.received
+  same: claim
+  where: next.amount.value >= event.amount.value
+  from: "{{ event.data.dueDate }}"
+  within: 2 business days
+actions:
+  - type: webhook
+    url: "RECEIVER/unkept/{{ event.subject.claim }}"
+"#;
+
+    fn promise(claim: &str, due: &str) -> Value {
+        json!({"type": "promise_to_pay.created", "source_event_id": format!("p-{claim}"),
+               "occurred_at": "2026-12-01T09:00:00Z", "subject": {"claim": claim},
+               "amount": {"value": "100.00", "currency": "EUR"}, "data": {"dueDate": due}})
+    }
+
+    fn payment(n: u32, claim: &str, value: &str, at: &str) -> Value {
+        json!({"type": "payment.received", "source_event_id": format!("pay-{n}"),
+               "occurred_at": at, "subject": {"claim": claim},
+               "amount": {"value": value, "currency": "EUR"}})
+    }
+
+    pub(super) async fn a_check_fires_once_at_its_deadline_unless_a_follow_up_came(db: TestDb) {
+        let receiver = Receiver::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        write_rules(
+            dir.path(),
+            &[("promise.yaml", &PROMISE.replace("RECEIVER", &receiver.url))],
+        );
+        let clock = ManualClock::new(start());
+        let app = app(&db, dir.path(), clock.clone()).await;
+        // Due Friday 4 December: the deadline is Tuesday the 8th, 00:00 UTC.
+        post(&app, promise("C-1", "2026-12-04")).await;
+        post(&app, promise("C-2", "2026-12-04")).await;
+        post(&app, promise("C-3", "2026-12-04")).await;
+        app.wait_processed().await;
+        let pending = app
+            .store
+            .list_checks(Some(CheckStatus::Pending), Some("unkept"), 10)
+            .await
+            .unwrap();
+        assert_eq!(pending.len(), 3, "{pending:?}");
+        assert_eq!(
+            pending[0].deadline,
+            "2026-12-08T00:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        // C-2 pays in full, C-3 only in part.
+        clock.set("2026-12-05T10:00:00Z".parse().unwrap());
+        post(&app, payment(1, "C-2", "100.00", "2026-12-05T10:00:00Z")).await;
+        post(&app, payment(2, "C-3", "40.00", "2026-12-05T10:00:00Z")).await;
+        app.wait_processed().await;
+        let satisfied = app
+            .store
+            .list_checks(Some(CheckStatus::Satisfied), Some("unkept"), 10)
+            .await
+            .unwrap();
+        assert_eq!(satisfied.len(), 1, "{satisfied:?}");
+        // Just before the deadline nothing fires; at it, C-1 and C-3 do, once each.
+        clock.set("2026-12-07T23:59:59Z".parse().unwrap());
+        tokio::time::sleep(Duration::from_millis(200)).await; // a few timer rounds
+        assert!(receiver.received().is_empty());
+        clock.set("2026-12-08T00:00:00Z".parse().unwrap());
+        let mut paths: Vec<String> = receiver
+            .wait_for(2)
+            .await
+            .into_iter()
+            .map(|r| r.path)
+            .collect();
+        paths.sort();
+        assert_eq!(paths, ["/unkept/C-1", "/unkept/C-3"]);
+        clock.set("2026-12-09T00:00:00Z".parse().unwrap());
+        app.wait_processed().await;
+        let fired = app
+            .store
+            .list_checks(Some(CheckStatus::Fired), Some("unkept"), 10)
+            .await
+            .unwrap();
+        assert_eq!(fired.len(), 2);
+        assert_eq!(
+            actions(&app.store, "unkept").await.len(),
+            2,
+            "fired once each"
+        );
+        app.stop().await;
+    }
+
+    pub(super) async fn a_follow_up_that_arrived_first_leaves_no_check(db: TestDb) {
+        let receiver = Receiver::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        write_rules(
+            dir.path(),
+            &[("promise.yaml", &PROMISE.replace("RECEIVER", &receiver.url))],
+        );
+        let clock = ManualClock::new(start());
+        let app = app(&db, dir.path(), clock.clone()).await;
+        // The payment is processed before the promise it keeps (it occurred after it).
+        post(&app, payment(1, "C-1", "100.00", "2026-12-01T09:00:01Z")).await;
+        app.wait_processed().await;
+        let id = post(&app, promise("C-1", "2026-12-04")).await;
+        app.wait_processed().await;
+        let pending = app
+            .store
+            .list_checks(None, Some("unkept"), 10)
+            .await
+            .unwrap();
+        assert!(pending.is_empty(), "no check: {pending:?}");
+        let (_, listed) = app.get(&format!("/v1/events/{id}/evaluations")).await;
+        assert_eq!(listed["evaluations"], json!([]), "no waiting record");
+        clock.set("2026-12-10T00:00:00Z".parse().unwrap());
+        app.wait_processed().await;
+        assert!(
+            actions(&app.store, "unkept").await.is_empty(),
+            "no false alarm"
+        );
+        app.stop().await;
+    }
+
+    const REMIND: &str = r#"
+version: 1
+id: remind
+on: [promise_to_pay.created]
+actions:
+  - type: webhook
+    url: "RECEIVER/remind/{{ event.subject.claim }}"
+    after: 1h
+    cancel_on: { event: payment.received, same: claim }
+"#;
+
+    pub(super) async fn delayed_actions_wait_and_a_later_event_cancels_them(db: TestDb) {
+        let receiver = Receiver::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        write_rules(
+            dir.path(),
+            &[("remind.yaml", &REMIND.replace("RECEIVER", &receiver.url))],
+        );
+        let clock = ManualClock::new(start());
+        let app = app(&db, dir.path(), clock.clone()).await;
+        post(&app, promise("C-1", "2026-12-04")).await;
+        post(&app, promise("C-2", "2026-12-04")).await;
+        app.wait_processed().await;
+        let planned = actions(&app.store, "remind").await;
+        assert_eq!(planned.len(), 2);
+        assert!(planned.iter().all(|a| a.status == ActionStatus::Pending));
+        clock.advance(Duration::from_secs(30 * 60));
+        post(&app, payment(1, "C-2", "100.00", "2026-12-01T09:30:00Z")).await;
+        app.wait_processed().await;
+        tokio::time::sleep(Duration::from_millis(200)).await; // a few dispatcher rounds
+        assert!(receiver.received().is_empty(), "not due yet");
+        clock.advance(Duration::from_secs(31 * 60));
+        let received = receiver.wait_for(1).await;
+        assert_eq!(received[0].path, "/remind/C-1");
+        let statuses: Vec<(String, ActionStatus)> = actions(&app.store, "remind")
+            .await
+            .into_iter()
+            .map(|a| (a.last_error.unwrap_or_default(), a.status))
+            .collect();
+        assert!(
+            statuses
+                .iter()
+                .any(|(why, s)| *s == ActionStatus::Cancelled && why.contains("cancelled by event")),
+            "{statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(receiver.received().len(), 1, "the cancelled one never runs");
+        app.stop().await;
+    }
+
+    const TICK: &str = r#"
+version: 1
+id: every_minute
+schedule: { cron: "* * * * *" }
+actions:
+  - type: webhook
+    url: "RECEIVER/tick/{{ event.occurred_at }}"
+"#;
+
+    pub(super) async fn a_schedule_ticks_once_per_tick_with_two_engines(db: TestDb) {
+        let receiver = Receiver::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        write_rules(
+            dir.path(),
+            &[("tick.yaml", &TICK.replace("RECEIVER", &receiver.url))],
+        );
+        let clock = ManualClock::new(start());
+        let first = app(&db, dir.path(), clock.clone()).await;
+        // One SQLite file has one engine; PostgreSQL is shared by two.
+        let second = if db.url.starts_with("postgres") {
+            Some(app(&db, dir.path(), clock.clone()).await)
+        } else {
+            None
+        };
+        // The schedule counts from its first sight; then three ticks pass, one at a time.
+        until("the schedule is seen", || async {
+            first
+                .store
+                .schedule_state("every_minute")
+                .await
+                .unwrap()
+                .is_some()
+        })
+        .await;
+        for minute in 1..=3 {
+            clock.advance(Duration::from_secs(60));
+            receiver.wait_for(minute).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await; // more timer rounds race
+        let mut paths: Vec<String> = receiver.received().into_iter().map(|r| r.path).collect();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                "/tick/2026-12-01T09%3A01%3A00Z",
+                "/tick/2026-12-01T09%3A02%3A00Z",
+                "/tick/2026-12-01T09%3A03%3A00Z"
+            ],
+            "each tick once"
+        );
+        if let Some(second) = second {
+            second.stop().await;
+        }
+        first.stop().await;
+    }
+
+    /// An engine on a runtime of its own, dropped without a clean stop (as a crash leaves it:
+    /// nothing after the last commit).
+    fn crashed_engine(db: TestDb, rules: &std::path::Path, clock: SharedClock, events: Vec<Value>) {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let rules = rules.to_owned();
+        runtime.block_on(async move {
+            let app = app(&db, &rules, clock).await;
+            for event in events {
+                post(&app, event).await;
+            }
+            app.wait_processed().await;
+            std::mem::forget(app);
+        });
+        runtime.shutdown_background();
+    }
+
+    pub(super) async fn pending_checks_and_delayed_actions_survive_a_crash(db: TestDb) {
+        let receiver = Receiver::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        write_rules(
+            dir.path(),
+            &[
+                ("promise.yaml", &PROMISE.replace("RECEIVER", &receiver.url)),
+                ("remind.yaml", &REMIND.replace("RECEIVER", &receiver.url)),
+            ],
+        );
+        let clock = ManualClock::new(start());
+        {
+            let (dir, clock) = (dir.path().to_owned(), clock.clone() as SharedClock);
+            let borrowed = TestDb::borrowed(&db);
+            tokio::task::spawn_blocking(move || {
+                crashed_engine(borrowed, &dir, clock, vec![promise("C-1", "2026-12-04")]);
+            })
+            .await
+            .unwrap();
+        }
+        // A new engine on the same store, days later: the reminder runs, the check fires,
+        // each once.
+        clock.set("2026-12-08T00:00:00Z".parse().unwrap());
+        let app = app(&db, dir.path(), clock.clone()).await;
+        let mut paths: Vec<String> = receiver
+            .wait_for(2)
+            .await
+            .into_iter()
+            .map(|r| r.path)
+            .collect();
+        paths.sort();
+        assert_eq!(paths, ["/remind/C-1", "/unkept/C-1"]);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(receiver.received().len(), 2, "once each");
+        app.stop().await;
+    }
+}
