@@ -2,6 +2,7 @@
 //! ([`serve`]) and its bounds ([`limits`]).
 
 mod auth;
+mod checks;
 mod evaluations;
 mod events;
 mod health;
@@ -76,10 +77,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/unknown-types", get(events::unknown_types))
         .route("/v1/evaluations", get(evaluations::list))
         .route("/v1/rules/status", get(health::rules_status))
+        .route("/v1/checks", get(checks::list_checks))
+        .route("/v1/actions", get(checks::list_actions))
         .route("/metrics", get(metrics))
         .route_layer(gate(Role::Read));
     let operate = Router::new()
         .route("/v1/events/{id}/retry", post(events::retry))
+        .route("/v1/checks/{id}/cancel", post(checks::cancel_check))
+        .route("/v1/actions/{id}/cancel", post(checks::cancel_action))
         .route_layer(gate(Role::Operate));
     let admin = Router::new()
         .route("/v1/tokens", get(tokens::list).post(tokens::create))

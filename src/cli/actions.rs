@@ -16,6 +16,7 @@ pub(super) fn run(args: ActionsArgs) -> anyhow::Result<()> {
             Some(ActionsCommand::Retry { id, rule }) => {
                 retry(&store, id.as_deref(), rule.as_deref()).await
             }
+            Some(ActionsCommand::Cancel { id }) => cancel(&store, &id).await,
         };
         store.close().await;
         result
@@ -30,21 +31,25 @@ async fn list(
 ) -> anyhow::Result<()> {
     let actions = store.list_actions(status, rule, limit).await?;
     out!(
-        "{:<36}  {:<10}  {:<16}  {:<8}  {:<32}  LAST ERROR",
+        "{:<36}  {:<10}  {:<16}  {:<8}  {:<32}  {:<20}  LAST ERROR",
         "ACTION",
         "STATUS",
         "KIND",
         "ATTEMPTS",
-        "RULE"
+        "RULE",
+        "NEXT ATTEMPT"
     );
     for a in &actions {
         out!(
-            "{:<36}  {:<10}  {:<16}  {:<8}  {:<32}  {}",
+            "{:<36}  {:<10}  {:<16}  {:<8}  {:<32}  {:<20}  {}",
             a.id,
             a.status,
             a.kind,
             a.attempts,
             a.rule_id,
+            a.next_attempt_at
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_default(),
             a.last_error.as_deref().unwrap_or("")
         );
     }
@@ -54,6 +59,25 @@ async fn list(
         actions.len()
     );
     Ok(())
+}
+
+async fn cancel(store: &Store, id: &str) -> anyhow::Result<()> {
+    let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+    if store
+        .cancel_actions(&[id], "cancelled from the command line", now)
+        .await?
+        == 1
+    {
+        out!("{id}: cancelled; it will not run");
+        return Ok(());
+    }
+    match store.get_action(id).await? {
+        Some(action) => bail!(
+            "{id} is {}, not pending: only a pending action can be cancelled",
+            action.status
+        ),
+        None => bail!("no action with id '{id}'"),
+    }
 }
 
 async fn show(store: &Store, id: &str) -> anyhow::Result<()> {

@@ -12,6 +12,7 @@ macro_rules! out {
 }
 
 mod actions;
+mod checks;
 mod evaluations;
 mod events;
 mod rules;
@@ -58,6 +59,9 @@ pub enum Command {
     Evaluations(EvaluationsArgs),
     /// Create, list and revoke API tokens (kept hashed in the store).
     Tokens(TokensArgs),
+    /// List the checks of `unless:` rules (pending ones wait for a follow-up or their
+    /// deadline); cancel one.
+    Checks(ChecksArgs),
 }
 
 #[derive(Debug, Args)]
@@ -94,7 +98,7 @@ pub enum TokensCommand {
 pub struct EvaluationsArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// Only evaluations with this outcome: fired, throttled, failed
+    /// Only evaluations with this outcome: fired, throttled, failed, waiting
     #[arg(long, default_value = "failed")]
     pub outcome: crate::store::EvaluationOutcome,
     /// Only this rule's evaluations
@@ -112,7 +116,7 @@ pub struct EvaluationsArgs {
 pub struct ActionsArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// Only actions in this status: pending, in_flight, delivered, dead
+    /// Only actions in this status: pending, in_flight, delivered, dead, cancelled
     #[arg(long)]
     pub status: Option<crate::store::ActionStatus>,
     /// Only actions of this rule
@@ -135,6 +139,31 @@ pub enum ActionsCommand {
         #[arg(long)]
         rule: Option<String>,
     },
+    /// Cancel a pending action (a delayed one, or one waiting for a retry): it never runs
+    Cancel { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ChecksArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Only checks in this status: pending, satisfied, fired, cancelled
+    #[arg(long)]
+    pub status: Option<crate::store::CheckStatus>,
+    /// Only checks of this rule
+    #[arg(long)]
+    pub rule: Option<String>,
+    /// How many to list, newest first
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    #[command(subcommand)]
+    pub command: Option<ChecksCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChecksCommand {
+    /// Cancel a pending check: it stops waiting, and its rule does not fire for it
+    Cancel { id: String },
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +171,9 @@ pub struct CheckArgs {
     /// Rules folder
     #[arg(default_value = "rules")]
     pub dir: PathBuf,
+    /// The config's `calendars:` count as the engine's do
+    #[command(flatten)]
+    pub config: ConfigArgs,
     /// Fail on warnings too (a template reading a field some of the rule's events lack)
     #[arg(long)]
     pub strict: bool,
@@ -152,6 +184,9 @@ pub struct TestArgs {
     /// Rules folder
     #[arg(default_value = "rules")]
     pub dir: PathBuf,
+    /// The config's `calendars:` count as the engine's do
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 #[derive(Debug, Args)]
@@ -160,10 +195,14 @@ pub struct TryArgs {
     /// platform's webhook body with --source
     #[arg(
         long,
-        required_unless_present = "event_id",
-        conflicts_with = "event_id"
+        required_unless_present_any = ["event_id", "sequence"],
+        conflicts_with_all = ["event_id", "sequence"]
     )]
     pub event: Option<PathBuf>,
+    /// Events at times, run on a virtual clock that fires deadlines, schedules and delayed
+    /// actions: a YAML file `{from, until, events: [{at, event, source}]}` (as a rule test's)
+    #[arg(long, conflicts_with = "event_id")]
+    pub sequence: Option<PathBuf>,
     /// A stored event (evt_...), read from the store (see --database-url, -c)
     #[arg(long)]
     pub event_id: Option<String>,
@@ -281,6 +320,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Actions(args) => actions::run(args),
         Command::Evaluations(args) => evaluations::run(args),
         Command::Tokens(args) => tokens::run(args),
+        Command::Checks(args) => checks::run(args),
     }
 }
 

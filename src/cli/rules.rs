@@ -11,8 +11,10 @@ use crate::rules::{RuleSet, testing};
 
 use super::{CheckArgs, TestArgs, TryArgs};
 
-fn load(dir: &Path) -> anyhow::Result<RuleSet> {
-    match RuleSet::load_dir(dir) {
+/// The rules of `dir`, with the calendars of the config `config` names (and the built-in ones).
+fn load(dir: &Path, config: &super::ConfigArgs) -> anyhow::Result<RuleSet> {
+    let calendars = config.load(&[])?.calendars()?;
+    match RuleSet::load_dir_with(dir, &calendars) {
         Ok(set) => Ok(set),
         Err(errors) => {
             for e in &errors {
@@ -29,7 +31,7 @@ fn load(dir: &Path) -> anyhow::Result<RuleSet> {
 }
 
 pub(super) fn check(args: CheckArgs) -> anyhow::Result<()> {
-    let set = load(&args.dir)?;
+    let set = load(&args.dir, &args.config)?;
     let errors = crate::rules::optional::type_errors(&set);
     if !errors.is_empty() {
         for e in &errors {
@@ -69,7 +71,7 @@ fn plural(n: usize) -> &'static str {
 }
 
 pub(super) fn test(args: TestArgs) -> anyhow::Result<()> {
-    let set = load(&args.dir)?;
+    let set = load(&args.dir, &args.config)?;
     let registry = Registry::from_config(&Default::default())?;
     let results = testing::run_all(&set, &registry);
     let mut failed = 0;
@@ -95,9 +97,61 @@ pub(super) fn test(args: TestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A `--sequence` file.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sequence {
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    until: Option<String>,
+    events: Vec<crate::rules::config::TimedEvent>,
+}
+
+/// `signalbox try --sequence FILE`: what fires when, on a virtual clock.
+fn try_sequence(set: &RuleSet, registry: &Registry, file: &Path) -> anyhow::Result<()> {
+    let path = std::env::current_dir()?.join(file);
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let sequence: Sequence =
+        serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let firings = testing::run_timed(
+        set,
+        None,
+        &path,
+        &sequence.events,
+        sequence.from.as_deref(),
+        sequence.until.as_deref(),
+        registry,
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    for firing in &firings {
+        out!(
+            "{}  FIRES {} for {}",
+            firing.at.to_rfc3339(),
+            firing.rule,
+            firing.event
+        );
+        for action in &firing.actions {
+            for line in serde_json::to_string_pretty(action)?.lines() {
+                out!("         {line}");
+            }
+        }
+    }
+    out!(
+        "\n{} firing(s) from {} event(s). Nothing was sent or stored.",
+        firings.len(),
+        sequence.events.len()
+    );
+    Ok(())
+}
+
 pub(super) fn try_event(args: TryArgs) -> anyhow::Result<()> {
-    let set = load(&args.dir)?;
+    let set = load(&args.dir, &args.config)?;
     let registry = Registry::from_config(&Default::default())?;
+    if let Some(file) = &args.sequence {
+        return try_sequence(&set, &registry, file);
+    }
     let now = match &args.now {
         Some(t) => crate::script::bindings::parse_time(t)
             .ok_or_else(|| anyhow::anyhow!("--now: '{t}' is not a time"))?,

@@ -158,18 +158,23 @@ fn time_of(what: &str, text: &str) -> Result<DateTime<Utc>, String> {
     })
 }
 
-/// A test with `events:` at times: run on a virtual clock, then compared firing by firing.
-fn run_sequence(
+/// Runs timed events (files relative to `file`) on a virtual clock from `from` (default the
+/// first event) until `until` (default the last event plus 90 days), with only rule `only`
+/// when given: what fired when.
+pub fn run_timed(
     set: &RuleSet,
-    rule: &Rule,
-    test: &super::config::RuleTestConfig,
+    only: Option<&str>,
+    file: &Path,
+    events: &[super::config::TimedEvent],
+    from: Option<&str>,
+    until: Option<&str>,
     registry: &Registry,
-) -> Result<(), String> {
-    let mut inputs = Vec::with_capacity(test.events.len());
-    for (i, timed) in test.events.iter().enumerate() {
+) -> Result<Vec<super::simulate::Firing>, String> {
+    let mut inputs = Vec::with_capacity(events.len());
+    for (i, timed) in events.iter().enumerate() {
         let at = time_of(&format!("events[{i}].at"), &timed.at)?;
         let event = load_event(
-            &rule.file,
+            file,
             &timed.event,
             timed.source.as_deref(),
             registry,
@@ -188,15 +193,33 @@ fn run_sequence(
         .map(|(at, _)| *at)
         .max()
         .unwrap_or_else(default_time);
-    let from = match &test.from {
+    let from = match from {
         Some(t) => time_of("from", t)?,
         None => first,
     };
-    let until = match &test.until {
+    let until = match until {
         Some(t) => time_of("until", t)?,
         None => last + chrono::Duration::days(90),
     };
-    let firings = super::simulate::run(set, Some(&rule.id), inputs, from, until)?;
+    super::simulate::run(set, only, inputs, from, until)
+}
+
+/// A test with `events:` at times: run on a virtual clock, then compared firing by firing.
+fn run_sequence(
+    set: &RuleSet,
+    rule: &Rule,
+    test: &super::config::RuleTestConfig,
+    registry: &Registry,
+) -> Result<(), String> {
+    let firings = run_timed(
+        set,
+        Some(&rule.id),
+        &rule.file,
+        &test.events,
+        test.from.as_deref(),
+        test.until.as_deref(),
+        registry,
+    )?;
     let shown = || pretty(&serde_json::to_value(&firings).expect("firings serialize"));
     let expected: Vec<Value> = match &test.expect {
         Value::Object(map) if map.get("fires") == Some(&Value::Bool(false)) => {

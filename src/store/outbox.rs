@@ -87,6 +87,9 @@ pub struct ActionSummary {
     pub attempts: i64,
     pub last_error: Option<String>,
     pub updated_at: DateTime<Utc>,
+    /// A pending action's next attempt (later than now when it is delayed or backing off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
 /// One delivery attempt, as recorded.
@@ -260,7 +263,7 @@ impl Store {
     ) -> Result<Vec<ActionSummary>, StoreError> {
         on_pool!(self, pool => {
             let rows = sqlx::query(
-                "SELECT id, event_id, rule_id, kind, target, status, attempts, last_error, updated_at FROM actions
+                "SELECT id, event_id, rule_id, kind, target, status, attempts, last_error, updated_at, next_attempt_ms FROM actions
                  WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR rule_id = $2) ORDER BY id DESC LIMIT $3",
             )
             .bind(status.map(ActionStatus::as_str))
@@ -269,6 +272,19 @@ impl Store {
             .fetch_all(pool)
             .await?;
             rows.iter().map(decode_summary).collect()
+        })
+    }
+
+    /// One action, as lists show it.
+    pub async fn get_action(&self, id: &str) -> Result<Option<ActionSummary>, StoreError> {
+        on_pool!(self, pool => {
+            let row = sqlx::query(
+                "SELECT id, event_id, rule_id, kind, target, status, attempts, last_error, updated_at, next_attempt_ms FROM actions WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+            row.as_ref().map(decode_summary).transpose()
         })
     }
 
@@ -282,7 +298,7 @@ impl Store {
     ) -> Result<Vec<ActionSummary>, StoreError> {
         on_pool!(self, pool => {
             let rows = sqlx::query(
-                "SELECT id, event_id, rule_id, kind, target, status, attempts, last_error, updated_at FROM actions
+                "SELECT id, event_id, rule_id, kind, target, status, attempts, last_error, updated_at, next_attempt_ms FROM actions
                  WHERE status = 'dead' AND updated_at > $1 AND updated_at <= $2 ORDER BY updated_at DESC, id DESC LIMIT $3",
             )
                 .bind(after)
@@ -424,5 +440,11 @@ where
         attempts: row.try_get("attempts")?,
         last_error: row.try_get("last_error")?,
         updated_at: row.try_get("updated_at")?,
+        next_attempt_at: match parse_word::<super::ActionStatus>(row.try_get("status")?)? {
+            super::ActionStatus::Pending => {
+                DateTime::from_timestamp_millis(row.try_get("next_attempt_ms")?)
+            }
+            _ => None,
+        },
     })
 }

@@ -9,7 +9,45 @@ crate::on_both_backends!(cases:
     delayed_actions_wait_and_a_later_event_cancels_them,
     a_schedule_ticks_once_per_tick_with_two_engines,
     pending_checks_and_delayed_actions_survive_a_crash,
+    an_operator_cancels_a_pending_check_and_a_delayed_action,
 );
+
+/// `signalbox try --sequence`: what fires when, on a virtual clock, nothing sent or stored.
+#[test]
+fn try_runs_a_sequence_of_events_on_a_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let sequence = dir.path().join("sequence.yaml");
+    std::fs::write(
+        &sequence,
+        r#"
+events:
+  - at: "2026-12-01T10:00:00Z"
+    event: { type: promise_to_pay.created, source: receeve, source_event_id: p-1, subject: { claim: C-1 }, amount: { value: "150.00", currency: EUR }, data: { dueDate: "2026-12-23" } }
+  - at: "2026-12-01T10:00:00Z"
+    event: { type: promise_to_pay.created, source: receeve, source_event_id: p-2, subject: { claim: C-2 }, amount: { value: "80.00", currency: EUR }, data: { dueDate: "2026-12-23" } }
+  - at: "2026-12-22T10:00:00Z"
+    event: { type: payment.received, source: receeve, source_event_id: pay-2, subject: { claim: C-2 }, amount: { value: "80.00", currency: EUR } }
+until: "2027-01-10T00:00:00Z"
+"#,
+    )
+    .unwrap();
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let (ok, out) = crate::support::signalbox(&[
+        "try",
+        "--sequence",
+        sequence.to_str().unwrap(),
+        "--rules",
+        rules.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("2026-12-28T17:00:00+00:00  FIRES promise_to_pay_unkept"),
+        "{out}"
+    );
+    assert!(out.contains("Claim C-1: promise to pay not kept"), "{out}");
+    assert!(!out.contains("Claim C-2"), "C-2 paid: {out}");
+    assert!(out.contains("Nothing was sent or stored."), "{out}");
+}
 
 mod cases {
     use std::time::Duration;
@@ -340,6 +378,54 @@ actions:
             std::mem::forget(app);
         });
         runtime.shutdown_background();
+    }
+
+    pub(super) async fn an_operator_cancels_a_pending_check_and_a_delayed_action(db: TestDb) {
+        let receiver = Receiver::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        write_rules(
+            dir.path(),
+            &[
+                ("promise.yaml", &PROMISE.replace("RECEIVER", &receiver.url)),
+                ("remind.yaml", &REMIND.replace("RECEIVER", &receiver.url)),
+            ],
+        );
+        let clock = ManualClock::new(start());
+        let app = app(&db, dir.path(), clock.clone()).await;
+        post(&app, promise("C-1", "2026-12-04")).await;
+        app.wait_processed().await;
+        let (status, listed) = app.get("/v1/checks?status=pending").await;
+        assert_eq!(status, 200, "{listed}");
+        let check = listed["checks"][0]["id"].as_str().unwrap().to_owned();
+        let (status, listed) = app.get("/v1/actions?status=pending&rule=remind").await;
+        assert_eq!(status, 200, "{listed}");
+        let action = listed["actions"][0]["id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            listed["actions"][0]["next_attempt_at"], "2026-12-01T10:00:00Z",
+            "a delayed action shows when it runs"
+        );
+        let (status, answer) = app.post(&format!("/v1/checks/{check}/cancel"), "").await;
+        assert_eq!((status, &answer["cancelled"]), (200, &json!(1)), "{answer}");
+        let (status, answer) = app.post(&format!("/v1/actions/{action}/cancel"), "").await;
+        assert_eq!((status, &answer["cancelled"]), (200, &json!(1)), "{answer}");
+        // A second cancel says why nothing changed; an unknown id is 404.
+        let (status, answer) = app.post(&format!("/v1/actions/{action}/cancel"), "").await;
+        assert_eq!(status, 200);
+        assert!(
+            answer["message"]
+                .as_str()
+                .unwrap()
+                .contains("is cancelled, not pending"),
+            "{answer}"
+        );
+        let (status, _) = app.post("/v1/checks/chk_nope/cancel", "").await;
+        assert_eq!(status, 404);
+        // Past every deadline, nothing runs.
+        clock.set("2026-12-20T00:00:00Z".parse().unwrap());
+        tokio::time::sleep(Duration::from_millis(300)).await; // timer and dispatcher rounds
+        app.wait_processed().await;
+        assert!(receiver.received().is_empty(), "{:?}", receiver.received());
+        app.stop().await;
     }
 
     pub(super) async fn pending_checks_and_delayed_actions_survive_a_crash(db: TestDb) {
