@@ -53,13 +53,16 @@ struct Planned {
     pending: bool,
 }
 
+type StateEntry = (Value, Option<DateTime<Utc>>);
+
 /// What the simulation has seen.
 #[derive(Debug, Default)]
 pub struct Memory {
     events: Vec<Event>,
     checks: Vec<Check>,
     planned: Vec<Planned>,
-    state: HashMap<(String, String), (Value, Option<DateTime<Utc>>)>,
+    /// `(subject, name)` -> `(value, expiry)`.
+    state: HashMap<(String, String), StateEntry>,
     throttles: HashMap<(String, String), DateTime<Utc>>,
     /// Claims paused by `pause_strategy` actions that came due.
     paused: Vec<(String, String)>,

@@ -564,3 +564,47 @@ fn secret_references_in_headers_come_from_the_rule_only() {
         "{problems:?}"
     );
 }
+
+/// The commonest mistakes with time, each refused at load with its position and a sentence
+/// that says what to write instead.
+#[test]
+fn time_mistakes_are_refused_with_what_to_write() {
+    let problems = errors(&[(
+        "t.yaml",
+        r#"version: 1
+rules:
+  - id: bad_calendar
+    on: [sms.delivery_failed]
+    calendar: DX
+    timezone: Europe/Berln
+    actions: [{ type: emit, event_type: x.happened }]
+  - id: bad_windows
+    on: [promise_to_pay.created]
+    history:
+      fails: { events: sms.delivery_faild, same: claim, within: 7d }
+      later: { events: sms.delivery_failed, same: case, within: a week }
+    unless: { event: payment.recieved, same: claim, within: 3 bussiness days }
+    actions:
+      - type: emit
+        event_type: y.happened
+        cancel_on: { event: payment.received, same: claim }
+  - id: both_triggers
+    on: [sms.delivery_failed]
+    schedule: { cron: "0 8 * *" }
+    actions: [{ type: emit, event_type: z.happened }]
+"#,
+    )]);
+    let all = problems.join("\n");
+    for expected in [
+        "t.yaml:5:5: rule bad_calendar: 'DX' is not a calendar (known: CL, DE, ES, weekdays)",
+        "rule bad_calendar: timezone: 'Europe/Berln' is not a time zone (e.g. Europe/Berlin); did you mean 'Europe/Berlin'?",
+        "rule bad_windows: history.fails: unknown event type 'sms.delivery_faild'; did you mean 'sms.delivery_failed'?",
+        "rule bad_windows: history.later: 'case' is not a subject to match on: write claim, account or debtor",
+        "rule bad_windows: unless.event: unknown event type 'payment.recieved'; did you mean 'payment.received'?",
+        "rule bad_windows: actions[0].cancel_on: only a delayed action (with `after` or `at`) can be cancelled by a later event",
+        "rule both_triggers: a rule runs on a schedule or on events, not both",
+        "rule both_triggers: schedule.cron: '0 8 * *' is not a schedule",
+    ] {
+        assert!(all.contains(expected), "missing:\n{expected}\nin:\n{all}");
+    }
+}
