@@ -251,7 +251,7 @@ fn bad_expressions_and_zones_are_sentences() {
         ),
         (
             "0 0 0 1 1 * 2201",
-            "'0 0 0 1 1 * 2201' is not a schedule: year '2201': 2201 is out of range (1970-2200)",
+            "'0 0 0 1 1 * 2201' is not a schedule: year '2201': 2201 is out of range (1970-2100)",
         ),
         (
             "@reboot",
