@@ -1,32 +1,35 @@
-//! Crontab lines: the fields parsed into sets of allowed values, and the next or previous
-//! local wall-clock time that matches (time zones are the caller's business).
+//! Crontab lines for the `cron` crate: each field checked, so that a mistake gets a sentence
+//! naming the field; a five-field line translated into the crate's form (which has seconds
+//! first, counts weekdays from 1 = Sunday and always ANDs day-of-month with day-of-week); and
+//! the crate's schedules searched on the local wall clock (time zones are the caller's
+//! business).
 
-use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use std::ops::RangeInclusive;
 
-/// Years a 7-field schedule may name.
-const YEARS: std::ops::RangeInclusive<i32> = 1970..=2200;
+use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use cron::TimeUnitSpec;
 
-/// Days the searches look through before giving up: a whole Gregorian cycle (400 years), in
-/// which every pattern of dates repeats, so a schedule that has not matched by then never will.
-const MAX_DAYS: u32 = 400 * 366 + 7;
+/// The years the `cron` crate computes: a 7-field schedule may name only these, and no
+/// schedule has ticks after them.
+const YEARS: RangeInclusive<i32> = 1970..=2100;
 
-/// A parsed schedule: a bit per allowed value of each field.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Days refused by the caller's date filter (a calendar's holidays and weekends) that the
+/// searches step over before giving up: more than all the days of [`YEARS`].
+const MAX_DAYS: u32 = 131 * 366;
+
+/// A parsed schedule: the `cron` crate's schedules whose ticks it has.
+#[derive(Debug, Clone)]
 pub(super) struct Spec {
-    seconds: u64,
-    minutes: u64,
-    hours: u64,
-    /// Bits 1..=31.
-    days: u64,
-    /// Bits 1..=12.
-    months: u64,
-    /// Bits 0..=6, 0 = Sunday.
-    weekdays: u64,
-    /// Bits `year - 1970`; `None`: every year.
-    years: Option<[u64; 4]>,
-    /// Crontab's rule: when both day-of-month and day-of-week are restricted (neither starts
-    /// with `*`), a day matches either; otherwise it must match both.
-    days_or: bool,
+    /// One; or, where crontab ORs the day fields, two: the days of the month (any weekday)
+    /// and the days of the week (any day of the month). A tick of either is a tick.
+    schedules: Vec<cron::Schedule>,
+}
+
+/// One field's values, and whether it starts with `*` or `?` (crontab's test for
+/// "unrestricted").
+struct Values {
+    values: Vec<u32>,
+    star: bool,
 }
 
 struct Field {
@@ -125,7 +128,7 @@ const YEAR: Field = Field {
     min: *YEARS.start() as u32,
     max: *YEARS.end() as u32,
     names: &[],
-    what: "a year (1970-2200)",
+    what: "a year (1970-2100)",
 };
 
 /// The crontab line a shortcut stands for.
@@ -143,88 +146,59 @@ pub(super) fn shortcut(name: &str) -> Option<&'static str> {
 impl Spec {
     /// Five crontab fields, or six (seconds first) or seven (and a year last). The error says
     /// what is wrong, without the expression (the caller adds it).
+    ///
+    /// Five fields are translated for the crate, each field as the list of values crontab
+    /// reads in it (`*` for all of them), weekdays as names; six or seven are the crate's own
+    /// form and go to it as written, once checked (weekdays must be names there).
     pub(super) fn parse(fields: &[&str]) -> Result<Self, String> {
         let with_seconds = fields.len() >= 6;
-        let (seconds, rest) = if with_seconds {
-            (
-                mask(&parse_field(fields[0], &SECOND, false)?.0),
-                &fields[1..],
-            )
+        let rest = if with_seconds {
+            parse_field(fields[0], &SECOND, false)?;
+            &fields[1..]
         } else {
-            (1, fields)
+            fields
         };
         let [minute, hour, day, month, weekday, year @ ..] = rest else {
             return Err("too few fields".into());
         };
-        let minutes = mask(&parse_field(minute, &MINUTE, false)?.0);
-        let hours = mask(&parse_field(hour, &HOUR, false)?.0);
-        let (days, day_star) = parse_field(day, &DAY, false)?;
-        let days = mask(&days);
-        let months = mask(&parse_field(month, &MONTH, false)?.0);
-        // Dialects with seconds number weekdays from 1 = Sunday: names only, so that no
+        let minutes = parse_field(minute, &MINUTE, false)?;
+        let hours = parse_field(hour, &HOUR, false)?;
+        let days = parse_field(day, &DAY, false)?;
+        let months = parse_field(month, &MONTH, false)?;
+        // The crate numbers weekdays from 1 = Sunday: in its form, names only, so that no
         // schedule means another day than its author thought.
-        let (weekdays, weekday_star) = parse_field(weekday, &WEEKDAY, with_seconds)?;
-        // Sunday written as 7 is day 0.
-        let weekdays = mask(&weekdays);
-        let weekdays = (weekdays | weekdays >> 7) & 0x7f;
-        let years = match year {
-            [] => None,
+        let weekdays = parse_field(weekday, &WEEKDAY, with_seconds)?;
+        match year {
+            [] => {}
             [year] => {
-                let mut set = [0_u64; 4];
-                for y in parse_field(year, &YEAR, false)?.0 {
-                    let i = (y - YEAR.min) as usize;
-                    set[i / 64] |= 1 << (i % 64);
-                }
-                Some(set)
+                parse_field(year, &YEAR, false)?;
             }
             _ => return Err("too many fields".into()),
-        };
-        let spec = Self {
-            seconds,
-            minutes,
-            hours,
-            days,
-            months,
-            weekdays,
-            years,
-            days_or: !day_star && !weekday_star,
-        };
-        if !spec.days_or && weekday_star && !spec.some_month_has_its_days() {
+        }
+        // Crontab's rule: when both day fields are restricted (neither starts with `*`), a day
+        // matches either; otherwise (and always in the crate's form) it must match both.
+        let days_or = !with_seconds && !days.star && !weekdays.star;
+        if !days_or && !some_month_has(&months.values, &days.values) {
             return Err(format!("it never runs: none of its months has a day {day}"));
         }
-        Ok(spec)
-    }
-
-    /// True when some month of the schedule has one of its days of the month (February 29
-    /// counts: leap years come).
-    fn some_month_has_its_days(&self) -> bool {
-        (1..=12).any(|m| {
-            let longest = match m {
-                2 => 29,
-                4 | 6 | 9 | 11 => 30,
-                _ => 31,
-            };
-            bit(self.months, m) && (1..=longest).any(|d| bit(self.days, d))
-        })
-    }
-
-    fn year_ok(&self, year: i32) -> bool {
-        self.years.is_none_or(|set| {
-            YEARS.contains(&year) && {
-                let i = (year - YEARS.start()) as usize;
-                set[i / 64] >> (i % 64) & 1 == 1
-            }
-        })
-    }
-
-    fn date_matches(&self, date: NaiveDate) -> bool {
-        let day = bit(self.days, date.day());
-        let weekday = bit(self.weekdays, date.weekday().num_days_from_sunday());
-        if self.days_or {
-            day || weekday
+        let schedules = if with_seconds {
+            vec![crate_schedule(&fields.join(" "))?]
         } else {
-            day && weekday
-        }
+            let (minute, hour) = (list(&minutes, &MINUTE), list(&hours, &HOUR));
+            let (day, month) = (list(&days, &DAY), list(&months, &MONTH));
+            let weekday = weekday_names(&weekdays.values);
+            if days_or {
+                vec![
+                    crate_schedule(&format!("0 {minute} {hour} {day} {month} *"))?,
+                    crate_schedule(&format!("0 {minute} {hour} * {month} {weekday}"))?,
+                ]
+            } else {
+                vec![crate_schedule(&format!(
+                    "0 {minute} {hour} {day} {month} {weekday}"
+                ))?]
+            }
+        };
+        Ok(Self { schedules })
     }
 
     /// The first matching local time strictly after `after` whose date passes `date_ok`.
@@ -233,31 +207,13 @@ impl Spec {
         after: NaiveDateTime,
         date_ok: impl Fn(NaiveDate) -> bool,
     ) -> Option<NaiveDateTime> {
-        let start = after
-            .with_nanosecond(0)?
-            .checked_add_signed(chrono::Duration::seconds(1))?;
-        let mut date = start.date();
-        let mut from = start.time();
+        let mut from = after;
         for _ in 0..MAX_DAYS {
-            if !self.year_ok(date.year()) {
-                let next = (date.year() + 1..=*YEARS.end()).find(|&y| self.year_ok(y))?;
-                date = NaiveDate::from_ymd_opt(next, 1, 1)?;
-                from = NaiveTime::MIN;
-                continue;
+            let tick = self.first_after(from)?;
+            if date_ok(tick.date()) {
+                return Some(tick);
             }
-            if !bit(self.months, date.month()) {
-                date = first_of_next_month(date)?;
-                from = NaiveTime::MIN;
-                continue;
-            }
-            if self.date_matches(date)
-                && date_ok(date)
-                && let Some(time) = self.first_time_from(from)
-            {
-                return Some(date.and_time(time));
-            }
-            date = date.succ_opt()?;
-            from = NaiveTime::MIN;
+            from = tick.date().and_time(last_second_of_day());
         }
         None
     }
@@ -270,111 +226,142 @@ impl Spec {
         floor: NaiveDate,
         date_ok: impl Fn(NaiveDate) -> bool,
     ) -> Option<NaiveDateTime> {
-        let end_of_day = NaiveTime::from_hms_opt(23, 59, 59)?;
-        let start = until.with_nanosecond(0)?;
-        let mut date = start.date();
-        let mut to = start.time();
+        let mut until = until;
         for _ in 0..MAX_DAYS {
-            if date < floor {
+            let tick = self.last_until(until)?;
+            if tick.date() < floor {
                 return None;
             }
-            if !self.year_ok(date.year()) {
-                let previous = (*YEARS.start()..date.year())
-                    .rev()
-                    .find(|&y| self.year_ok(y))?;
-                date = NaiveDate::from_ymd_opt(previous, 12, 31)?;
-                to = end_of_day;
-                continue;
+            if date_ok(tick.date()) {
+                return Some(tick);
             }
-            if !bit(self.months, date.month()) {
-                date = date.with_day(1)?.pred_opt()?;
-                to = end_of_day;
-                continue;
-            }
-            if self.date_matches(date)
-                && date_ok(date)
-                && let Some(time) = self.last_time_until(to)
-            {
-                return Some(date.and_time(time));
-            }
-            date = date.pred_opt()?;
-            to = end_of_day;
+            until = tick
+                .date()
+                .and_time(NaiveTime::MIN)
+                .checked_sub_signed(Duration::seconds(1))?;
         }
         None
     }
 
-    /// The first matching time of day at or after `from`.
-    fn first_time_from(&self, from: NaiveTime) -> Option<NaiveTime> {
-        let (h0, m0, s0) = (from.hour(), from.minute(), from.second());
-        let mut hour = next_bit(self.hours, h0)?;
-        loop {
-            let same_hour = hour == h0;
-            let mut minute = next_bit(self.minutes, if same_hour { m0 } else { 0 });
-            while let Some(m) = minute {
-                let same_minute = same_hour && m == m0;
-                if let Some(s) = next_bit(self.seconds, if same_minute { s0 } else { 0 }) {
-                    return NaiveTime::from_hms_opt(hour, m, s);
-                }
-                minute = next_bit(self.minutes, m + 1);
-            }
-            hour = next_bit(self.hours, hour + 1)?;
+    /// The crate's first tick strictly after `after`, of any of the schedules. The crate
+    /// computes on a time zone's clock: UTC, which has no gaps or repeats, stands for the
+    /// local wall clock.
+    fn first_after(&self, after: NaiveDateTime) -> Option<NaiveDateTime> {
+        let after = after.with_nanosecond(0)?;
+        if after >= crate_end() {
+            return None;
         }
+        // The crate starts counting in 1970 (and would read an earlier year wrong).
+        let after = after.max(crate_start().checked_sub_signed(Duration::seconds(1))?);
+        self.schedules
+            .iter()
+            .filter_map(|s| s.after(&after.and_utc()).next())
+            .map(|t| t.naive_utc())
+            .min()
     }
 
-    /// The last matching time of day at or before `to`.
-    fn last_time_until(&self, to: NaiveTime) -> Option<NaiveTime> {
-        let (h0, m0, s0) = (to.hour(), to.minute(), to.second());
-        let mut hour = previous_bit(self.hours, h0)?;
-        loop {
-            let same_hour = hour == h0;
-            let mut minute = previous_bit(self.minutes, if same_hour { m0 } else { 59 });
-            while let Some(m) = minute {
-                let same_minute = same_hour && m == m0;
-                if let Some(s) = previous_bit(self.seconds, if same_minute { s0 } else { 59 }) {
-                    return NaiveTime::from_hms_opt(hour, m, s);
-                }
-                minute = m.checked_sub(1).and_then(|m| previous_bit(self.minutes, m));
-            }
-            hour = previous_bit(self.hours, hour.checked_sub(1)?)?;
+    /// The crate's last tick at or before `until`, of any of the schedules.
+    fn last_until(&self, until: NaiveDateTime) -> Option<NaiveDateTime> {
+        let until = until.with_nanosecond(0)?;
+        if until < crate_start() {
+            return None;
         }
+        let until = until.min(crate_end());
+        self.schedules
+            .iter()
+            .filter_map(|s| {
+                // Searching back from a year it does not have, the crate 0.17 keeps the month
+                // it started in for the years before: start from the end of the year before.
+                let until = if s.years().includes(until.year() as u32) {
+                    until
+                } else {
+                    NaiveDate::from_ymd_opt(until.year() - 1, 12, 31)?
+                        .and_time(last_second_of_day())
+                };
+                // The crate looks strictly before the time it is given.
+                let before = until.checked_add_signed(Duration::seconds(1))?;
+                s.after(&before.and_utc()).next_back()
+            })
+            .map(|t| t.naive_utc())
+            .max()
     }
 }
 
-fn bit(set: u64, value: u32) -> bool {
-    value < 64 && set >> value & 1 == 1
+/// The first second the crate computes.
+fn crate_start() -> NaiveDateTime {
+    NaiveDate::from_ymd_opt(*YEARS.start(), 1, 1)
+        .unwrap_or(NaiveDate::MIN)
+        .and_time(NaiveTime::MIN)
 }
 
-/// The lowest value in `set` at or above `from`.
-fn next_bit(set: u64, from: u32) -> Option<u32> {
-    if from >= 64 {
-        return None;
+/// The last second the crate computes.
+fn crate_end() -> NaiveDateTime {
+    NaiveDate::from_ymd_opt(*YEARS.end(), 12, 31)
+        .unwrap_or(NaiveDate::MAX)
+        .and_time(last_second_of_day())
+}
+
+fn last_second_of_day() -> NaiveTime {
+    NaiveTime::from_hms_opt(23, 59, 59).unwrap_or(NaiveTime::MIN)
+}
+
+/// The crate's schedule for a line in its form.
+fn crate_schedule(line: &str) -> Result<cron::Schedule, String> {
+    line.parse().map_err(|e: cron::error::Error| {
+        // The crate's message repeats the line and marks a place (`^`) before saying why.
+        let text = e.to_string();
+        let why = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        format!("the cron crate does not read it: {}", why.trim())
+    })
+}
+
+/// A field for the crate: `*` when it has every value, else the values crontab reads in it
+/// (so steps, `?` and mixed ranges mean what they mean here, whatever the crate makes of
+/// them).
+fn list(values: &Values, field: &Field) -> String {
+    let all = (field.min..=field.max).all(|v| values.values.contains(&v));
+    if all {
+        return "*".into();
     }
-    let above = set >> from;
-    (above != 0).then(|| from + above.trailing_zeros())
+    let shown: Vec<String> = values.values.iter().map(u32::to_string).collect();
+    shown.join(",")
 }
 
-/// The highest value in `set` at or below `to`.
-fn previous_bit(set: u64, to: u32) -> Option<u32> {
-    let below = if to >= 63 {
-        set
+/// Days of the week (0-7, 0 and 7 Sunday) as the crate's names: its numbers count from
+/// 1 = Sunday, names mean the same to both.
+fn weekday_names(values: &[u32]) -> String {
+    const NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+    let days: Vec<&str> = (0..7)
+        .filter(|d| values.iter().any(|v| v % 7 == *d))
+        .map(|d| NAMES[d as usize])
+        .collect();
+    if days.len() == 7 {
+        "*".into()
     } else {
-        set & ((1 << (to + 1)) - 1)
-    };
-    (below != 0).then(|| 63 - below.leading_zeros())
+        days.join(",")
+    }
 }
 
-fn first_of_next_month(date: NaiveDate) -> Option<NaiveDate> {
-    if date.month() == 12 {
-        NaiveDate::from_ymd_opt(date.year().checked_add(1)?, 1, 1)
-    } else {
-        NaiveDate::from_ymd_opt(date.year(), date.month() + 1, 1)
-    }
+/// True when some month of the schedule has one of its days of the month (February 29
+/// counts: leap years come).
+fn some_month_has(months: &[u32], days: &[u32]) -> bool {
+    months.iter().any(|&m| {
+        let longest = match m {
+            2 => 29,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        };
+        days.iter().any(|&d| d <= longest)
+    })
 }
 
 /// One field: `*`, `?`, `5`, `mon`, `1-5`, `mon-fri`, `*/15`, `10-40/10`, `5/15`, and lists of
-/// these (`1,15,30`). The values, and whether the field starts with `*` or `?` (crontab's test
-/// for "unrestricted").
-fn parse_field(text: &str, field: &Field, names_only: bool) -> Result<(Vec<u32>, bool), String> {
+/// these (`1,15,30`).
+fn parse_field(text: &str, field: &Field, names_only: bool) -> Result<Values, String> {
     let star = text.starts_with('*') || text.starts_with('?');
     let name = field.name;
     let mut values = Vec::new();
@@ -424,12 +411,7 @@ fn parse_field(text: &str, field: &Field, names_only: bool) -> Result<(Vec<u32>,
             }
         }
     }
-    Ok((values, star))
-}
-
-/// The values as bits (each value below 64).
-fn mask(values: &[u32]) -> u64 {
-    values.iter().fold(0, |set, &v| set | 1 << v)
+    Ok(Values { values, star })
 }
 
 /// One value of a field, by number or name.

@@ -11,9 +11,15 @@
 //!   OR: `0 0 1 * mon` runs on the 1st and on every Monday); otherwise it must match both.
 //!   Shortcuts: `@hourly`, `@daily` (`@midnight`), `@weekly`, `@monthly`, `@yearly`
 //!   (`@annually`).
-//! - Six fields put seconds first; seven add a year (1970-2200) last. The other fields mean
-//!   what they mean in five, except that days of the week must be names: dialects with
-//!   seconds (Quartz, the `cron` crate) count 1 = Sunday, and a number would be read wrong.
+//! - Six fields put seconds first; seven add a year (1970-2100) last: the `cron` crate's own
+//!   form, given to it as written once checked. Days of the week must be names there (the
+//!   crate counts 1 = Sunday, and a number would be read wrong), a range of them must not wrap
+//!   (`sat,sun`, not `sat-sun`), and a day must match both day-of-month and day-of-week (the
+//!   crate's rule; crontab's OR is for five fields).
+//! - The `cron` crate computes the ticks: a five-field line is translated into its form
+//!   (seconds 0, each field as the values crontab reads in it, weekdays as names; for
+//!   crontab's OR, two schedules whose ticks are merged). It computes the years 1970-2100:
+//!   there are no ticks after 2100.
 //! - Ticks are local wall-clock times in the schedule's time zone (default UTC). Where the
 //!   clocks change, a tick is resolved as [`crate::calendar::local_to_utc`] resolves any local
 //!   time: a skipped time (02:30 on a spring-forward night) runs at the first instant after
@@ -150,8 +156,8 @@ impl Schedule {
             .is_none_or(|c| c.is_business_day(date))
     }
 
-    /// The first tick strictly after `after`; `None` when there is none within 400 years (or
-    /// before the end of chrono's range).
+    /// The first tick strictly after `after`; `None` when there is none before the end of 2100
+    /// (the last year the `cron` crate computes).
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let mut from = local_time(after, self.tz)?;
         for _ in 0..MAX_SKIPPED {

@@ -202,6 +202,123 @@ fn six_and_seven_fields_have_seconds_and_years() {
     );
 }
 
+/// Six and seven fields go to the `cron` crate as written: there a day must match both day
+/// fields, a weekday range must not wrap, and the crate's own errors are sentences too.
+#[test]
+fn six_and_seven_fields_are_the_cron_crates_form() {
+    // The 1st when it is a Monday (five fields would mean the 1st and every Monday).
+    assert_eq!(
+        ticks(&schedule("0 0 0 1 * mon", "UTC"), "2026-11-20T00:00:00Z", 3),
+        [
+            utc("2027-02-01T00:00:00Z"),
+            utc("2027-03-01T00:00:00Z"),
+            utc("2027-11-01T00:00:00Z"),
+        ]
+    );
+    assert_eq!(
+        Schedule::parse("0 0 12 * * sat-sun", "UTC").unwrap_err(),
+        "'0 0 12 * * sat-sun' is not a schedule: the cron crate does not read it: Invalid named range for Days of Week: sat-sun"
+    );
+    assert_eq!(
+        ticks(
+            &schedule("0 0 12 * * sat,sun", "UTC"),
+            "2026-11-20T00:00:00Z",
+            2
+        ),
+        [utc("2026-11-21T12:00:00Z"), utc("2026-11-22T12:00:00Z")]
+    );
+    assert!(
+        Schedule::parse("*/60 * * * * *", "UTC")
+            .unwrap_err()
+            .starts_with("'*/60 * * * * *' is not a schedule: the cron crate does not read it: ")
+    );
+    assert_eq!(
+        Schedule::parse("0 0 0 1 1 * 2101", "UTC").unwrap_err(),
+        "'0 0 0 1 1 * 2101' is not a schedule: year '2101': 2101 is out of range (1970-2100)"
+    );
+    assert_eq!(
+        Schedule::parse("0 0 0 31 2 mon", "UTC").unwrap_err(),
+        "'0 0 0 31 2 mon' is not a schedule: it never runs: none of its months has a day 31"
+    );
+    // The crate computes 1970 to 2100.
+    let yearly = schedule("@yearly", "UTC");
+    assert_eq!(
+        yearly.next_after(utc("2099-06-01T00:00:00Z")),
+        Some(utc("2100-01-01T00:00:00Z"))
+    );
+    assert_eq!(yearly.next_after(utc("2100-01-01T00:00:00Z")), None);
+    assert_eq!(
+        yearly.latest_between(DateTime::<Utc>::MIN_UTC, utc("2300-01-01T00:00:00Z")),
+        Some(utc("2100-01-01T00:00:00Z"))
+    );
+    assert_eq!(
+        yearly.next_after(DateTime::<Utc>::MIN_UTC),
+        Some(utc("1970-01-01T00:00:00Z"))
+    );
+    assert_eq!(
+        yearly.latest_between(DateTime::<Utc>::MIN_UTC, utc("1969-12-31T00:00:00Z")),
+        None
+    );
+}
+
+/// Five-field lines tick at exactly the minutes crontab(5) says, checked minute by minute.
+#[test]
+fn five_fields_tick_where_crontab_says() {
+    type Rule = fn(DateTime<Utc>) -> bool;
+    let cases: [(&str, Rule); 9] = [
+        ("*/15 9-17 * * mon-fri", |t| {
+            t.minute() % 15 == 0
+                && (9..=17).contains(&t.hour())
+                && t.weekday().num_days_from_monday() < 5
+        }),
+        ("0 0 1,15 * 5", |t| {
+            t.hour() == 0
+                && t.minute() == 0
+                && ([1, 15].contains(&t.day()) || t.weekday() == Weekday::Fri)
+        }),
+        ("30 6 */10 * *", |t| {
+            (t.hour(), t.minute()) == (6, 30) && t.day() % 10 == 1
+        }),
+        ("30 6 */10 * fri-sun", |t| {
+            (t.hour(), t.minute()) == (6, 30)
+                && t.day() % 10 == 1
+                && t.weekday().num_days_from_monday() >= 4
+        }),
+        ("0 */2 * * */2", |t| {
+            t.minute() == 0 && t.hour() % 2 == 0 && t.weekday().num_days_from_sunday() % 2 == 0
+        }),
+        ("59 23 ? * 0,7", |t| {
+            (t.hour(), t.minute()) == (23, 59) && t.weekday() == Weekday::Sun
+        }),
+        ("5/20 1-3 2-9/3 * *", |t| {
+            t.minute() % 20 == 5 && (1..=3).contains(&t.hour()) && [2, 5, 8].contains(&t.day())
+        }),
+        ("*/4294967295 */30 * * *", |t| {
+            t.minute() == 0 && t.hour() % 30 == 0
+        }),
+        ("0 12 31 * tue", |t| {
+            (t.hour(), t.minute()) == (12, 0) && (t.day() == 31 || t.weekday() == Weekday::Tue)
+        }),
+    ];
+    let (from, to) = ("2026-12-20T00:00:00Z", "2027-02-05T00:00:00Z");
+    for (expr, rule) in cases {
+        let mut expected = Vec::new();
+        let (mut t, end) = (utc(from), utc(to));
+        while t < end {
+            if rule(t) {
+                expected.push(t.to_rfc3339());
+            }
+            t += chrono::Duration::minutes(1);
+        }
+        assert!(!expected.is_empty(), "{expr}");
+        assert_eq!(
+            ticks_between(&schedule(expr, "UTC"), from, to),
+            expected,
+            "{expr}"
+        );
+    }
+}
+
 #[test]
 fn bad_expressions_and_zones_are_sentences() {
     for (expr, error) in [
@@ -251,7 +368,7 @@ fn bad_expressions_and_zones_are_sentences() {
         ),
         (
             "0 0 0 1 1 * 2201",
-            "'0 0 0 1 1 * 2201' is not a schedule: year '2201': 2201 is out of range (1970-2200)",
+            "'0 0 0 1 1 * 2201' is not a schedule: year '2201': 2201 is out of range (1970-2100)",
         ),
         (
             "@reboot",
