@@ -10,6 +10,7 @@ crate::on_both_backends!(cases:
     a_schedule_ticks_once_per_tick_with_two_engines,
     pending_checks_and_delayed_actions_survive_a_crash,
     an_operator_cancels_a_pending_check_and_a_delayed_action,
+    state_one_event_writes_the_next_reads_until_it_expires,
 );
 
 /// `signalbox try --sequence`: what fires when, on a virtual clock, nothing sent or stored.
@@ -425,6 +426,57 @@ actions:
         tokio::time::sleep(Duration::from_millis(300)).await; // timer and dispatcher rounds
         app.wait_processed().await;
         assert!(receiver.received().is_empty(), "{:?}", receiver.received());
+        app.stop().await;
+    }
+
+    const STATE: &str = r#"
+version: 1
+id: nth_failure
+on: [sms.delivery_failed]
+state: claim
+script: |
+  let n = (state("failures") ?? 0) + 1;
+  set_state("failures", n, "1d");
+actions:
+  - type: webhook
+    url: "RECEIVER/{{ event.subject.claim }}/{{ n }}"
+"#;
+
+    pub(super) async fn state_one_event_writes_the_next_reads_until_it_expires(db: TestDb) {
+        let receiver = Receiver::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        write_rules(
+            dir.path(),
+            &[("state.yaml", &STATE.replace("RECEIVER", &receiver.url))],
+        );
+        let clock = ManualClock::new(start());
+        let app = app(&db, dir.path(), clock.clone()).await;
+        let failure = |n: u32, claim: &str| {
+            json!({"type": "sms.delivery_failed", "source_event_id": format!("s-{n}"),
+                   "subject": {"claim": claim}})
+        };
+        post(&app, failure(1, "C-1")).await;
+        app.wait_processed().await;
+        // Two in one request (one batch): the second reads what the first wrote.
+        let (status, receipt) = app
+            .post(
+                "/v1/events",
+                json!([failure(2, "C-1"), failure(3, "C-1"), failure(4, "C-2")]).to_string(),
+            )
+            .await;
+        assert_eq!(status, 200, "{receipt}");
+        app.wait_processed().await;
+        // A day later the count has expired and starts again.
+        clock.advance(Duration::from_secs(86_400 + 1));
+        post(&app, failure(5, "C-1")).await;
+        let mut paths: Vec<String> = receiver
+            .wait_for(5)
+            .await
+            .into_iter()
+            .map(|r| r.path)
+            .collect();
+        paths.sort();
+        assert_eq!(paths, ["/C-1/1", "/C-1/1", "/C-1/2", "/C-1/3", "/C-2/1"]);
         app.stop().await;
     }
 
