@@ -195,6 +195,9 @@ impl Calendar {
 #[derive(Debug, Clone)]
 pub struct Calendars {
     by_name: BTreeMap<String, Arc<Calendar>>,
+    /// The quiet hours scripts ask about (`is_quiet_hours`), kept with the calendars because
+    /// both are the deployment's view of working time.
+    quiet_hours: QuietHours,
 }
 
 impl Default for Calendars {
@@ -217,7 +220,20 @@ impl Calendars {
         .into_iter()
         .map(|c| (c.name.clone(), Arc::new(c)))
         .collect();
-        Self { by_name }
+        Self {
+            by_name,
+            quiet_hours: QuietHours::default(),
+        }
+    }
+
+    /// The same calendars with these quiet hours.
+    pub fn with_quiet_hours(mut self, quiet_hours: QuietHours) -> Self {
+        self.quiet_hours = quiet_hours;
+        self
+    }
+
+    pub fn quiet_hours(&self) -> QuietHours {
+        self.quiet_hours
     }
 
     /// The built-ins, plus the configured calendars on top (a configured name replaces a
@@ -248,7 +264,10 @@ impl Calendars {
                 by_name.insert(name, calendar);
             }
         }
-        Ok(Self { by_name })
+        Ok(Self {
+            by_name,
+            quiet_hours: QuietHours::default(),
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<&Calendar> {

@@ -64,6 +64,10 @@ pub struct Config {
     /// `{acme: {extends: DE, holidays: [2026-12-24]}}`.
     #[serde(default)]
     pub calendars: BTreeMap<String, crate::calendar::CalendarConfig>,
+    /// When scripts' `is_quiet_hours` says contacting a debtor is out of hours, on the local
+    /// clock of the zone they name: `{start: "21:00", end: "08:00"}` (the default).
+    #[serde(default)]
+    pub quiet_hours: crate::calendar::QuietHoursConfig,
     /// Per-platform webhook settings, keyed by source (`receeve`, `amili`, `bemmbo`, `hubpay`,
     /// `b54`). A platform with no secret and not marked `unsigned` has its deliveries refused.
     pub sources: BTreeMap<String, SourceConfig>,
@@ -95,19 +99,23 @@ impl Default for Config {
             actions: crate::actions::ActionsConfig::default(),
             retention: RetentionConfig::default(),
             calendars: BTreeMap::new(),
+            quiet_hours: Default::default(),
         }
     }
 }
 
 impl Config {
-    /// The built-in calendars with the config's `calendars:` on top.
+    /// The built-in calendars with the config's `calendars:` on top, and its quiet hours.
     pub fn calendars(&self) -> Result<std::sync::Arc<crate::calendar::Calendars>, ConfigError> {
+        let invalid = |key, problems: Vec<String>| ConfigError::Invalid {
+            key,
+            message: problems.join("; "),
+        };
+        let quiet_hours = crate::calendar::QuietHours::from_config(&self.quiet_hours)
+            .map_err(|p| invalid("quiet_hours", p))?;
         crate::calendar::Calendars::from_config(&self.calendars)
-            .map(std::sync::Arc::new)
-            .map_err(|problems| ConfigError::Invalid {
-                key: "calendars",
-                message: problems.join("; "),
-            })
+            .map(|c| std::sync::Arc::new(c.with_quiet_hours(quiet_hours)))
+            .map_err(|p| invalid("calendars", p))
     }
 }
 

@@ -168,7 +168,7 @@ impl<'a> EventView<'a> {
                 now,
                 facts.script.clone(),
                 set.calendars().clone(),
-                crate::calendar::QuietHours::default(),
+                set.calendars().quiet_hours(),
             ),
             facts,
             dynamic: OnceCell::new(),

@@ -517,3 +517,45 @@ actions:
         app.stop().await;
     }
 }
+
+/// A calendar of the config counts in `check` and `test` as in the engine; without the config
+/// the rule names a calendar that does not exist, and `check` says so.
+#[test]
+fn the_configs_calendars_count_in_check_and_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("r.yaml"),
+        r#"version: 1
+id: acme_deadline
+on: [promise_to_pay.created]
+calendar: acme
+unless: { event: payment.received, same: claim, from: "{{ event.data.dueDate }}", within: 1 business day }
+actions: [{ type: emit, event_type: promise.unkept }]
+tests:
+  - name: the_24th_is_a_holiday_at_acme
+    events:
+      - { at: "2026-12-01T10:00:00Z", event: { type: promise_to_pay.created, source_event_id: p, subject: { claim: C-1 }, data: { dueDate: "2026-12-23" } } }
+    expect:
+      - at: "2026-12-28T00:00:00Z"
+"#,
+    )
+    .unwrap();
+    let config = dir.path().join("signalbox.yaml");
+    std::fs::write(
+        &config,
+        "calendars:\n  acme: { extends: DE, holidays: [2026-12-24] }\nquiet_hours: { start: \"20:00\", end: \"07:30\" }\n",
+    )
+    .unwrap();
+    let (rules, config) = (rules.to_str().unwrap(), config.to_str().unwrap());
+    let (ok, out) = crate::support::signalbox(&["test", rules, "-c", config]);
+    assert!(ok, "{out}");
+    assert!(out.contains("PASS"), "{out}");
+    let (ok, out) = crate::support::signalbox(&["check", rules]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("'acme' is not a calendar (known: CL, DE, ES, weekdays)"),
+        "{out}"
+    );
+}
