@@ -20,11 +20,21 @@ pub(super) struct ListQuery {
     limit: Option<u32>,
 }
 
-fn invalid(message: String) -> ApiError {
-    ApiError::BadRequest {
-        code: "invalid_query",
-        message,
-    }
+/// `status=` as one of the words `W` has, or a 400 naming them.
+fn status<W: std::str::FromStr<Err = String>>(q: &ListQuery) -> Result<Option<W>, ApiError> {
+    q.status
+        .as_deref()
+        .map(str::parse::<W>)
+        .transpose()
+        .map_err(|e| ApiError::BadRequest {
+            code: "invalid_query",
+            message: format!("status: {e}"),
+        })
+}
+
+/// `limit=`: 50 by default, 1 to 1000.
+fn limit(q: &ListQuery) -> u32 {
+    q.limit.unwrap_or(50).clamp(1, 1000)
 }
 
 /// `GET /v1/checks` (read): newest first, 50 by default, at most 1000.
@@ -33,19 +43,9 @@ pub(super) async fn list_checks(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = query?;
-    let status = q
-        .status
-        .as_deref()
-        .map(str::parse::<CheckStatus>)
-        .transpose()
-        .map_err(|e| invalid(format!("status: {e}")))?;
     let checks = state
         .store
-        .list_checks(
-            status,
-            q.rule.as_deref(),
-            q.limit.unwrap_or(50).clamp(1, 1000),
-        )
+        .list_checks(status::<CheckStatus>(&q)?, q.rule.as_deref(), limit(&q))
         .await?;
     Ok(Json(serde_json::json!({ "checks": checks })))
 }
@@ -93,19 +93,9 @@ pub(super) async fn list_actions(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = query?;
-    let status = q
-        .status
-        .as_deref()
-        .map(str::parse::<ActionStatus>)
-        .transpose()
-        .map_err(|e| invalid(format!("status: {e}")))?;
     let actions = state
         .store
-        .list_actions(
-            status,
-            q.rule.as_deref(),
-            q.limit.unwrap_or(50).clamp(1, 1000),
-        )
+        .list_actions(status::<ActionStatus>(&q)?, q.rule.as_deref(), limit(&q))
         .await?;
     Ok(Json(serde_json::json!({ "actions": actions })))
 }

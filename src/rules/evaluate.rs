@@ -497,16 +497,27 @@ impl RuleSet {
         Ok(rhai::Dynamic::from_map(map))
     }
 
+    /// What a rule's scripts read: the event and the rule's history.
+    fn script_inputs<'v>(
+        &self,
+        rule: &Rule,
+        view: &'v EventView<'_>,
+    ) -> Result<(&'v rhai::Dynamic, rhai::Dynamic), String> {
+        let event = view
+            .dynamic()
+            .map_err(|e| format!("event cannot be given to scripts: {e}"))?;
+        let history = self
+            .history(rule, view)
+            .map_err(|e| format!("history: {e}"))?;
+        Ok((event, history))
+    }
+
     fn decide(&self, rule: &Rule, view: &EventView<'_>) -> Outcome {
         let failed = |error: String, line: Option<usize>| Outcome::Failed { error, line };
         if let Some(when) = &rule.when {
-            let event = match view.dynamic() {
-                Ok(event) => event,
-                Err(e) => return failed(format!("event cannot be given to scripts: {e}"), None),
-            };
-            let history = match self.history(rule, view) {
-                Ok(history) => history,
-                Err(e) => return failed(format!("history: {e}"), None),
+            let (event, history) = match self.script_inputs(rule, view) {
+                Ok(inputs) => inputs,
+                Err(error) => return failed(error, None),
             };
             match when.holds_with(vec![event.clone(), history], &view.session) {
                 Ok(true) => {}
@@ -606,13 +617,9 @@ impl RuleSet {
     fn act(&self, rule: &Rule, view: &EventView<'_>) -> Outcome {
         let failed = |error: String, line: Option<usize>| Outcome::Failed { error, line };
         if let Some(script) = &rule.script {
-            let event = match view.dynamic() {
-                Ok(event) => event,
-                Err(e) => return failed(format!("event cannot be given to scripts: {e}"), None),
-            };
-            let history = match self.history(rule, view) {
-                Ok(history) => history,
-                Err(e) => return failed(format!("history: {e}"), None),
+            let (event, history) = match self.script_inputs(rule, view) {
+                Ok(inputs) => inputs,
+                Err(error) => return failed(error, None),
             };
             return match script.run_with(event, history, &view.session) {
                 Ok(BlockOutcome::Proceed(vars)) => self.render(rule, view, vars),
