@@ -459,9 +459,15 @@ fn effects(effects: crate::rules::Effects) -> Effects {
             })
             .collect(),
         resolve_checks: effects
-            .satisfied
+            .checks
             .into_iter()
-            .map(|id| (id, CheckStatus::Satisfied))
+            .map(|(id, end)| {
+                let status = match end {
+                    crate::rules::CheckEnd::Satisfied => CheckStatus::Satisfied,
+                    crate::rules::CheckEnd::Cancelled => CheckStatus::Cancelled,
+                };
+                (id, status)
+            })
             .collect(),
         cancel_actions: effects.cancelled,
     }
@@ -544,7 +550,7 @@ impl crate::rules::facts::Recall for Store {
         &self,
         refs: &[String],
         limit: u32,
-    ) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+    ) -> Result<Vec<(String, String, Vec<String>)>, StoreError> {
         self.cancellable_actions(refs, limit).await
     }
 

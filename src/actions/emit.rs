@@ -40,7 +40,7 @@ impl Params for EmitConfig {
     fn check(&self, skip: &dyn Fn(&str) -> bool) -> Vec<String> {
         let mut problems = Vec::new();
         if !skip(&self.event_type)
-            && let Err(message) = EventType::parse(&self.event_type)
+            && let Err(message) = EventType::parse_external(&self.event_type)
         {
             problems.push(message);
         }
@@ -107,7 +107,7 @@ async fn emit(executors: &Executors, action: &Delivery, emit: &EmitV1) -> Outcom
             "chain depth limit reached: this would be the {depth}th emitted event in a row (actions.max_chain_depth = {max_depth})"
         ));
     }
-    let kind = match EventType::parse(&emit.event_type) {
+    let kind = match EventType::parse_external(&emit.event_type) {
         Ok(kind) => kind,
         Err(reason) => return failed(reason),
     };

@@ -14,6 +14,11 @@ use super::{CheckArgs, TestArgs, TryArgs};
 /// The rules of `dir`, with the calendars of the config `config` names (and the built-in ones).
 fn load(dir: &Path, config: &super::ConfigArgs) -> anyhow::Result<RuleSet> {
     let calendars = config.load(&[])?.calendars()?;
+    // `--rules-dir` names the folder as well as the argument does.
+    let dir = config.rules_dir.as_deref().unwrap_or(dir);
+    if !dir.is_dir() {
+        bail!("{}: no such rules folder", dir.display());
+    }
     match RuleSet::load_dir_with(dir, &calendars) {
         Ok(set) => Ok(set),
         Err(errors) => {

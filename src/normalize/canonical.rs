@@ -121,6 +121,8 @@ pub fn parse_value(value: Value, received_at: DateTime<Utc>) -> Result<Event, Ca
             CanonicalError::InvalidEvent(format!("{path}: {}", e.inner()))
         }
     })?;
+    EventType::parse_external(input.kind.as_str())
+        .map_err(|e| CanonicalError::InvalidEvent(format!("type: {e}")))?;
     let source = input.source.unwrap_or_else(|| DEFAULT_SOURCE.to_owned());
     validate_source(&source).map_err(|e| CanonicalError::InvalidEvent(format!("source: {e}")))?;
     let source_event_id = match input.source_event_id.or(input.id) {

@@ -72,6 +72,21 @@ impl EventType {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The types only the engine stores (schedule ticks and the deadlines of `unless:`
+    /// checks), each under a dedupe key of its own.
+    pub const INTERNAL: [&'static str; 2] = ["schedule.tick", "check.deadline"];
+
+    /// `s` as the type of an event from outside or of an `emit` action: any valid type but
+    /// the engine's own.
+    pub fn parse_external(s: &str) -> Result<Self, String> {
+        if Self::INTERNAL.contains(&s) {
+            return Err(format!(
+                "'{s}' is the engine's own event type (it stores those itself, once each): use another type"
+            ));
+        }
+        Self::parse(s)
+    }
 }
 
 impl<'de> Deserialize<'de> for EventType {

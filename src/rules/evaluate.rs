@@ -89,12 +89,23 @@ pub struct StateWrite {
     pub rule_id: String,
 }
 
+/// How a check ends when an event settles it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckEnd {
+    /// Its follow-up came.
+    Satisfied,
+    /// Its rule is gone or disabled: it no longer waits.
+    Cancelled,
+}
+
 /// What processing an event changes besides its evaluations.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Effects {
     pub state: Vec<StateWrite>,
-    /// Pending checks this event satisfies (it is their follow-up).
-    pub satisfied: Vec<String>,
+    /// Checks this event settles: it is their follow-up, or their deadline found their rule
+    /// gone or disabled.
+    pub checks: Vec<(String, CheckEnd)>,
     /// Delayed actions this event cancels.
     pub cancelled: Vec<String>,
 }
@@ -233,20 +244,23 @@ impl RuleSet {
         let mut effects = Effects::default();
         if let Some((rule_id, _, deadline, check)) = deadline_of(event) {
             let evaluations = match (self.rule(rule_id), facts.armed(&event.id)) {
-                (Some(rule), Some(first)) => {
+                (Some(rule), Some(first)) if rule.enabled => {
                     let view =
                         EventView::evaluated_as(self, first, event.id.clone(), now, facts.clone());
                     let (evaluation, satisfied) = self.evaluate_deadline(rule, &view, deadline);
                     if satisfied {
-                        effects.satisfied.push(check.to_owned());
+                        effects.checks.push((check.to_owned(), CheckEnd::Satisfied));
                     }
                     effects
                         .state
                         .extend(self.state_writes(rule, &view, &evaluation));
                     vec![evaluation]
                 }
-                // The rule is gone (the check goes with it), or its first event is.
-                _ => Vec::new(),
+                // The rule is gone or disabled, or its first event is: the check goes.
+                _ => {
+                    effects.checks.push((check.to_owned(), CheckEnd::Cancelled));
+                    Vec::new()
+                }
             };
             return Processed {
                 evaluations,
@@ -269,20 +283,20 @@ impl RuleSet {
             else {
                 continue;
             };
+            // As at the deadline: a follow-up counts from the first event on, until then.
             if event.occurred_at <= check.deadline
+                && event.occurred_at >= first.occurred_at
                 && unless.awaits.iter().any(|t| t == event.kind.as_str())
                 && self
                     .meets(unless, first, event, &view.session)
                     .unwrap_or(false)
             {
-                effects.satisfied.push(check.id.clone());
+                effects.checks.push((check.id.clone(), CheckEnd::Satisfied));
             }
         }
-        for (id, types) in facts.cancellable(&event.id) {
-            if types.iter().any(|t| t == event.kind.as_str()) {
-                effects.cancelled.push(id.clone());
-            }
-        }
+        effects
+            .cancelled
+            .extend(facts.cancelled_by(event).map(str::to_owned));
         Processed {
             evaluations,
             effects,
@@ -342,8 +356,14 @@ impl RuleSet {
             if next.id == first.id {
                 continue;
             }
-            if self.meets(unless, first, next, session)? {
-                return Ok(Some(next));
+            match self.meets(unless, first, next, session) {
+                Ok(true) => return Ok(Some(next)),
+                Ok(false) => {}
+                // A follow-up `where` cannot judge does not count (as when it arrives).
+                Err(e) => session.log(format!(
+                    "unless.where failed for {} {}, which does not count as a follow-up: {e}",
+                    next.kind, next.id
+                )),
             }
         }
         Ok(None)
@@ -573,7 +593,7 @@ impl RuleSet {
         let from = match &unless.from {
             Some(name) => {
                 match self.render_text(name, &self.context(view, &Default::default(), rule)) {
-                    Ok(text) => match script::bindings::parse_time(text.trim()) {
+                    Ok(text) => match local_time(text.trim(), rule.time.zone) {
                         Some(t) => t,
                         None => {
                             return Outcome::Failed {
@@ -606,6 +626,12 @@ impl RuleSet {
                 line: None,
             };
         };
+        if let Err(error) = within_reach(deadline, view.now) {
+            return Outcome::Failed {
+                error: format!("unless: the deadline {error}"),
+                line: None,
+            };
+        }
         Outcome::Waiting {
             subject,
             awaits: unless.awaits.clone(),
@@ -721,12 +747,15 @@ impl RuleSet {
                 let text = self
                     .render_text(name, context)
                     .map_err(|e| format!("actions[{index}].at: {e}"))?;
-                Some(script::bindings::parse_time(text.trim()).ok_or_else(|| {
+                Some(local_time(text.trim(), rule.time.zone).ok_or_else(|| {
                     format!("actions[{index}].at: '{text}' is not a time (RFC 3339 or a date such as 2026-12-01)")
                 })?)
             }
             (None, None) => None,
         };
+        if let Some(due) = due {
+            within_reach(due, view.now).map_err(|e| format!("actions[{index}]: it is due {e}"))?;
+        }
         let cancel = match &spec.cancel_on {
             Some((types, key)) => match key.reference(view.event) {
                 Some(subject) => {
@@ -832,6 +861,33 @@ impl RuleSet {
             timing,
         }
     }
+}
+
+/// How far ahead a check's deadline or a delayed action may lie: a year and a day. Further
+/// (a far-future date in an event, a typo in a delay) would keep rows waiting for ever.
+const MAX_AHEAD_DAYS: i64 = 366;
+
+/// `Ok` if `t` is at most [`MAX_AHEAD_DAYS`] after `now`; else why not, for a message.
+fn within_reach(t: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), String> {
+    if t.signed_duration_since(now) > chrono::Duration::days(MAX_AHEAD_DAYS) {
+        return Err(format!(
+            "{} is more than {MAX_AHEAD_DAYS} days away: nothing waits that long (a date in the event, or the delay, is wrong?)",
+            t.to_rfc3339()
+        ));
+    }
+    Ok(())
+}
+
+/// A time a template gave: RFC 3339, or a bare date as local midnight in `zone` (a due date
+/// is a day where the debtor lives).
+fn local_time(text: &str, zone: chrono_tz::Tz) -> Option<DateTime<Utc>> {
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Some(crate::calendar::local_to_utc(
+            date.and_hms_opt(0, 0, 0)?,
+            zone,
+        ));
+    }
+    script::bindings::parse_time(text)
 }
 
 /// `history.<name>` for scripts: `#{count, events, first, last, sum}` (events newest first;

@@ -19,9 +19,11 @@ use super::time::{DEADLINE, HistorySource, SubjectKey, references};
 use crate::normalize::{Event, EventId};
 
 /// Most follow-ups read per rule and event (the first that meets `where` decides).
-const MAX_FOLLOW_UPS: u32 = 100;
-/// Most pending checks and cancellable actions read per event.
+const MAX_FOLLOW_UPS: u32 = 1000;
+/// Most pending checks read per event.
 const MAX_PENDING: u32 = 100;
+/// Most cancellable delayed actions read per batch.
+const MAX_CANCELLABLE: u32 = 1000;
 
 /// Window bounds for "from then on" and "as far back as it goes": ordinary four-digit years,
 /// which compare as times on both backends (SQLite compares their text).
@@ -97,12 +99,12 @@ pub trait Recall {
         refs: &[String],
         now: DateTime<Utc>,
     ) -> Result<Vec<(String, String, Value)>, Self::Error>;
-    /// Pending actions a later event about these subjects may cancel: `(id, types)`.
+    /// Pending actions a later event about these subjects may cancel: `(id, subject, types)`.
     async fn cancellable(
         &self,
         refs: &[String],
         limit: u32,
-    ) -> Result<Vec<(String, Vec<String>)>, Self::Error>;
+    ) -> Result<Vec<(String, String, Vec<String>)>, Self::Error>;
     /// `(platform, claim)` of the strategies held paused, of these claims.
     async fn paused(&self, claims: &[&str]) -> Result<Vec<(String, String)>, Self::Error>;
 }
@@ -126,7 +128,8 @@ pub struct Facts {
     armed: HashMap<EventId, Event>,
     /// A follow-up's pending checks, each with its first event.
     checks: HashMap<EventId, Vec<(PendingCheck, Event)>>,
-    cancellable: HashMap<EventId, Vec<(String, Vec<String>)>>,
+    /// Pending delayed actions about the batch's subjects: `(id, subject, types)`.
+    cancellable: Vec<(String, String, Vec<String>)>,
     /// Subject state as read, with the batch's writes applied as they are made.
     state: Mutex<HashMap<String, BTreeMap<String, Value>>>,
 }
@@ -151,8 +154,17 @@ impl Facts {
         self.checks.get(event).map_or(&[], Vec::as_slice)
     }
 
-    pub fn cancellable(&self, event: &EventId) -> &[(String, Vec<String>)] {
-        self.cancellable.get(event).map_or(&[], Vec::as_slice)
+    /// Pending delayed actions `event` cancels: about one of its subjects, naming its type
+    /// (or any type).
+    pub fn cancelled_by<'a>(&'a self, event: &'a Event) -> impl Iterator<Item = &'a str> + 'a {
+        let refs = references(event);
+        self.cancellable
+            .iter()
+            .filter(move |(_, subject, types)| {
+                refs.contains(subject)
+                    && (types.is_empty() || types.iter().any(|t| t == event.kind.as_str()))
+            })
+            .map(|(id, ..)| id.as_str())
     }
 
     /// A subject's state entries, as the batch has left them so far.
@@ -228,7 +240,7 @@ pub async fn gather<R: Recall>(
     facts.script = Arc::new(crate::script::Facts::with_paused(paused));
     let mut state_refs: HashSet<String> = HashSet::new();
     let awaited = set.awaited_types();
-    let cancelling = set.cancelling_types();
+    let mut batch_refs: HashSet<String> = HashSet::new();
     for event in batch {
         if let Some((rule_id, first_id, deadline, _)) = deadline_of(event) {
             let Some(rule) = set.rule(rule_id) else {
@@ -295,10 +307,13 @@ pub async fn gather<R: Recall>(
             }
             facts.checks.insert(event.id.clone(), found);
         }
-        if cancelling.contains(event.kind.as_str()) {
-            let found = recall.cancellable(&refs, MAX_PENDING).await?;
-            facts.cancellable.insert(event.id.clone(), found);
-        }
+        batch_refs.extend(refs);
+    }
+    // Every event may cancel delayed actions planned before it, whatever the rules in force
+    // now say (the rule that planned one may have changed since): one query per batch.
+    if !batch_refs.is_empty() {
+        let refs: Vec<String> = batch_refs.into_iter().collect();
+        facts.cancellable = recall.cancellable(&refs, MAX_CANCELLABLE).await?;
     }
     if !state_refs.is_empty() {
         let refs: Vec<String> = state_refs.into_iter().collect();

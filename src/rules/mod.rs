@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 pub use compile::{Rule, RuleError};
-pub use evaluate::{Effects, Evaluation, Outcome, Processed, StateWrite, Timing};
+pub use evaluate::{CheckEnd, Effects, Evaluation, Outcome, Processed, StateWrite, Timing};
 
 /// The rule files (`*.yaml`, `*.yml`) directly in `dir`, sorted. A missing folder holds no rules;
 /// an unreadable one is an error.

@@ -139,7 +139,7 @@ impl Recall for Memory {
         &self,
         refs: &[String],
         limit: u32,
-    ) -> Result<Vec<(String, Vec<String>)>, Self::Error> {
+    ) -> Result<Vec<(String, String, Vec<String>)>, Self::Error> {
         Ok(self
             .planned
             .iter()
@@ -147,7 +147,7 @@ impl Recall for Memory {
             .filter_map(|p| {
                 let (subject, types) = p.cancel.as_ref()?;
                 refs.contains(subject)
-                    .then(|| (p.id.clone(), types.clone()))
+                    .then(|| (p.id.clone(), subject.clone(), types.clone()))
             })
             .take(limit as usize)
             .collect())
@@ -239,7 +239,13 @@ pub fn run(
         .collect();
     // Bounds a run (an every-minute schedule over years would otherwise run for long).
     const MAX_STEPS: usize = 100_000;
-    for _ in 0..MAX_STEPS {
+    for step_number in 0..=MAX_STEPS {
+        if step_number == MAX_STEPS {
+            return Err(format!(
+                "the clock stopped after {MAX_STEPS} steps at {}: give `until` an earlier time",
+                memory.now.to_rfc3339()
+            ));
+        }
         // What comes next: an input, a deadline, or a tick, the earliest first.
         let next_input = inputs.peek().map(|(at, _)| *at);
         let next_deadline = memory
@@ -413,7 +419,7 @@ fn step(
             }
         }
     }
-    for id in effects.satisfied {
+    for (id, _) in effects.checks {
         if let Some(check) = memory.checks.iter_mut().find(|c| c.id == id) {
             check.pending = false;
         }

@@ -110,7 +110,8 @@ fn run_one(
     test: &super::config::RuleTestConfig,
     registry: &Registry,
 ) -> Result<(), String> {
-    if !test.events.is_empty() {
+    // A sequence, or a scheduled rule's test (its ticks are the events).
+    if !test.events.is_empty() || rule.time.schedule.is_some() {
         return run_sequence(set, rule, test, registry);
     }
     let now = test

@@ -608,3 +608,250 @@ rules:
         assert!(all.contains(expected), "missing:\n{expected}\nin:\n{all}");
     }
 }
+
+/// Runs `rule` on a virtual clock over `events` (`(arrives at, canonical event)`).
+fn on_clock(
+    rule: &str,
+    events: &[(&str, Value)],
+    from: &str,
+    until: &str,
+) -> Result<Vec<simulate::Firing>, String> {
+    let set = set(&[("r.yaml", rule)]).map_err(|e| e.join("\n"))?;
+    let inputs = events
+        .iter()
+        .map(|(at, value)| {
+            let at: DateTime<Utc> = at.parse().unwrap();
+            let event =
+                crate::normalize::canonical::parse_value(value.clone(), at).expect("an event");
+            (at, event)
+        })
+        .collect();
+    simulate::run(
+        &set,
+        None,
+        inputs,
+        from.parse().unwrap(),
+        until.parse().unwrap(),
+    )
+}
+
+const UNKEPT: &str = r#"version: 1
+id: unkept
+on: [promise_to_pay.created]
+timezone: America/Santiago
+calendar: CL
+unless:
+  event: payment.received
+  same: claim
+  where: next.amount.value >= event.amount.value
+  from: "{{ event.data.dueDate }}"
+  within: 2 business days
+actions: [{ type: emit, event_type: promise.unkept }]
+"#;
+
+fn promise(occurred: &str, due: &str) -> Value {
+    json!({"type": "promise_to_pay.created", "source_event_id": "p", "occurred_at": occurred,
+           "subject": {"claim": "C-1"}, "amount": {"value": "100", "currency": "CLP"},
+           "data": {"dueDate": due}})
+}
+
+fn paid(id: &str, occurred: &str, amount: Option<&str>) -> Value {
+    let mut v = json!({"type": "payment.received", "source_event_id": id, "occurred_at": occurred,
+                       "subject": {"claim": "C-1"}});
+    if let Some(a) = amount {
+        v["amount"] = json!({"value": a, "currency": "CLP"});
+    }
+    v
+}
+
+/// A bare due date is a day where the rule's zone is: Friday 4 December in Santiago + 2
+/// business days ends at Tuesday 00:00 Santiago time (03:00 UTC), so a Monday evening payment
+/// in Santiago is in time.
+#[test]
+fn a_bare_date_is_local_midnight_in_the_rules_zone() {
+    let fired = on_clock(
+        UNKEPT,
+        &[
+            (
+                "2026-12-01T12:00:00Z",
+                promise("2026-12-01T12:00:00Z", "2026-12-04"),
+            ),
+            (
+                "2026-12-08T02:00:00Z",
+                paid("pay", "2026-12-08T02:00:00Z", Some("100")),
+            ),
+        ],
+        "2026-12-01T00:00:00Z",
+        "2026-12-20T00:00:00Z",
+    )
+    .unwrap();
+    assert!(fired.is_empty(), "{fired:?}");
+    let fired = on_clock(
+        UNKEPT,
+        &[(
+            "2026-12-01T12:00:00Z",
+            promise("2026-12-01T12:00:00Z", "2026-12-04"),
+        )],
+        "2026-12-01T00:00:00Z",
+        "2026-12-20T00:00:00Z",
+    )
+    .unwrap();
+    assert_eq!(fired.len(), 1);
+    // Tuesday 8 December is a holiday in Chile: the second business day is Wednesday.
+    assert_eq!(fired[0].at.to_rfc3339(), "2026-12-09T03:00:00+00:00");
+}
+
+/// A payment that occurred before the promise does not keep it, whether it arrives before or
+/// after it; one `where` cannot judge (no amount) does not count either, and the rule still
+/// fires at the deadline.
+#[test]
+fn follow_ups_are_judged_alike_whenever_they_arrive() {
+    for arrives in ["2026-12-01T11:00:00Z", "2026-12-01T13:00:00Z"] {
+        let mut events = vec![
+            (
+                "2026-12-01T12:00:00Z",
+                promise("2026-12-01T12:00:00Z", "2026-12-04"),
+            ),
+            (arrives, paid("early", "2026-11-01T12:00:00Z", Some("100"))),
+            (arrives, paid("no-amount", "2026-12-02T12:00:00Z", None)),
+        ];
+        events.sort_by_key(|(at, _)| *at);
+        let fired = on_clock(
+            UNKEPT,
+            &events,
+            "2026-12-01T00:00:00Z",
+            "2026-12-20T00:00:00Z",
+        )
+        .unwrap();
+        assert_eq!(fired.len(), 1, "arriving at {arrives}: {fired:?}");
+    }
+}
+
+/// A date far ahead in an event cannot keep a check (or a delayed action) waiting for ever.
+#[test]
+fn nothing_waits_more_than_a_year() {
+    let error = on_clock(
+        UNKEPT,
+        &[(
+            "2026-12-01T12:00:00Z",
+            promise("2026-12-01T12:00:00Z", "9999-12-31"),
+        )],
+        "2026-12-01T00:00:00Z",
+        "2026-12-20T00:00:00Z",
+    )
+    .unwrap_err();
+    assert!(error.contains("is more than 366 days away"), "{error}");
+    let delayed = r#"version: 1
+id: later
+on: [claim.created]
+actions:
+  - { type: emit, event_type: claim.reminded, at: "{{ event.data.when }}" }
+"#;
+    let error = on_clock(
+        delayed,
+        &[(
+            "2026-12-01T12:00:00Z",
+            json!({"type": "claim.created", "source_event_id": "c", "data": {"when": "9999-12-31"}}),
+        )],
+        "2026-12-01T00:00:00Z",
+        "2026-12-20T00:00:00Z",
+    )
+    .unwrap_err();
+    assert!(
+        error.contains("actions[0]: it is due 9999-12-31"),
+        "{error}"
+    );
+}
+
+/// `*` reads every type; patterns naming more than 100 types are refused at load; the engine's
+/// own types cannot be posted or emitted, and `on: ["*"]` never takes a tick.
+#[test]
+fn history_of_every_type_and_the_engines_own_types() {
+    let every = r#"version: 1
+id: busy_claim
+on: [sms.delivery_failed]
+history:
+  all: { events: "*", same: claim, within: 7d }
+when: history.all.count >= 2
+actions: [{ type: emit, event_type: claim.busy }]
+"#;
+    let fired = on_clock(
+        every,
+        &[
+            (
+                "2026-12-01T09:00:00Z",
+                json!({"type": "claim.created", "source_event_id": "a", "subject": {"claim": "C-1"}}),
+            ),
+            (
+                "2026-12-01T10:00:00Z",
+                json!({"type": "sms.delivery_failed", "source_event_id": "b", "subject": {"claim": "C-1"}}),
+            ),
+        ],
+        "2026-12-01T00:00:00Z",
+        "2026-12-02T00:00:00Z",
+    )
+    .unwrap();
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    let problems = errors(&[(
+        "r.yaml",
+        r#"version: 1
+id: too_many
+on: [sms.delivery_failed]
+history:
+  all: { events: "*.*", within: 7d }
+actions: [{ type: emit, event_type: claim.busy }]
+"#,
+    )]);
+    assert!(
+        problems[0].contains("a history reads at most 100 (or `*`, every type)"),
+        "{problems:?}"
+    );
+    let problems = errors(&[(
+        "r.yaml",
+        r#"version: 1
+id: forger
+on: [claim.created]
+actions: [{ type: emit, event_type: schedule.tick, data: { rule: x } }]
+"#,
+    )]);
+    assert!(
+        problems[0].contains("'schedule.tick' is the engine's own event type"),
+        "{problems:?}"
+    );
+    let posted = crate::normalize::canonical::parse_value(
+        json!({"type": "check.deadline", "source": "signalbox", "data": {}}),
+        Utc::now(),
+    )
+    .unwrap_err();
+    assert!(
+        posted
+            .to_string()
+            .contains("is the engine's own event type"),
+        "{posted}"
+    );
+    let everything = set(&[(
+        "r.yaml",
+        "version: 1\nid: everything\non: [\"*\"]\nactions: [{ type: emit, event_type: x.seen }]\n",
+    )])
+    .unwrap();
+    let tick = simulate::tick_event("every_minute", Utc::now());
+    assert!(everything.evaluate(&tick, Utc::now()).is_empty());
+}
+
+/// A schedule that ticks without end over a long test stops the clock with a sentence, and a
+/// scheduled rule's test needs no events.
+#[test]
+fn the_virtual_clock_is_bounded_and_schedules_need_no_events() {
+    let rule = r#"version: 1
+id: every_minute
+schedule: { cron: "* * * * *" }
+actions: [{ type: emit, event_type: x.ticked }]
+"#;
+    let error = on_clock(rule, &[], "2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z").unwrap_err();
+    assert!(
+        error.contains("the clock stopped after 100000 steps"),
+        "{error}"
+    );
+    let fired = on_clock(rule, &[], "2026-01-01T00:00:00Z", "2026-01-01T00:03:00Z").unwrap();
+    assert_eq!(fired.len(), 3);
+}

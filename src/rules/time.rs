@@ -26,6 +26,8 @@ pub const DEADLINE: &str = "check.deadline";
 /// Most history items one declaration may read.
 pub const MAX_HISTORY: u32 = 1000;
 const DEFAULT_HISTORY: u32 = 100;
+/// Most event types one history declaration names (the store's bound).
+const MAX_HISTORY_TYPES: usize = 100;
 
 /// The subject references rules key on: indexed in the store for history and checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -411,11 +413,22 @@ fn compile_history(
                     )));
                 }
             }
-            let types = known
-                .iter()
-                .filter(|k| h.events.iter().any(|p| Pattern::new(p).matches(k)))
-                .cloned()
-                .collect();
+            // `*` alone is any type; other patterns name the types they match.
+            let types: Vec<String> = if h.events.iter().any(|p| p == "*") {
+                Vec::new()
+            } else {
+                known
+                    .iter()
+                    .filter(|k| h.events.iter().any(|p| Pattern::new(p).matches(k)))
+                    .cloned()
+                    .collect()
+            };
+            if types.len() > MAX_HISTORY_TYPES {
+                return Err(at(format!(
+                    "events: the patterns match {} event types; a history reads at most {MAX_HISTORY_TYPES} (or `*`, every type)",
+                    types.len()
+                )));
+            }
             HistorySource::Events(types)
         }
     };

@@ -90,6 +90,13 @@ impl Trigger {
                 source_types,
                 sources,
             } => {
+                // The engine's own ticks and deadlines go to their rules alone, never to a
+                // pattern such as `*`.
+                if crate::normalize::EventType::INTERNAL.contains(&event.kind.as_str())
+                    && event.source == crate::providers::ENGINE_SOURCE
+                {
+                    return Err(Mismatch::Type);
+                }
                 let by_type = on.iter().any(|p| p.matches(event.kind.as_str()));
                 let by_source_type = !by_type
                     && event

@@ -392,9 +392,18 @@ fn state_set(
         None => None,
     };
     let expiry = match expiry {
-        Some(text) => Some(humantime::parse_duration(text).map_err(|e| {
-            format!("set_state('{name}'): '{text}' is not a duration such as 30d or 12h: {e}")
-        })?),
+        Some(text) => {
+            let d = humantime::parse_duration(text).map_err(|e| {
+                format!("set_state('{name}'): '{text}' is not a duration such as 30d or 12h: {e}")
+            })?;
+            if d > super::MAX_STATE_EXPIRY {
+                return fail(format!(
+                    "set_state('{name}'): '{text}' is longer than state is kept ({} days at most)",
+                    super::MAX_STATE_EXPIRY.as_secs() / 86_400
+                ));
+            }
+            Some(d)
+        }
         None => None,
     };
     session.with_state(|scope| {

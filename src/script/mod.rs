@@ -91,6 +91,8 @@ pub struct StateScope {
 pub const MAX_STATE_ENTRIES: usize = 100;
 pub const MAX_STATE_NAME: usize = 64;
 pub const MAX_STATE_VALUE: usize = 4096;
+/// The longest expiry `set_state` takes: about ten years.
+pub const MAX_STATE_EXPIRY: std::time::Duration = std::time::Duration::from_secs(3650 * 86_400);
 /// How long a state entry lasts when `set_state` gives no expiry.
 pub const DEFAULT_STATE_EXPIRY: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
 

@@ -48,6 +48,16 @@ pub struct CheckRecord {
 /// `$tx`: the number that changed.
 macro_rules! resolve_in {
     ($tx:expr, $ids:expr, $status:expr, $by:expr, $now:expr) => {{
+        $crate::store::checks::resolve_in!(
+            $tx,
+            $ids,
+            $status,
+            $by,
+            $now,
+            " WHERE status = 'pending' AND id IN ("
+        )
+    }};
+    ($tx:expr, $ids:expr, $status:expr, $by:expr, $now:expr, $from:expr) => {{
         let mut changed = 0_u64;
         for chunk in $ids.chunks($crate::store::IDS_PER_STATEMENT) {
             let mut update = ::sqlx::QueryBuilder::new("UPDATE checks SET status = ");
@@ -57,7 +67,7 @@ macro_rules! resolve_in {
                 .push_bind($by)
                 .push(", updated_at = ")
                 .push_bind($now)
-                .push(" WHERE status = 'pending' AND id IN (");
+                .push($from);
             let mut list = update.separated(", ");
             for id in chunk {
                 list.push_bind(AsRef::<str>::as_ref(id));

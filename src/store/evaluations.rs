@@ -263,7 +263,8 @@ impl Store {
                 for status in CheckStatus::ALL.iter().filter(|s| **s != CheckStatus::Pending) {
                     let ids: Vec<&str> = effects.resolve_checks.iter().filter(|(_, s)| s == status).map(|(id, _)| id.as_str()).collect();
                     if !ids.is_empty() {
-                        resolve_in!(tx, ids, status, by, now);
+                        // A deadline's evaluation settles a check the timer marked fired.
+                        resolve_in!(tx, ids, status, by, now, " WHERE status IN ('pending', 'fired') AND id IN (");
                     }
                 }
                 if !effects.cancel_actions.is_empty() {

@@ -53,11 +53,20 @@ pub struct HistoryQuery<'a> {
     pub limit: u32,
 }
 
-/// The columns of a listed event (all but the raw payload).
-const COLUMNS: &str =
+/// The columns of a listed event: all but the raw payload, and `data` only up to 16 KiB (a
+/// larger one is read as `{}`), so that a thousand large events cannot fill memory (a delivery
+/// may be up to 1 MiB).
+const COLUMNS_SQLITE: &str =
     "SELECT id, source, source_event_id, type, source_type, occurred_at, received_at,
-        subject, amount_value, amount_currency, data, chain_depth, state,
+        subject, amount_value, amount_currency,
+        CASE WHEN length(data) <= 16384 THEN data ELSE '{}' END AS data, chain_depth, state,
         processed_at, delivery_id, attempts, last_error, next_attempt_ms
+    FROM events WHERE ";
+const COLUMNS_POSTGRES: &str =
+    "SELECT id, source, source_event_id, type, source_type, occurred_at, received_at,
+        subject, amount_value, amount_currency,
+        CASE WHEN pg_column_size(data) <= 16384 THEN data ELSE '{}'::jsonb END AS data,
+        chain_depth, state, processed_at, delivery_id, attempts, last_error, next_attempt_ms
     FROM events WHERE ";
 
 /// Pushes the conditions, order and limit of history query `$q` onto `$select`, with
@@ -101,7 +110,11 @@ impl Store {
             return Ok(Vec::new());
         }
         on_pool!(self, pool => {
-            let mut select = QueryBuilder::new(COLUMNS);
+            let columns = match self.backend {
+                super::Backend::Sqlite(_) => COLUMNS_SQLITE,
+                super::Backend::Postgres(_) => COLUMNS_POSTGRES,
+            };
+            let mut select = QueryBuilder::new(columns);
             push_history!(select, value_of, q, limit);
             let rows = select.build().fetch_all(pool).await?;
             rows.iter().map(|row| decode_event(row).map(|stored| stored.event)).collect()
@@ -117,7 +130,7 @@ impl Store {
         let limit = q.limit.min(MAX_HISTORY);
         let lines: Vec<String> = match &self.backend {
             Backend::Sqlite(pool) => {
-                let mut select = QueryBuilder::new(format!("EXPLAIN QUERY PLAN {COLUMNS}"));
+                let mut select = QueryBuilder::new(format!("EXPLAIN QUERY PLAN {COLUMNS_SQLITE}"));
                 push_history!(select, value_of, q, limit);
                 let rows = select.build().fetch_all(pool).await?;
                 rows.iter()
@@ -125,7 +138,7 @@ impl Store {
                     .collect::<Result<_, _>>()?
             }
             Backend::Postgres(pool) => {
-                let mut select = QueryBuilder::new(format!("EXPLAIN {COLUMNS}"));
+                let mut select = QueryBuilder::new(format!("EXPLAIN {COLUMNS_POSTGRES}"));
                 push_history!(select, value_of, q, limit);
                 select.build_query_scalar().fetch_all(pool).await?
             }

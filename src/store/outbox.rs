@@ -317,14 +317,14 @@ impl Store {
         &self,
         refs: &[String],
         limit: u32,
-    ) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+    ) -> Result<Vec<(String, String, Vec<String>)>, StoreError> {
         let limit = limit.min(super::MAX_LIST);
         if refs.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
         on_pool!(self, pool => {
             let mut select = QueryBuilder::new(
-                "SELECT id, cancel_types FROM actions WHERE status = 'pending' AND cancel_ref IS NOT NULL AND cancel_ref IN (",
+                "SELECT id, cancel_ref, cancel_types FROM actions WHERE status = 'pending' AND cancel_ref IS NOT NULL AND cancel_ref IN (",
             );
             let mut list = select.separated(", ");
             for r in refs.iter().take(super::IDS_PER_STATEMENT) {
@@ -335,7 +335,11 @@ impl Store {
             rows.iter()
                 .map(|row| {
                     let types: Option<Json<Vec<String>>> = row.try_get("cancel_types")?;
-                    Ok((row.try_get("id")?, types.map(|t| t.0).unwrap_or_default()))
+                    Ok((
+                        row.try_get("id")?,
+                        row.try_get("cancel_ref")?,
+                        types.map(|t| t.0).unwrap_or_default(),
+                    ))
                 })
                 .collect()
         })

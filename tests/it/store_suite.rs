@@ -1468,8 +1468,16 @@ mod cases {
         assert_eq!(
             cancellable,
             [
-                (act[0].clone(), vec!["payment.received".to_owned()]),
-                (act[3].clone(), vec!["payment.received".to_owned()])
+                (
+                    act[0].clone(),
+                    "claim:C-1".to_owned(),
+                    vec!["payment.received".to_owned()]
+                ),
+                (
+                    act[3].clone(),
+                    "claim:C-1".to_owned(),
+                    vec!["payment.received".to_owned()]
+                )
             ],
             "pending ones with a cancelling subject (the one in flight is not)"
         );
