@@ -537,6 +537,9 @@ async fn run(backend: &str, url: &str, sizes: &Sizes) -> Vec<Measured> {
         .expect("store opens");
     let direct = Direct::connect(url).await;
     seed(&direct, sizes, "absence").await;
+    if std::env::var("BENCH_PROFILE").is_ok_and(|v| v == "1") {
+        profile(&store, sizes).await;
+    }
     let mut slots = Slots {
         next: 0,
         claims: sizes.claims,
@@ -557,6 +560,87 @@ async fn run(backend: &str, url: &str, sizes: &Sizes) -> Vec<Measured> {
     direct.close().await;
     store.close().await;
     measured
+}
+
+/// The queries the time paths add, each alone on the seeded store: how the database plans the
+/// history query, and the mean time of each call (one at a time, as `gather` makes them).
+async fn profile(store: &Store, sizes: &Sizes) {
+    use signalbox::store::HistoryQuery;
+    let now = Utc::now();
+    let far = "9999-12-31T23:59:59Z".parse().expect("a time");
+    let week_ago = now - chrono::Duration::days(7);
+    let failures = vec![TYPES[0].to_owned()];
+    let payments = vec![TYPES[2].to_owned()];
+    let claims: Vec<String> = (0..2000)
+        .map(|i| claim((i * SCATTER + 7) % sizes.claims))
+        .collect();
+    let window = |value, types, after, until| HistoryQuery {
+        key: "claim",
+        value: Some(value),
+        types,
+        after,
+        until,
+        limit: 100,
+    };
+    let plan = store
+        .explain_history(&window(&claims[0], &failures, week_ago, now))
+        .await
+        .expect("explain");
+    println!("  history plan: {}", plan.replace('\n', " / "));
+    let timed = |what: &str, calls: usize, took: Duration, rows: usize| {
+        println!(
+            "  {what:<40} {:>7.1} us/call, {:.2} rows/call",
+            took.as_secs_f64() * 1e6 / calls.max(1) as f64,
+            rows as f64 / calls.max(1) as f64
+        );
+    };
+    let (started, mut rows) = (Instant::now(), 0);
+    for c in &claims {
+        let q = window(c, &failures, week_ago, now);
+        rows += store.history(&q).await.expect("history").len();
+    }
+    timed(
+        "history (count: failures in 7d)",
+        claims.len(),
+        started.elapsed(),
+        rows,
+    );
+    let (started, mut rows) = (Instant::now(), 0);
+    for c in &claims {
+        let q = window(c, &payments, now, far);
+        rows += store.history(&q).await.expect("history").len();
+    }
+    timed(
+        "history (unless look-back)",
+        claims.len(),
+        started.elapsed(),
+        rows,
+    );
+    let (started, mut first) = (Instant::now(), Vec::new());
+    for c in &claims {
+        let refs = vec![format!("claim:{c}")];
+        let found = store
+            .pending_checks_for(&refs, TYPES[2], 100)
+            .await
+            .expect("checks");
+        first.extend(found.into_iter().map(|c| c.event_id));
+    }
+    timed(
+        "pending_checks_for (a payment)",
+        claims.len(),
+        started.elapsed(),
+        first.len(),
+    );
+    let started = Instant::now();
+    for id in &first {
+        store.get_event(id).await.expect("event").expect("stored");
+    }
+    timed(
+        "get_event (a check's first event)",
+        first.len(),
+        started.elapsed(),
+        first.len(),
+    );
 }
 
 fn print_table(results: &[(&str, Vec<Measured>)]) {
