@@ -1,5 +1,7 @@
 //! A real `signalbox serve` process is killed with SIGKILL while senders post to it; after a
-//! restart every acknowledged event is there, exactly once, and gets processed.
+//! restart every acknowledged event is there, exactly once, and gets processed. Killed while
+//! delivering, every planned action still arrives; killed while a check and a delayed action
+//! wait, both come due after the restart, once each.
 
 use std::process::Child;
 use std::sync::{Arc, Mutex};
