@@ -510,8 +510,32 @@ impl crate::rules::facts::Recall for Store {
             .collect())
     }
 
-    async fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
-        Ok(self.get_event(id).await?.map(|stored| stored.event))
+    async fn history_many(
+        &self,
+        key: crate::rules::time::SubjectKey,
+        values: &[&str],
+        types: &[String],
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+        per_value: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut found = Vec::new();
+        // 500 subjects per statement (a batch has at most a few hundred).
+        for chunk in values.chunks(500) {
+            found.extend(
+                Store::history_many(self, key.name(), chunk, types, after, until, per_value)
+                    .await?,
+            );
+        }
+        Ok(found)
+    }
+
+    async fn events(&self, ids: &[&str]) -> Result<Vec<Event>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(500) {
+            found.extend(self.events_by_ids(chunk).await?);
+        }
+        Ok(found)
     }
 
     async fn pending_checks(
@@ -528,6 +552,7 @@ impl crate::rules::facts::Recall for Store {
                 id: c.id,
                 rule_id: c.rule_id,
                 event_id: c.event_id,
+                subject: c.subject_ref,
                 deadline: c.deadline,
             })
             .collect())

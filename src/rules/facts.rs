@@ -20,10 +20,8 @@ use crate::normalize::{Event, EventId};
 
 /// Most follow-ups read per rule and event (the first that meets `where` decides).
 const MAX_FOLLOW_UPS: u32 = 1000;
-/// Most pending checks read per event.
-const MAX_PENDING: u32 = 100;
-/// Most cancellable delayed actions read per batch.
-const MAX_CANCELLABLE: u32 = 1000;
+/// Most pending checks (per awaited type), and cancellable delayed actions, read per batch.
+const MAX_PENDING: u32 = 1000;
 
 /// Window bounds for "from then on" and "as far back as it goes": ordinary four-digit years,
 /// which compare as times on both backends (SQLite compares their text).
@@ -67,6 +65,8 @@ pub struct PendingCheck {
     pub id: String,
     pub rule_id: String,
     pub event_id: String,
+    /// `claim:C-1`.
+    pub subject: String,
     pub deadline: DateTime<Utc>,
 }
 
@@ -78,6 +78,17 @@ pub struct PendingCheck {
 pub trait Recall {
     type Error;
     async fn history(&self, query: &Query) -> Result<Vec<Event>, Self::Error>;
+    /// Several subjects' histories at once: for each of `values` (of `key`), its newest
+    /// `per_value` events of `types` (any when empty) in `(after, until]`.
+    async fn history_many(
+        &self,
+        key: SubjectKey,
+        values: &[&str],
+        types: &[String],
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+        per_value: u32,
+    ) -> Result<Vec<Event>, Self::Error>;
     /// Actions that went dead in `(after, until]`, as JSON summaries, newest first.
     async fn dead_actions(
         &self,
@@ -85,7 +96,8 @@ pub trait Recall {
         until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Value>, Self::Error>;
-    async fn event(&self, id: &str) -> Result<Option<Event>, Self::Error>;
+    /// The events with these ids that are stored.
+    async fn events(&self, ids: &[&str]) -> Result<Vec<Event>, Self::Error>;
     /// Pending checks on these subjects that await `kind`.
     async fn pending_checks(
         &self,
@@ -203,24 +215,27 @@ fn window_end(event: &Event) -> DateTime<Utc> {
     event.occurred_at
 }
 
-/// Follow-ups count from the first event's `occurred_at` on (a follow-up that arrived before
-/// the first event was processed counts too: look-back).
-fn follow_up_query(
-    key: SubjectKey,
-    first: &Event,
-    types: &[String],
+/// One read a batch's rules need: for event `event` and rule `rule`, what `what` names (a
+/// history's name, `unless`, or `cancel:<index>`), about `key`'s `value` of `subject`'s
+/// event, in `(after, until]`.
+struct Need<'a> {
+    event: &'a EventId,
+    rule: &'a str,
+    what: String,
+    key: Option<(SubjectKey, String)>,
+    types: &'a [String],
+    after: DateTime<Utc>,
     until: DateTime<Utc>,
-) -> Option<Query> {
-    Some(Query {
-        key: Some((key, key.value(first)?.to_owned())),
-        types: types.to_vec(),
-        after: first.occurred_at - Duration::milliseconds(1),
-        until,
-        limit: MAX_FOLLOW_UPS,
-    })
+    limit: u32,
+    dead_actions: bool,
 }
 
-/// Gathers what `batch`'s rules read, from `recall`.
+/// Rows read per subject beyond a need's limit in a batched read: later events of the batch
+/// and of its moment. A subject whose rows reach it is read again alone, so no window is cut.
+const SLACK: u32 = 64;
+
+/// Gathers what `batch`'s rules read, from `recall`: one read per rule's declaration for the
+/// whole batch where it can (subjects `IN (...)`), not one per event.
 pub async fn gather<R: Recall>(
     set: &RuleSet,
     batch: &[&Event],
@@ -238,82 +253,130 @@ pub async fn gather<R: Recall>(
         recall.paused(&claims).await?
     };
     facts.script = Arc::new(crate::script::Facts::with_paused(paused));
-    let mut state_refs: HashSet<String> = HashSet::new();
-    let awaited = set.awaited_types();
-    let mut batch_refs: HashSet<String> = HashSet::new();
-    for event in batch {
-        if let Some((rule_id, first_id, deadline, _)) = deadline_of(event) {
-            let Some(rule) = set.rule(rule_id) else {
-                continue;
-            };
-            let Some(first) = recall.event(first_id).await? else {
-                continue;
-            };
-            if let Some(unless) = &rule.time.unless
-                && let Some(query) = follow_up_query(unless.same, &first, &unless.awaits, deadline)
-            {
-                let found = recall.history(&query).await?;
-                facts
-                    .follow_ups
-                    .insert((event.id.clone(), rule.id.clone(), "unless".into()), found);
-            }
-            read_history(&mut facts, recall, rule, event, &first).await?;
-            if let Some(key) = rule.time.state.and_then(|k| k.reference(&first)) {
-                state_refs.insert(key);
-            }
-            facts.armed.insert(event.id.clone(), first);
-            continue;
+
+    // The first events of the batch's deadlines, in one read.
+    let deadlines: Vec<(&Event, &Rule, &str, DateTime<Utc>)> = batch
+        .iter()
+        .filter_map(|e| {
+            let (rule, first, deadline, _) = deadline_of(e)?;
+            Some((*e, set.rule(rule)?, first, deadline))
+        })
+        .collect();
+    let first_ids: Vec<&str> = deadlines.iter().map(|(_, _, first, _)| *first).collect();
+    let firsts: HashMap<String, Event> = recall
+        .events(&first_ids)
+        .await?
+        .into_iter()
+        .map(|e| (e.id.to_string(), e))
+        .collect();
+    for (event, _, first, _) in &deadlines {
+        if let Some(first) = firsts.get(*first) {
+            facts.armed.insert(event.id.clone(), first.clone());
         }
-        let triggered: Vec<&Rule> = set.triggered(event).collect();
-        for rule in triggered {
-            read_history(&mut facts, recall, rule, event, event).await?;
-            if let Some(unless) = &rule.time.unless
-                && let Some(query) =
-                    follow_up_query(unless.same, event, &unless.awaits, far_future())
-            {
-                let found = recall.history(&query).await?;
-                facts
-                    .follow_ups
-                    .insert((event.id.clone(), rule.id.clone(), "unless".into()), found);
+    }
+
+    // What each event's rules read, as needs.
+    let mut needs: Vec<Need<'_>> = Vec::new();
+    let mut state_refs: HashSet<String> = HashSet::new();
+    for (event, rule, _, deadline) in &deadlines {
+        let Some(first) = facts.armed.get(&event.id).cloned() else {
+            continue;
+        };
+        if let Some(unless) = &rule.time.unless {
+            needs.push(follow_up_need(
+                &event.id,
+                &rule.id,
+                "unless".into(),
+                unless.same,
+                &first,
+                &unless.awaits,
+                *deadline,
+            ));
+        }
+        history_needs(&mut needs, rule, event, &first);
+        if let Some(key) = rule.time.state.and_then(|k| k.reference(&first)) {
+            state_refs.insert(key);
+        }
+    }
+    for event in batch.iter().filter(|e| deadline_of(e).is_none()) {
+        for rule in set.triggered(event) {
+            history_needs(&mut needs, rule, event, event);
+            if let Some(unless) = &rule.time.unless {
+                needs.push(follow_up_need(
+                    &event.id,
+                    &rule.id,
+                    "unless".into(),
+                    unless.same,
+                    event,
+                    &unless.awaits,
+                    far_future(),
+                ));
             }
             for (index, timing) in rule.time.actions.iter().enumerate() {
-                if let Some((types, key)) = &timing.cancel_on
-                    && let Some(query) = follow_up_query(*key, event, types, far_future())
-                {
-                    let found = recall.history(&query).await?;
-                    facts.follow_ups.insert(
-                        (event.id.clone(), rule.id.clone(), format!("cancel:{index}")),
-                        found,
-                    );
+                if let Some((types, key)) = &timing.cancel_on {
+                    needs.push(follow_up_need(
+                        &event.id,
+                        &rule.id,
+                        format!("cancel:{index}"),
+                        *key,
+                        event,
+                        types,
+                        far_future(),
+                    ));
                 }
             }
             if let Some(key) = rule.time.state.and_then(|k| k.reference(event)) {
                 state_refs.insert(key);
             }
         }
+    }
+    read_needs(&mut facts, recall, needs).await?;
+
+    // Pending checks the batch's events may satisfy: one read per awaited type.
+    let awaited = set.awaited_types();
+    let mut by_kind: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
+    let mut batch_refs: HashSet<String> = HashSet::new();
+    for event in batch {
         let refs = references(event);
         if refs.is_empty() {
             continue;
         }
         if awaited.contains(event.kind.as_str()) {
-            let mut found = Vec::new();
-            for check in recall
-                .pending_checks(&refs, event.kind.as_str(), MAX_PENDING)
-                .await?
-            {
-                if let Some(first) = recall.event(&check.event_id).await? {
-                    found.push((check, first));
-                }
-            }
-            facts.checks.insert(event.id.clone(), found);
+            by_kind.entry(event.kind.as_str()).or_default().push(event);
         }
         batch_refs.extend(refs);
     }
+    for (kind, events) in by_kind {
+        let refs: Vec<String> = events
+            .iter()
+            .flat_map(|e| references(e))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let checks = recall.pending_checks(&refs, kind, MAX_PENDING).await?;
+        let ids: Vec<&str> = checks.iter().map(|c| c.event_id.as_str()).collect();
+        let firsts: HashMap<String, Event> = recall
+            .events(&ids)
+            .await?
+            .into_iter()
+            .map(|e| (e.id.to_string(), e))
+            .collect();
+        for event in events {
+            let refs = references(event);
+            let found: Vec<(PendingCheck, Event)> = checks
+                .iter()
+                .filter(|c| refs.contains(&c.subject))
+                .filter_map(|c| Some((c.clone(), firsts.get(&c.event_id)?.clone())))
+                .collect();
+            facts.checks.insert(event.id.clone(), found);
+        }
+    }
+
     // Every event may cancel delayed actions planned before it, whatever the rules in force
-    // now say (the rule that planned one may have changed since): one query per batch.
+    // now say (the rule that planned one may have changed since): one read per batch.
     if !batch_refs.is_empty() {
         let refs: Vec<String> = batch_refs.into_iter().collect();
-        facts.cancellable = recall.cancellable(&refs, MAX_CANCELLABLE).await?;
+        facts.cancellable = recall.cancellable(&refs, MAX_PENDING).await?;
     }
     if !state_refs.is_empty() {
         let refs: Vec<String> = state_refs.into_iter().collect();
@@ -326,15 +389,34 @@ pub async fn gather<R: Recall>(
     Ok(facts)
 }
 
-/// Reads `rule`'s history declarations for `event` (`subject`: whose claim, account or
-/// debtor the window follows; the first event for a deadline).
-async fn read_history<R: Recall>(
-    facts: &mut Facts,
-    recall: &R,
-    rule: &Rule,
-    event: &Event,
-    subject: &Event,
-) -> Result<(), R::Error> {
+/// A need for the follow-ups of `first` about its `key`, from its `occurred_at` on (a
+/// follow-up that arrived before the first event was processed counts too: look-back).
+fn follow_up_need<'a>(
+    event: &'a EventId,
+    rule: &'a str,
+    what: String,
+    key: SubjectKey,
+    first: &Event,
+    types: &'a [String],
+    until: DateTime<Utc>,
+) -> Need<'a> {
+    Need {
+        event,
+        rule,
+        what,
+        key: key.value(first).map(|v| (key, v.to_owned())),
+        types,
+        after: first.occurred_at - Duration::milliseconds(1),
+        until,
+        limit: MAX_FOLLOW_UPS,
+        dead_actions: false,
+    }
+}
+
+/// The needs of `rule`'s history declarations for `event`, whose window ends at its time
+/// (`subject`: whose claim, account or debtor a window follows; the first event for a
+/// deadline).
+fn history_needs<'a>(needs: &mut Vec<Need<'a>>, rule: &'a Rule, event: &'a Event, subject: &Event) {
     let until = window_end(event);
     for spec in &rule.time.history {
         let after = chrono::Duration::from_std(spec.within)
@@ -342,41 +424,152 @@ async fn read_history<R: Recall>(
             .and_then(|w| until.checked_sub_signed(w))
             .filter(|after| *after > far_past())
             .unwrap_or_else(far_past);
-        let items = match &spec.source {
-            HistorySource::DeadActions => {
-                HistoryItems::Actions(recall.dead_actions(after, until, spec.limit).await?)
-            }
-            HistorySource::Events(types) => {
-                let key = match spec.same {
-                    Some(key) => match key.value(subject) {
-                        Some(value) => Some((key, value.to_owned())),
-                        // No claim (say) to follow: nothing to read.
-                        None => {
-                            facts.history.insert(
-                                (event.id.clone(), rule.id.clone(), spec.name.clone()),
-                                HistoryItems::Events(Vec::new()),
-                            );
-                            continue;
-                        }
-                    },
-                    None => None,
-                };
-                let query = Query {
-                    key,
-                    types: types.clone(),
-                    after,
-                    until,
-                    limit: spec.limit,
-                };
-                HistoryItems::Events(recall.history(&query).await?)
-            }
+        let (types, dead_actions): (&[String], bool) = match &spec.source {
+            HistorySource::DeadActions => (&[], true),
+            HistorySource::Events(types) => (types, false),
         };
-        facts.history.insert(
-            (event.id.clone(), rule.id.clone(), spec.name.clone()),
-            items,
-        );
+        let key = spec
+            .same
+            .map(|key| (key, key.value(subject).map(str::to_owned)));
+        needs.push(Need {
+            event: &event.id,
+            rule: &rule.id,
+            what: spec.name.clone(),
+            // A window that follows a subject the event lacks reads nothing.
+            key: match key {
+                Some((key, Some(value))) => Some((key, value)),
+                Some((_, None)) => {
+                    needs_nothing(needs, &event.id, &rule.id, &spec.name);
+                    continue;
+                }
+                None => None,
+            },
+            types,
+            after,
+            until,
+            limit: spec.limit,
+            dead_actions,
+        });
+    }
+}
+
+/// A need that reads nothing: an empty history.
+fn needs_nothing<'a>(needs: &mut Vec<Need<'a>>, event: &'a EventId, rule: &'a str, what: &str) {
+    needs.push(Need {
+        event,
+        rule,
+        what: what.to_owned(),
+        key: None,
+        types: &[],
+        after: far_future(),
+        until: far_future(),
+        limit: 0,
+        dead_actions: false,
+    });
+}
+
+/// Reads every need: those of one rule's declaration about subjects together, the others
+/// alone; each event's result is cut to its own window and limit.
+async fn read_needs<R: Recall>(
+    facts: &mut Facts,
+    recall: &R,
+    needs: Vec<Need<'_>>,
+) -> Result<(), R::Error> {
+    // Group the needs that can be read together: same rule, declaration and key kind.
+    let mut groups: BTreeMap<(String, String, &'static str), Vec<Need<'_>>> = BTreeMap::new();
+    for need in needs {
+        match (&need.key, need.dead_actions, need.limit) {
+            (_, _, 0) => store(facts, &need, Vec::new()),
+            (_, true, _) => {
+                let actions = recall
+                    .dead_actions(need.after, need.until, need.limit)
+                    .await?;
+                facts.history.insert(
+                    (need.event.clone(), need.rule.to_owned(), need.what.clone()),
+                    HistoryItems::Actions(actions),
+                );
+            }
+            (None, false, _) => {
+                let found = recall.history(&query(&need, None)).await?;
+                store(facts, &need, found);
+            }
+            (Some((key, _)), false, _) => groups
+                .entry((need.rule.to_owned(), need.what.clone(), key.name()))
+                .or_default()
+                .push(need),
+        }
+    }
+    for (_, group) in groups {
+        let Some((key, _)) = group[0].key.clone() else {
+            continue;
+        };
+        let values: Vec<String> = group
+            .iter()
+            .filter_map(|n| n.key.as_ref().map(|(_, v)| v.clone()))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let value_refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        let after = group.iter().map(|n| n.after).min().unwrap_or_else(far_past);
+        let until = group
+            .iter()
+            .map(|n| n.until)
+            .max()
+            .unwrap_or_else(far_future);
+        let limit = group.iter().map(|n| n.limit).max().unwrap_or(0);
+        let per_value = limit.saturating_add(SLACK).min(super::time::MAX_HISTORY);
+        let rows = recall
+            .history_many(key, &value_refs, group[0].types, after, until, per_value)
+            .await?;
+        let mut by_value: HashMap<String, Vec<Event>> = HashMap::new();
+        for row in rows {
+            if let Some(value) = key.value(&row) {
+                by_value.entry(value.to_owned()).or_default().push(row);
+            }
+        }
+        for need in group {
+            let value = need.key.as_ref().map_or("", |(_, v)| v.as_str());
+            let rows = by_value.get(value).map_or(&[][..], Vec::as_slice);
+            // The subject's rows reached the read's bound: they may not cover this window.
+            let found = if rows.len() as u32 >= per_value {
+                recall.history(&query(&need, Some(value))).await?
+            } else {
+                let mut found: Vec<Event> = rows
+                    .iter()
+                    .filter(|e| e.occurred_at > need.after && e.occurred_at <= need.until)
+                    .cloned()
+                    .collect();
+                found.sort_by(|a, b| (b.occurred_at, &b.id).cmp(&(a.occurred_at, &a.id)));
+                found.truncate(need.limit as usize);
+                found
+            };
+            store(facts, &need, found);
+        }
     }
     Ok(())
+}
+
+fn query(need: &Need<'_>, value: Option<&str>) -> Query {
+    Query {
+        key: need
+            .key
+            .as_ref()
+            .map(|(key, v)| (*key, value.unwrap_or(v).to_owned())),
+        types: need.types.to_vec(),
+        after: need.after,
+        until: need.until,
+        limit: need.limit,
+    }
+}
+
+/// Files what a need read: a history, or follow-ups.
+fn store(facts: &mut Facts, need: &Need<'_>, found: Vec<Event>) {
+    let key = (need.event.clone(), need.rule.to_owned(), need.what.clone());
+    if need.what == "unless" || need.what.starts_with("cancel:") {
+        facts.follow_ups.insert(key, found);
+    } else {
+        facts.history.insert(key, HistoryItems::Events(found));
+    }
 }
 
 /// Runs a future that never waits (an in-memory [`Recall`]) to its end.

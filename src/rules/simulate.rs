@@ -94,8 +94,36 @@ impl Recall for Memory {
         Ok(Vec::new())
     }
 
-    async fn event(&self, id: &str) -> Result<Option<Event>, Self::Error> {
-        Ok(self.events.iter().find(|e| e.id.as_str() == id).cloned())
+    async fn history_many(
+        &self,
+        key: super::time::SubjectKey,
+        values: &[&str],
+        types: &[String],
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+        per_value: u32,
+    ) -> Result<Vec<Event>, Self::Error> {
+        let mut found = Vec::new();
+        for value in values {
+            let query = Query {
+                key: Some((key, (*value).to_owned())),
+                types: types.to_vec(),
+                after,
+                until,
+                limit: per_value,
+            };
+            found.extend(self.history(&query).await?);
+        }
+        Ok(found)
+    }
+
+    async fn events(&self, ids: &[&str]) -> Result<Vec<Event>, Self::Error> {
+        Ok(self
+            .events
+            .iter()
+            .filter(|e| ids.contains(&e.id.as_str()))
+            .cloned()
+            .collect())
     }
 
     async fn pending_checks(
@@ -115,6 +143,7 @@ impl Recall for Memory {
                 id: c.id.clone(),
                 rule_id: c.rule.clone(),
                 event_id: c.event.clone(),
+                subject: c.subject.clone(),
                 deadline: c.deadline,
             })
             .collect())

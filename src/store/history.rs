@@ -121,6 +121,83 @@ impl Store {
         })
     }
 
+    /// Several subjects' histories in one statement: for each of `values` (of `key`), its
+    /// newest `per_value` events (at most [`MAX_HISTORY`]) of `types` (any when empty) with
+    /// `occurred_at` in `(after, until]`, newest first per subject. At most 500 values.
+    pub async fn history_many(
+        &self,
+        key: &str,
+        values: &[&str],
+        types: &[String],
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+        per_value: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let q = HistoryQuery {
+            key,
+            value: None,
+            types,
+            after,
+            until,
+            limit: per_value,
+        };
+        let value_of = self.history_key(&q)?;
+        let per_value = per_value.min(MAX_HISTORY);
+        if values.is_empty() || per_value == 0 || after >= until {
+            return Ok(Vec::new());
+        }
+        let columns = match self.backend {
+            Backend::Sqlite(_) => COLUMNS_SQLITE,
+            Backend::Postgres(_) => COLUMNS_POSTGRES,
+        };
+        // Each subject's newest rows, ranked within the subject.
+        let ranked = columns.replace(
+            "FROM events WHERE ",
+            &format!(
+                ", ROW_NUMBER() OVER (PARTITION BY {value_of} ORDER BY occurred_at DESC, id DESC) AS history_rank FROM events WHERE "
+            ),
+        );
+        on_pool!(self, pool => {
+            let mut select = QueryBuilder::new(format!("SELECT * FROM ({ranked}"));
+            select.push(value_of).push(" IN (");
+            let mut list = select.separated(", ");
+            for value in values.iter().take(super::IDS_PER_STATEMENT) {
+                list.push_bind(*value);
+            }
+            select.push(")");
+            if !types.is_empty() {
+                select.push(" AND type IN (");
+                let mut list = select.separated(", ");
+                for kind in types {
+                    list.push_bind(kind.as_str());
+                }
+                select.push(")");
+            }
+            select.push(" AND occurred_at > ").push_bind(after);
+            select.push(" AND occurred_at <= ").push_bind(until);
+            select.push(") ranked WHERE history_rank <= ").push_bind(i64::from(per_value));
+            let rows = select.build().fetch_all(pool).await?;
+            rows.iter().map(|row| decode_event(row).map(|stored| stored.event)).collect()
+        })
+    }
+
+    /// The events with these ids (at most 500), in no particular order.
+    pub async fn events_by_ids(&self, ids: &[&str]) -> Result<Vec<Event>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        on_pool!(self, pool => {
+            let mut select = QueryBuilder::new("SELECT * FROM events WHERE id IN (");
+            let mut list = select.separated(", ");
+            for id in ids.iter().take(super::IDS_PER_STATEMENT) {
+                list.push_bind(*id);
+            }
+            select.push(")");
+            let rows = select.build().fetch_all(pool).await?;
+            rows.iter().map(|row| decode_event(row).map(|stored| stored.event)).collect()
+        })
+    }
+
     /// How the database plans the query [`Store::history`] runs for `q`, as its EXPLAIN
     /// (SQLite: EXPLAIN QUERY PLAN) prints it, one line per row: to see that it uses the
     /// subject's index.
