@@ -260,14 +260,14 @@ pub fn run(
         ..Memory::default()
     };
     let mut firings: Vec<Firing> = Vec::new();
-    // The last tick each scheduled rule ran.
-    let mut last_tick: HashMap<String, DateTime<Utc>> = set
+    // Each scheduled rule's next tick, found once per tick.
+    let mut next_ticks: HashMap<String, DateTime<Utc>> = set
         .scheduled()
         .filter(|(rule, _)| only.is_none_or(|o| o == rule.id))
-        .map(|(rule, _)| (rule.id.clone(), from))
+        .filter_map(|(rule, s)| Some((rule.id.clone(), s.schedule.next_after(from)?)))
         .collect();
-    // Bounds a run (an every-minute schedule over years would otherwise run for long).
-    const MAX_STEPS: usize = 100_000;
+    // Bounds a run (an every-minute schedule over months would otherwise run for long).
+    const MAX_STEPS: usize = 20_000;
     for step_number in 0..=MAX_STEPS {
         if step_number == MAX_STEPS {
             return Err(format!(
@@ -283,12 +283,9 @@ pub fn run(
             .filter(|c| c.pending)
             .map(|c| c.deadline.max(memory.now))
             .min();
-        let next_tick = set
-            .scheduled()
-            .filter_map(|(rule, s)| {
-                let last = last_tick.get(&rule.id)?;
-                Some((s.schedule.next_after(*last)?, rule.id.clone()))
-            })
+        let next_tick = next_ticks
+            .iter()
+            .map(|(rule, tick)| (*tick, rule.clone()))
             .min();
         let candidates = [
             next_input.map(|t| (t, 0)),
@@ -332,7 +329,14 @@ pub fn run(
             }
             _ => {
                 let (tick, rule) = next_tick.expect("a tick");
-                last_tick.insert(rule.clone(), tick);
+                match set
+                    .rule(&rule)
+                    .and_then(|r| r.time.schedule.as_ref())
+                    .and_then(|s| s.schedule.next_after(tick))
+                {
+                    Some(next) => next_ticks.insert(rule.clone(), next),
+                    None => next_ticks.remove(&rule),
+                };
                 tick_event(&rule, tick)
             }
         };
