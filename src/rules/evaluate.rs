@@ -512,7 +512,10 @@ impl RuleSet {
         let mut map = rhai::Map::new();
         for spec in &rule.time.history {
             let items = view.facts.history(&view.evaluated, &rule.id, &spec.name);
-            map.insert(spec.name.as_str().into(), history_value(items)?);
+            map.insert(
+                spec.name.as_str().into(),
+                history_value(items, rule.time.history_events)?,
+            );
         }
         Ok(rhai::Dynamic::from_map(map))
     }
@@ -878,8 +881,9 @@ fn within_reach(t: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), String> {
     Ok(())
 }
 
-/// A time a template gave: RFC 3339, or a bare date as local midnight in `zone` (a due date
-/// is a day where the debtor lives).
+/// A time a template gave: RFC 3339; or, in `zone` (a due date is a day where the debtor
+/// lives), a bare date (its midnight) or a date and time without an offset
+/// (`2026-12-23T23:59:59`).
 fn local_time(text: &str, zone: chrono_tz::Tz) -> Option<DateTime<Utc>> {
     if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         return Some(crate::calendar::local_to_utc(
@@ -887,12 +891,18 @@ fn local_time(text: &str, zone: chrono_tz::Tz) -> Option<DateTime<Utc>> {
             zone,
         ));
     }
+    if let Ok(local) = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S") {
+        return Some(crate::calendar::local_to_utc(local, zone));
+    }
     script::bindings::parse_time(text)
 }
 
 /// `history.<name>` for scripts: `#{count, events, first, last, sum}` (events newest first;
 /// `first` and `last` the oldest and newest times; `sum` of the events' amounts).
-fn history_value(items: Option<&HistoryItems>) -> Result<rhai::Dynamic, String> {
+///
+/// `with_events` false (the rule's scripts never name `events`) leaves the list empty: turning
+/// each event into a script value is most of a history's cost.
+fn history_value(items: Option<&HistoryItems>, with_events: bool) -> Result<rhai::Dynamic, String> {
     let mut map = rhai::Map::new();
     let (count, list, first, last, sum) = match items {
         None => (
@@ -906,7 +916,9 @@ fn history_value(items: Option<&HistoryItems>) -> Result<rhai::Dynamic, String> 
             let mut list = rhai::Array::with_capacity(events.len());
             let mut sum = rust_decimal::Decimal::ZERO;
             for event in events {
-                list.push(script::event_value(event).map_err(|e| e.message)?);
+                if with_events {
+                    list.push(script::event_value(event).map_err(|e| e.message)?);
+                }
                 if let Some(amount) = &event.amount {
                     sum = sum
                         .checked_add(amount.value)

@@ -149,6 +149,8 @@ pub struct TimeSpec {
     pub zone: Tz,
     pub calendar: String,
     pub calendars: Arc<Calendars>,
+    /// Whether the rule's scripts may read a history's `events` (their text names them).
+    pub history_events: bool,
 }
 
 impl TimeSpec {
@@ -333,6 +335,10 @@ pub fn compile(
     }
     (
         TimeSpec {
+            history_events: [config.when.as_deref(), config.script.as_deref()]
+                .into_iter()
+                .flatten()
+                .any(|source| source.contains("events")),
             schedule,
             history,
             state,

@@ -42,7 +42,7 @@ until: "2027-01-10T00:00:00Z"
     ]);
     assert!(ok, "{out}");
     assert!(
-        out.contains("2026-12-28T17:00:00+00:00  FIRES promise_to_pay_unkept"),
+        out.contains("2026-12-28T22:59:59+00:00  FIRES promise_to_pay_unkept"),
         "{out}"
     );
     assert!(out.contains("Claim C-1: promise to pay not kept"), "{out}");
