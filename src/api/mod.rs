@@ -10,6 +10,7 @@ mod ingest;
 pub mod limits;
 pub mod rejections;
 mod serve;
+pub mod timeline;
 mod tokens;
 
 use std::sync::Arc;
@@ -78,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/evaluations", get(evaluations::list))
         .route("/v1/rules/status", get(health::rules_status))
         .route("/v1/checks", get(checks::list_checks))
+        .route("/v1/subjects/{key}/{value}/timeline", get(timeline::get))
         .route("/v1/actions", get(checks::list_actions))
         .route("/metrics", get(metrics))
         .route_layer(gate(Role::Read));

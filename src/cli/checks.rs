@@ -1,8 +1,9 @@
-//! `signalbox checks`: the checks of `unless:` rules, and cancelling a pending one.
+//! `signalbox checks`: the checks of `unless:` rules, and cancelling a pending one;
+//! `signalbox timeline`: what happened to one claim (account, debtor).
 
 use anyhow::{Context, bail};
 
-use super::{ChecksArgs, ChecksCommand};
+use super::{ChecksArgs, ChecksCommand, TimelineArgs};
 use crate::clock::Clock;
 use crate::store::{CheckStatus, Store};
 
@@ -76,4 +77,49 @@ async fn cancel(store: &Store, id: &str) -> anyhow::Result<()> {
         check.rule_id
     );
     Ok(())
+}
+
+pub(super) fn timeline(args: TimelineArgs) -> anyhow::Result<()> {
+    if !crate::store::HISTORY_KEYS.contains(&args.key.as_str()) {
+        bail!(
+            "'{}' is not a subject with a timeline: use {}",
+            args.key,
+            crate::store::HISTORY_KEYS.join(", ")
+        );
+    }
+    let config = args.config.load(&[])?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let store = Store::open_existing(&config.database_url, &config.store).await?;
+        let entries = crate::api::timeline::timeline(
+            &store,
+            &args.key,
+            &args.value,
+            args.limit.clamp(1, 200),
+        )
+        .await;
+        store.close().await;
+        let entries = entries?;
+        if args.json {
+            out!("{}", serde_json::to_string_pretty(&entries)?);
+            return Ok(());
+        }
+        for e in &entries {
+            out!(
+                "{}  {:<10}  {:<32}  {}  ({})",
+                e.at.format("%Y-%m-%d %H:%M:%S"),
+                e.kind,
+                e.rule_id.as_deref().unwrap_or(""),
+                e.summary,
+                e.event_id
+            );
+        }
+        out!(
+            "\n{} entries for {}:{}",
+            entries.len(),
+            args.key,
+            args.value
+        );
+        Ok(())
+    })
 }

@@ -62,6 +62,9 @@ pub enum Command {
     /// List the checks of `unless:` rules (pending ones wait for a follow-up or their
     /// deadline); cancel one.
     Checks(ChecksArgs),
+    /// Everything that happened to one claim (or account, debtor), in time order: its
+    /// events, what the rules did, the actions and their attempts, the checks.
+    Timeline(TimelineArgs),
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +161,22 @@ pub struct ChecksArgs {
     pub limit: u32,
     #[command(subcommand)]
     pub command: Option<ChecksCommand>,
+}
+
+#[derive(Debug, Args)]
+pub struct TimelineArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// claim, account or debtor
+    pub key: String,
+    /// The claim's (account's, debtor's) reference, e.g. C-1
+    pub value: String,
+    /// The subject's newest events taken
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// Print the entries as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -321,6 +340,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Evaluations(args) => evaluations::run(args),
         Command::Tokens(args) => tokens::run(args),
         Command::Checks(args) => checks::run(args),
+        Command::Timeline(args) => checks::timeline(args),
     }
 }
 

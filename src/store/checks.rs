@@ -110,6 +110,23 @@ impl Store {
         })
     }
 
+    /// The checks these events armed (at most 500 ids), any status.
+    pub async fn checks_of_events(&self, ids: &[&str]) -> Result<Vec<CheckRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        on_pool!(self, pool => {
+            let mut select = QueryBuilder::new("SELECT * FROM checks WHERE event_id IN (");
+            let mut list = select.separated(", ");
+            for id in ids.iter().take(IDS_PER_STATEMENT) {
+                list.push_bind(*id);
+            }
+            select.push(")");
+            let rows = select.build().fetch_all(pool).await?;
+            rows.iter().map(decode_check).collect()
+        })
+    }
+
     /// Pending checks whose deadline is at or before `now`, earliest deadline first, at most
     /// `limit` (and at most 1000).
     pub async fn due_checks(

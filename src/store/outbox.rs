@@ -275,6 +275,22 @@ impl Store {
         })
     }
 
+    /// The actions an event's evaluations planned, in rule and action order.
+    pub async fn actions_for_event(
+        &self,
+        event_id: &str,
+    ) -> Result<Vec<ActionSummary>, StoreError> {
+        on_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT id, event_id, rule_id, kind, target, status, attempts, last_error, updated_at, next_attempt_ms FROM actions WHERE event_id = $1 ORDER BY rule_id, action_index",
+            )
+            .bind(event_id)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(decode_summary).collect()
+        })
+    }
+
     /// One action, as lists show it.
     pub async fn get_action(&self, id: &str) -> Result<Option<ActionSummary>, StoreError> {
         on_pool!(self, pool => {

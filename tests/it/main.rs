@@ -18,4 +18,5 @@ mod rules;
 mod store_suite;
 mod support;
 mod time;
+mod timeline;
 mod webhooks;

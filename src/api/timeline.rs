@@ -1,0 +1,162 @@
+//! `GET /v1/subjects/{key}/{value}/timeline` (read): everything that happened to one claim (or
+//! account, debtor) in time order: its events, what each rule did with them (fired, waited,
+//! failed, throttled), the actions they planned with every attempt, and the checks waiting on
+//! it. How an agent answers "why was this claim paused on 3 March".
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::store::{HistoryQuery, Store, StoreError};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TimelineQuery {
+    /// The subject's newest events taken (1 to 200, default 50).
+    limit: Option<u32>,
+}
+
+/// One thing that happened, at a time.
+#[derive(Debug, Serialize)]
+pub struct Entry {
+    pub at: DateTime<Utc>,
+    /// `event`, `evaluation`, `action`, `attempt` or `check`.
+    pub kind: &'static str,
+    /// The event it belongs to.
+    pub event_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule_id: Option<String>,
+    /// One line for people: `sms.delivery_failed from receeve`, `fired`, `pause_strategy
+    /// delivered`.
+    pub summary: String,
+    pub detail: Value,
+}
+
+/// The timeline of `key`'s `value` (its `limit` newest events and what followed them), oldest
+/// first.
+pub async fn timeline(
+    store: &Store,
+    key: &str,
+    value: &str,
+    limit: u32,
+) -> Result<Vec<Entry>, StoreError> {
+    let far: DateTime<Utc> = "9999-12-31T23:59:59Z".parse().expect("a valid time");
+    let past: DateTime<Utc> = "0001-01-01T00:00:00Z".parse().expect("a valid time");
+    let events = store
+        .history(&HistoryQuery {
+            key,
+            value: Some(value),
+            types: &[],
+            after: past,
+            until: far,
+            limit,
+        })
+        .await?;
+    let mut entries = Vec::new();
+    for event in &events {
+        let id = event.id.to_string();
+        entries.push(Entry {
+            at: event.occurred_at,
+            kind: "event",
+            event_id: id.clone(),
+            rule_id: None,
+            summary: format!("{} from {}", event.kind, event.source),
+            detail: serde_json::to_value(event.view()).unwrap_or(Value::Null),
+        });
+        for evaluation in store.evaluations_for_event(&id).await? {
+            entries.push(Entry {
+                at: evaluation.evaluated_at,
+                kind: "evaluation",
+                event_id: id.clone(),
+                rule_id: Some(evaluation.rule_id.clone()),
+                summary: match &evaluation.error {
+                    Some(error) => format!("{}: {error}", evaluation.outcome),
+                    None => evaluation.outcome.to_string(),
+                },
+                detail: serde_json::to_value(&evaluation).unwrap_or(Value::Null),
+            });
+        }
+        for action in store.actions_for_event(&id).await? {
+            for attempt in store.attempts(&action.id).await? {
+                entries.push(Entry {
+                    at: attempt.started_at,
+                    kind: "attempt",
+                    event_id: id.clone(),
+                    rule_id: Some(action.rule_id.clone()),
+                    summary: format!(
+                        "{} attempt {}: {}{}",
+                        action.kind,
+                        attempt.attempt,
+                        attempt.outcome,
+                        attempt
+                            .error
+                            .as_deref()
+                            .map(|e| format!(" ({e})"))
+                            .unwrap_or_default()
+                    ),
+                    detail: serde_json::to_value(&attempt).unwrap_or(Value::Null),
+                });
+            }
+            entries.push(Entry {
+                at: action.next_attempt_at.unwrap_or(action.updated_at),
+                kind: "action",
+                event_id: id.clone(),
+                rule_id: Some(action.rule_id.clone()),
+                summary: format!("{} to {}: {}", action.kind, action.target, action.status),
+                detail: serde_json::to_value(&action).unwrap_or(Value::Null),
+            });
+        }
+    }
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    for check in store.checks_of_events(&ids).await? {
+        {
+            entries.push(Entry {
+                at: check.deadline,
+                kind: "check",
+                event_id: check.event_id.clone(),
+                rule_id: Some(check.rule_id.clone()),
+                summary: format!(
+                    "waits for {} until {}: {}",
+                    check.awaits.join(" or "),
+                    check.deadline.to_rfc3339(),
+                    check.status
+                ),
+                detail: serde_json::to_value(&check).unwrap_or(Value::Null),
+            });
+        }
+    }
+    entries.sort_by_key(|e| e.at);
+    Ok(entries)
+}
+
+pub(super) async fn get(
+    State(state): State<AppState>,
+    Path((key, value)): Path<(String, String)>,
+    query: Result<Query<TimelineQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query?;
+    if !crate::store::HISTORY_KEYS.contains(&key.as_str()) {
+        return Err(ApiError::BadRequest {
+            code: "invalid_subject",
+            message: format!(
+                "'{key}' is not a subject with a timeline: use {}",
+                crate::store::HISTORY_KEYS.join(", ")
+            ),
+        });
+    }
+    let entries = timeline(
+        &state.store,
+        &key,
+        &value,
+        q.limit.unwrap_or(50).clamp(1, 200),
+    )
+    .await?;
+    Ok(Json(serde_json::json!({
+        "subject": format!("{key}:{value}"),
+        "entries": entries,
+    })))
+}

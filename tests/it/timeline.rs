@@ -1,0 +1,93 @@
+//! A subject's timeline: what happened to one claim, in time order, from its events to the
+//! attempts of the actions they planned, over the API and the command line.
+
+crate::on_both_backends!(cases: a_claims_timeline_shows_its_events_firings_actions_and_checks);
+
+mod cases {
+    use serde_json::json;
+
+    use crate::rules::write_rules;
+    use crate::support::{Receiver, TestApp, TestDb, test_config};
+
+    const RULES: &str = r#"
+version: 1
+rules:
+  - id: tell_crm
+    on: [sms.delivery_failed]
+    actions:
+      - type: webhook
+        url: "RECEIVER/{{ event.subject.claim }}"
+  - id: unkept
+    on: [promise_to_pay.created]
+    unless: { event: payment.received, same: claim, within: 3d }
+    actions: [{ type: emit, event_type: promise.unkept }]
+"#;
+
+    pub(super) async fn a_claims_timeline_shows_its_events_firings_actions_and_checks(db: TestDb) {
+        let receiver = Receiver::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        write_rules(
+            dir.path(),
+            &[("rules.yaml", &RULES.replace("RECEIVER", &receiver.url))],
+        );
+        let mut config = test_config(&db);
+        config.rules_dir = dir.path().to_owned();
+        let app = TestApp::spawn(config).await;
+        for (n, kind, claim, at) in [
+            (1, "sms.delivery_failed", "C-1", "2026-12-01T09:00:00Z"),
+            (2, "sms.delivery_failed", "C-2", "2026-12-01T09:30:00Z"),
+            (3, "promise_to_pay.created", "C-1", "2026-12-01T10:00:00Z"),
+        ] {
+            let (status, _) = app
+                .post(
+                    "/v1/events",
+                    json!({"type": kind, "source_event_id": format!("e-{n}"), "occurred_at": at,
+                           "subject": {"claim": claim}})
+                    .to_string(),
+                )
+                .await;
+            assert_eq!(status, 201);
+        }
+        receiver.wait_for(2).await;
+        crate::support::wait_actions_settled(&app.store, 2).await;
+        let (status, timeline) = app.get("/v1/subjects/claim/C-1/timeline").await;
+        assert_eq!(status, 200, "{timeline}");
+        assert_eq!(timeline["subject"], "claim:C-1");
+        let entries = timeline["entries"].as_array().unwrap();
+        let kinds: Vec<(&str, &str)> = entries
+            .iter()
+            .map(|e| (e["kind"].as_str().unwrap(), e["summary"].as_str().unwrap()))
+            .collect();
+        let position = |kind: &str, starts: &str| {
+            kinds
+                .iter()
+                .position(|(k, s)| *k == kind && s.starts_with(starts))
+                .unwrap_or_else(|| panic!("no {kind} '{starts}' in {kinds:?}"))
+        };
+        let event = position("event", "sms.delivery_failed from api");
+        let fired = position("evaluation", "fired");
+        let attempt = position("attempt", "webhook attempt 1: delivered");
+        let promise = position("event", "promise_to_pay.created from api");
+        let waiting = position("evaluation", "waiting");
+        let check = position("check", "waits for payment.received until");
+        assert!(event < fired && fired < attempt, "in time order: {kinds:?}");
+        assert!(promise < waiting && waiting < check, "{kinds:?}");
+        assert!(
+            entries
+                .iter()
+                .all(|e| !e["detail"].to_string().contains("C-2")),
+            "nothing of C-2: {entries:?}"
+        );
+        let (status, refused) = app.get("/v1/subjects/case/X/timeline").await;
+        assert_eq!(status, 400, "{refused}");
+        if db.url.starts_with("sqlite:") {
+            let (ok, out) =
+                crate::support::signalbox(&["timeline", "claim", "C-1", "--database-url", &db.url]);
+            assert!(ok, "{out}");
+            assert!(out.contains("event       "), "{out}");
+            assert!(out.contains("tell_crm"), "{out}");
+            assert!(out.contains("webhook attempt 1: delivered"), "{out}");
+        }
+        app.stop().await;
+    }
+}
