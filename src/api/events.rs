@@ -122,6 +122,43 @@ pub(super) async fn evaluations(
     ))
 }
 
+/// `GET /v1/events/{id}/explain` (read): every rule of the set in force against a stored
+/// event, with why it did or did not fire (its trigger, its condition, a script's skip, an
+/// error), knowing what the rules read from the store (history, follow-ups, state), at the
+/// time the event was processed; beside what was recorded live. Nothing is stored or sent.
+pub(super) async fn explain(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Some(stored) = state.store.get_event(&id).await? else {
+        return Err(ApiError::NotFound {
+            code: "event_not_found",
+            message: format!("no event with id '{id}'"),
+        });
+    };
+    let rules = state.rules.current();
+    let at = stored.processed_at.unwrap_or_else(|| state.clock.now());
+    let facts = std::sync::Arc::new(
+        crate::rules::facts::gather(&rules, &[&stored.event], &state.store, at).await?,
+    );
+    let evaluations = tokio::task::spawn_blocking(move || {
+        rules
+            .explain_with(&stored.event, at, &facts)
+            .into_iter()
+            .map(|e| serde_json::to_value(&e).unwrap_or_default())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(serde_json::json!({
+        "event_id": id,
+        "rule_set": state.rules.status().set_id,
+        "at": at,
+        "rules": evaluations,
+        "recorded": state.store.evaluations_for_event(&id).await?,
+    })))
+}
+
 /// `POST /v1/events/{id}/retry` (operate): a parked (`failed`) event is processed again.
 pub(super) async fn retry(
     State(state): State<AppState>,

@@ -74,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", get(events::list))
         .route("/v1/events/{id}", get(events::get_one))
         .route("/v1/events/{id}/evaluations", get(events::evaluations))
+        .route("/v1/events/{id}/explain", get(events::explain))
         .route("/v1/deliveries", get(events::deliveries))
         .route("/v1/unknown-types", get(events::unknown_types))
         .route("/v1/evaluations", get(evaluations::list))

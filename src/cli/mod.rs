@@ -62,6 +62,9 @@ pub enum Command {
     /// List the checks of `unless:` rules (pending ones wait for a follow-up or their
     /// deadline); cancel one.
     Checks(ChecksArgs),
+    /// Why each rule did or did not fire for a stored event (evt_...), against the rules
+    /// folder, knowing what the rules read from the store: `try --event-id` by its name.
+    Explain(ExplainArgs),
     /// Everything that happened to one claim (or account, debtor), in time order: its
     /// events, what the rules did, the actions and their attempts, the checks.
     Timeline(TimelineArgs),
@@ -161,6 +164,17 @@ pub struct ChecksArgs {
     pub limit: u32,
     #[command(subcommand)]
     pub command: Option<ChecksCommand>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The stored event (evt_...)
+    pub id: String,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Rules folder
+    #[arg(long = "rules", default_value = "rules")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -341,6 +355,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tokens(args) => tokens::run(args),
         Command::Checks(args) => checks::run(args),
         Command::Timeline(args) => checks::timeline(args),
+        Command::Explain(args) => rules::try_event(TryArgs {
+            event: None,
+            event_id: Some(args.id),
+            sequence: None,
+            config: args.config,
+            source: None,
+            dir: args.dir,
+            now: None,
+        }),
     }
 }
 

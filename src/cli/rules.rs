@@ -162,8 +162,13 @@ pub(super) fn try_event(args: TryArgs) -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("--now: '{t}' is not a time"))?,
         None => crate::clock::Clock::now(&crate::clock::SystemClock),
     };
+    let mut facts = std::sync::Arc::default();
     let event = match (&args.event, &args.event_id) {
-        (_, Some(id)) => stored_event(&args, id)?,
+        (_, Some(id)) => {
+            let (event, read) = stored_event(&args, id, &set, now)?;
+            facts = read;
+            event
+        }
         (Some(file), None) => {
             let path = std::env::current_dir()?.join(file);
             match api_event(&path)? {
@@ -196,7 +201,7 @@ pub(super) fn try_event(args: TryArgs) -> anyhow::Result<()> {
     }
     out!();
     let mut fired = 0;
-    for evaluation in set.explain(&event, now) {
+    for evaluation in set.explain_with(&event, now, &facts) {
         match &evaluation.outcome {
             Outcome::Fired {
                 actions, throttle, ..
@@ -250,19 +255,34 @@ pub(super) fn try_event(args: TryArgs) -> anyhow::Result<()> {
 }
 
 /// The stored event `id`, from the engine's store.
-fn stored_event(args: &TryArgs, id: &str) -> anyhow::Result<crate::normalize::Event> {
+/// A stored event, with what `set`'s rules read about it from the store (its history,
+/// follow-ups, state), as the engine reads them.
+fn stored_event(
+    args: &TryArgs,
+    id: &str,
+    set: &RuleSet,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<(
+    crate::normalize::Event,
+    std::sync::Arc<crate::rules::facts::Facts>,
+)> {
     let config = args.config.load(&[])?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let store = crate::store::Store::open_existing(&config.database_url, &config.store).await?;
-        let event = store.get_event(id).await;
+        let read = async {
+            let Some(stored) = store.get_event(id).await? else {
+                anyhow::bail!(
+                    "no event with id '{id}' in {}",
+                    crate::store::redact_url(&config.database_url)
+                );
+            };
+            let facts = crate::rules::facts::gather(set, &[&stored.event], &store, now).await?;
+            Ok((stored.event, std::sync::Arc::new(facts)))
+        }
+        .await;
         store.close().await;
-        event?.map(|stored| stored.event).ok_or_else(|| {
-            anyhow::anyhow!(
-                "no event with id '{id}' in {}",
-                crate::store::redact_url(&config.database_url)
-            )
-        })
+        read
     })
 }
 

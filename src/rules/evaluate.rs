@@ -305,7 +305,18 @@ impl RuleSet {
 
     /// Every rule, with why it did or did not fire (for `signalbox try`).
     pub fn explain(&self, event: &Event, now: DateTime<Utc>) -> Vec<Evaluation> {
-        let view = EventView::new(self, event, now, Arc::default());
+        self.explain_with(event, now, &Arc::default())
+    }
+
+    /// Every rule, with why it did or did not fire, knowing `facts` (read from the store for a
+    /// stored event): nothing is stored or sent.
+    pub fn explain_with(
+        &self,
+        event: &Event,
+        now: DateTime<Utc>,
+        facts: &Arc<Facts>,
+    ) -> Vec<Evaluation> {
+        let view = EventView::new(self, event, now, facts.clone());
         self.rules()
             .iter()
             .map(|rule| self.evaluate_one(rule, &view))

@@ -1,9 +1,14 @@
 //! A subject's timeline: what happened to one claim, in time order, from its events to the
-//! attempts of the actions they planned, over the API and the command line.
+//! attempts of the actions they planned, over the API and the command line; and why each rule
+//! did or did not fire for one stored event (explain).
 
-crate::on_both_backends!(cases: a_claims_timeline_shows_its_events_firings_actions_and_checks);
+crate::on_both_backends!(cases:
+    a_claims_timeline_shows_its_events_firings_actions_and_checks,
+    explain_says_why_each_rule_did_or_did_not_fire,
+);
 
 mod cases {
+    pub(super) use super::explain::explain_says_why_each_rule_did_or_did_not_fire;
     use serde_json::json;
 
     use crate::rules::write_rules;
@@ -87,6 +92,92 @@ rules:
             assert!(out.contains("event       "), "{out}");
             assert!(out.contains("tell_crm"), "{out}");
             assert!(out.contains("webhook attempt 1: delivered"), "{out}");
+        }
+        app.stop().await;
+    }
+}
+
+mod explain {
+    use serde_json::json;
+
+    use crate::rules::write_rules;
+    use crate::support::{TestApp, TestDb, test_config};
+
+    const RULES: &str = r#"
+version: 1
+rules:
+  - id: big_promises
+    on: [promise_to_pay.created]
+    when: event.amount.value >= 1000
+    actions: [{ type: emit, event_type: promise.big }]
+  - id: any_promise
+    on: [promise_to_pay.created]
+    history:
+      before: { events: promise_to_pay.created, same: claim, within: 30d }
+    when: history.before.count >= 2
+    actions: [{ type: emit, event_type: promise.again }]
+  - id: sms_only
+    on: [sms.delivery_failed]
+    actions: [{ type: emit, event_type: sms.noted }]
+"#;
+
+    pub(crate) async fn explain_says_why_each_rule_did_or_did_not_fire(db: TestDb) {
+        let dir = tempfile::tempdir().unwrap();
+        write_rules(dir.path(), &[("rules.yaml", RULES)]);
+        let mut config = test_config(&db);
+        config.rules_dir = dir.path().to_owned();
+        let app = TestApp::spawn(config).await;
+        let mut last = String::new();
+        for n in 1..=2 {
+            let (status, receipt) = app
+                .post(
+                    "/v1/events",
+                    json!({"type": "promise_to_pay.created", "source_event_id": format!("p-{n}"),
+                           "subject": {"claim": "C-1"}, "amount": {"value": "50", "currency": "EUR"}})
+                    .to_string(),
+                )
+                .await;
+            assert_eq!(status, 201);
+            last = receipt["id"].as_str().unwrap().to_owned();
+        }
+        app.wait_processed().await;
+        let (status, explained) = app.get(&format!("/v1/events/{last}/explain")).await;
+        assert_eq!(status, 200, "{explained}");
+        let rules = explained["rules"].as_array().unwrap();
+        let of = |id: &str| rules.iter().find(|r| r["rule_id"] == id).unwrap().clone();
+        assert_eq!(of("big_promises")["outcome"], "not_matched");
+        assert_eq!(of("big_promises")["reason"], "when was false");
+        // The history the live run read: this claim's two promises.
+        assert_eq!(of("any_promise")["outcome"], "fired", "{explained}");
+        assert!(
+            of("sms_only")["reason"]
+                .as_str()
+                .unwrap()
+                .contains("is not in on: [sms.delivery_failed]"),
+            "{explained}"
+        );
+        let recorded = explained["recorded"].as_array().unwrap();
+        assert_eq!(
+            recorded.len(),
+            1,
+            "live, only any_promise fired: {explained}"
+        );
+        assert_eq!(recorded[0]["rule_id"], "any_promise");
+        let (status, _) = app.get("/v1/events/evt_nope/explain").await;
+        assert_eq!(status, 404);
+        if db.url.starts_with("sqlite:") {
+            // The command line reads the same history from the store.
+            let (ok, out) = crate::support::signalbox(&[
+                "explain",
+                &last,
+                "--rules",
+                dir.path().to_str().unwrap(),
+                "--database-url",
+                &db.url,
+            ]);
+            assert!(ok, "{out}");
+            assert!(out.contains("FIRES    any_promise"), "{out}");
+            assert!(out.contains("no       big_promises: when was false"), "{out}");
         }
         app.stop().await;
     }
