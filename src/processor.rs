@@ -321,6 +321,14 @@ impl Processor {
                     let one = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         let processed = rules.process(event, clock.now(), &facts);
                         for e in &processed.evaluations {
+                            let outcome = match &e.outcome {
+                                Outcome::Fired { .. } => "fired",
+                                Outcome::Waiting { .. } => "waiting",
+                                Outcome::Skipped { .. } => "skipped",
+                                Outcome::NotMatched { .. } => "not_matched",
+                                Outcome::Failed { .. } => "failed",
+                            };
+                            metrics::counter!("signalbox_evaluations_total", "rule" => e.rule_id.clone(), "outcome" => outcome).increment(1);
                             match &e.outcome {
                                 Outcome::Failed { error, line } => {
                                     metrics::counter!("signalbox_rule_failures_total", "rule" => e.rule_id.clone()).increment(1);

@@ -138,7 +138,8 @@ fn finish(routes: Router<AppState>, state: AppState) -> Router {
 }
 
 /// Prometheus text exposition.
-async fn metrics() -> impl IntoResponse {
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
+    crate::metrics::sample(&state.store, state.clock.now()).await;
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -212,6 +212,12 @@ impl Finished {
             Outcome::Retry { .. } => (AttemptOutcome::Retry, None),
             Outcome::Failed { .. } => (AttemptOutcome::Failed, None),
         };
+        metrics::counter!(
+            "signalbox_action_attempts_total",
+            "kind" => self.action.kind.clone(),
+            "outcome" => outcome.as_str()
+        )
+        .increment(1);
         NewAttempt {
             action_id: &self.action.id,
             attempt: i64::from(self.action.attempts) + 1,

@@ -291,6 +291,25 @@ impl Store {
         })
     }
 
+    /// Pending actions, and when the oldest of those due by `now` became due (through the
+    /// pending index).
+    pub async fn outbox_depth(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
+        on_pool!(self, pool => {
+            let row = sqlx::query(
+                "SELECT COUNT(*) AS pending, MIN(CASE WHEN next_attempt_ms <= $1 THEN next_attempt_ms END) AS oldest
+                 FROM actions WHERE status = 'pending'",
+            )
+            .bind(now.timestamp_millis())
+            .fetch_one(pool)
+            .await?;
+            let oldest: Option<i64> = row.try_get("oldest")?;
+            Ok((row.try_get("pending")?, oldest.and_then(DateTime::from_timestamp_millis)))
+        })
+    }
+
     /// One action, as lists show it.
     pub async fn get_action(&self, id: &str) -> Result<Option<ActionSummary>, StoreError> {
         on_pool!(self, pool => {

@@ -90,6 +90,9 @@ async fn run(store: Store, rx: Queue, stored: Arc<Notify>, health: Arc<Health>) 
         }
         let inserted = store.insert_batch(&batch).await;
         health.wrote(inserted.as_ref().map(|_| ()).map_err(ToString::to_string));
+        if let Ok(results) = &inserted {
+            crate::metrics::stored(&batch, results);
+        }
         let results = match inserted {
             Ok(results) => results.into_iter().map(Ok).collect(),
             // The database is away: every request of the batch gets 503 and its sender retries.

@@ -177,8 +177,92 @@ rules:
             ]);
             assert!(ok, "{out}");
             assert!(out.contains("FIRES    any_promise"), "{out}");
-            assert!(out.contains("no       big_promises: when was false"), "{out}");
+            assert!(
+                out.contains("no       big_promises: when was false"),
+                "{out}"
+            );
         }
         app.stop().await;
     }
+}
+
+/// `/metrics` moves as events flow: deliveries by source and verification, events by type,
+/// evaluations by rule and outcome, attempts by kind and outcome; and the store's gauges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_what_flows() {
+    let Some(db) = crate::support::sqlite_db().await else {
+        return;
+    };
+    let receiver = crate::support::Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    crate::rules::write_rules(
+        dir.path(),
+        &[(
+            "r.yaml",
+            &format!(
+                "version: 1\nid: metered_rule\non: [sms.delivery_failed]\nactions:\n  - {{ type: webhook, url: \"{}/m\" }}\n",
+                receiver.url
+            ),
+        )],
+    );
+    let mut config = crate::support::test_config(&db);
+    config.rules_dir = dir.path().to_owned();
+    let app = crate::support::TestApp::spawn(config).await;
+    let scrape = || async {
+        let response = app
+            .client
+            .get(format!("{}/metrics", app.base))
+            .send()
+            .await
+            .unwrap();
+        response.text().await.unwrap()
+    };
+    // The value of the sample whose name and labels contain all of `parts`.
+    let value = |text: &str, parts: &[&str]| -> f64 {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find(|l| parts.iter().all(|p| l.contains(p)))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let before = scrape().await;
+    let (status, _) = app
+        .post(
+            "/v1/events",
+            serde_json::json!({"type": "sms.delivery_failed", "source_event_id": "m-1",
+                               "subject": {"claim": "C-9"}})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(status, 201);
+    receiver.wait_for(1).await;
+    crate::support::wait_actions_settled(&app.store, 1).await;
+    let after = scrape().await;
+    for parts in [
+        &["signalbox_deliveries_total{", "source=\"api\""][..],
+        &["signalbox_events_total{", "type=\"sms.delivery_failed\""],
+        &[
+            "signalbox_evaluations_total{",
+            "rule=\"metered_rule\"",
+            "outcome=\"fired\"",
+        ],
+        &[
+            "signalbox_action_attempts_total{",
+            "kind=\"webhook\"",
+            "outcome=\"delivered\"",
+        ],
+    ] {
+        assert!(
+            value(&after, parts) >= value(&before, parts) + 1.0,
+            "{parts:?} did not move:\n{after}"
+        );
+    }
+    for gauge in [
+        "signalbox_outbox_pending ",
+        "signalbox_outbox_oldest_due_seconds ",
+        "signalbox_processing_lag_seconds ",
+    ] {
+        assert!(after.contains(gauge), "no {gauge}in:\n{after}");
+    }
+    app.stop().await;
 }
