@@ -9,6 +9,7 @@ mod health;
 mod ingest;
 pub mod limits;
 pub mod rejections;
+mod rules;
 mod serve;
 pub mod timeline;
 mod tokens;
@@ -79,6 +80,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/unknown-types", get(events::unknown_types))
         .route("/v1/evaluations", get(evaluations::list))
         .route("/v1/rules/status", get(health::rules_status))
+        .route("/v1/rules", get(rules::list))
+        .route("/v1/rules/{id}", get(rules::get_one))
         .route("/v1/checks", get(checks::list_checks))
         .route("/v1/subjects/{key}/{value}/timeline", get(timeline::get))
         .route("/v1/actions", get(checks::list_actions))

@@ -348,6 +348,40 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Per rule and outcome since `since`: how many evaluations, and the last one's time.
+    pub async fn rule_stats(&self, since: DateTime<Utc>) -> Result<Vec<RuleStat>, StoreError> {
+        on_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT rule_id, outcome, COUNT(*) AS n, MAX(evaluated_at) AS last_at FROM evaluations
+                 WHERE evaluated_at >= $1 GROUP BY rule_id, outcome ORDER BY rule_id, outcome",
+            )
+            .bind(since)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(RuleStat {
+                        rule_id: row.try_get("rule_id")?,
+                        outcome: parse_word(row.try_get("outcome")?)?,
+                        count: row.try_get("n")?,
+                        last_at: row.try_get("last_at")?,
+                    })
+                })
+                .collect()
+        })
+    }
+}
+
+/// How often a rule's evaluations came to one outcome in a window, and when last.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleStat {
+    pub rule_id: String,
+    pub outcome: EvaluationOutcome,
+    pub count: i64,
+    pub last_at: DateTime<Utc>,
+}
+
 /// Which evaluations `list_evaluations` returns.
 #[derive(Debug, Clone, Default)]
 pub struct EvaluationFilter {

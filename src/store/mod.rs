@@ -33,7 +33,7 @@ use std::time::Duration;
 pub use checks::{CheckRecord, NewCheck};
 pub use deliveries::{DeliverySummary, NewDelivery, StoredDelivery};
 pub use evaluations::{
-    Completion, Effects, EvaluationFilter, EvaluationRecord, NewEvaluation, RuleFailures,
+    Completion, Effects, EvaluationFilter, EvaluationRecord, NewEvaluation, RuleFailures, RuleStat,
     ThrottleGate, Verdict,
 };
 pub use events::{

@@ -165,6 +165,33 @@ rules:
         assert_eq!(recorded[0]["rule_id"], "any_promise");
         let (status, _) = app.get("/v1/events/evt_nope/explain").await;
         assert_eq!(status, 404);
+        // The rules with what they did: any_promise fired once, big_promises never.
+        let (status, listed) = app.get("/v1/rules").await;
+        assert_eq!(status, 200, "{listed}");
+        let rule = |id: &str| {
+            listed["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["id"] == id)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(rule("any_promise")["stats"]["fired"], 1, "{listed}");
+        assert!(rule("any_promise")["stats"]["last_fired"].is_string());
+        assert_eq!(rule("big_promises")["stats"]["fired"], 0);
+        assert_eq!(
+            rule("sms_only")["trigger"]["on"],
+            json!(["sms.delivery_failed"])
+        );
+        let (status, one) = app.get("/v1/rules/any_promise").await;
+        assert_eq!(status, 200, "{one}");
+        assert!(
+            one["source"].as_str().unwrap().contains("history:"),
+            "{one}"
+        );
+        let (status, _) = app.get("/v1/rules/nope").await;
+        assert_eq!(status, 404);
         if db.url.starts_with("sqlite:") {
             // The command line reads the same history from the store.
             let (ok, out) = crate::support::signalbox(&[
