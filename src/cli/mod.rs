@@ -65,6 +65,10 @@ pub enum Command {
     /// Why each rule did or did not fire for a stored event (evt_...), against the rules
     /// folder, knowing what the rules read from the store: `try --event-id` by its name.
     Explain(ExplainArgs),
+    /// Run a rules folder over the stored events of a time range, on a virtual clock, without
+    /// side effects, and compare with what happened: per rule, what would fire now and did
+    /// not then, and the reverse.
+    Backtest(BacktestArgs),
     /// Everything that happened to one claim (or account, debtor), in time order: its
     /// events, what the rules did, the actions and their attempts, the checks.
     Timeline(TimelineArgs),
@@ -164,6 +168,24 @@ pub struct ChecksArgs {
     pub limit: u32,
     #[command(subcommand)]
     pub command: Option<ChecksCommand>,
+}
+
+#[derive(Debug, Args)]
+pub struct BacktestArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The rules to try (a changed copy of the folder, say)
+    #[arg(long = "rules", default_value = "rules")]
+    pub dir: PathBuf,
+    /// Events received from this time (RFC 3339, or a date such as 2026-11-01)
+    #[arg(long)]
+    pub from: String,
+    /// ... until this time (excluded) [default: now]
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -355,6 +377,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tokens(args) => tokens::run(args),
         Command::Checks(args) => checks::run(args),
         Command::Timeline(args) => checks::timeline(args),
+        Command::Backtest(args) => rules::backtest(args),
         Command::Explain(args) => rules::try_event(TryArgs {
             event: None,
             event_id: Some(args.id),

@@ -9,7 +9,7 @@ use crate::providers::Registry;
 use crate::rules::evaluate::Outcome;
 use crate::rules::{RuleSet, testing};
 
-use super::{CheckArgs, TestArgs, TryArgs};
+use super::{BacktestArgs, CheckArgs, TestArgs, TryArgs};
 
 /// The rules of `dir`, with the calendars of the config `config` names (and the built-in ones).
 fn load(dir: &Path, config: &super::ConfigArgs) -> anyhow::Result<RuleSet> {
@@ -307,4 +307,122 @@ fn api_event(path: &std::path::Path) -> anyhow::Result<Option<crate::normalize::
                 path.display()
             )
         })
+}
+
+/// How far before `--from` a backtest reads stored events, for the windows and look-backs of
+/// its first events: the longest history window of the rules (at most 90 days).
+fn look_back(set: &RuleSet) -> chrono::Duration {
+    let longest = set
+        .rules()
+        .iter()
+        .flat_map(|r| &r.time.history)
+        .map(|h| h.within)
+        .max()
+        .unwrap_or_default()
+        .min(std::time::Duration::from_secs(90 * 86_400));
+    chrono::Duration::from_std(longest).unwrap_or_default()
+}
+
+pub(super) fn backtest(args: BacktestArgs) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let set = load(&args.dir, &args.config)?;
+    let time = |what: &str, text: &str| {
+        crate::script::bindings::parse_time(text)
+            .ok_or_else(|| anyhow::anyhow!("--{what}: '{text}' is not a time (RFC 3339 or a date)"))
+    };
+    let from = time("from", &args.from)?;
+    let to = match &args.to {
+        Some(t) => time("to", t)?,
+        None => crate::clock::Clock::now(&crate::clock::SystemClock),
+    };
+    if to <= from {
+        bail!("--to must be after --from");
+    }
+    let config = args.config.load(&[])?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (seen, events, recorded) = runtime.block_on(async {
+        let store = crate::store::Store::open_existing(&config.database_url, &config.store).await?;
+        let read = async {
+            let page = |from, to, after| store.events_received_between(from, to, after, 5000);
+            let mut seen = Vec::new();
+            let mut after = None;
+            loop {
+                let rows = page(from - look_back(&set), from, after.clone()).await?;
+                let Some(last) = rows.last() else { break };
+                after = Some((last.received_at, last.id.to_string()));
+                seen.extend(rows);
+            }
+            let mut events = Vec::new();
+            let mut recorded = std::collections::HashMap::new();
+            let mut after = None;
+            loop {
+                let rows = page(from, to, after.clone()).await?;
+                let Some(last) = rows.last() else { break };
+                after = Some((last.received_at, last.id.to_string()));
+                for chunk in rows.chunks(500) {
+                    let ids: Vec<&str> = chunk.iter().map(|e| e.id.as_str()).collect();
+                    for (event, rule, outcome) in store.outcomes_of_events(&ids).await? {
+                        recorded.insert(
+                            (event, rule),
+                            outcome == crate::store::EvaluationOutcome::Fired,
+                        );
+                    }
+                }
+                events.extend(rows);
+                let _ = write!(std::io::stderr(), "\rread {} events", events.len());
+            }
+            let _ = writeln!(std::io::stderr());
+            anyhow::Ok((seen, events, recorded))
+        }
+        .await;
+        store.close().await;
+        read
+    })?;
+    let started = std::time::Instant::now();
+    let report = crate::rules::backtest::backtest(&set, seen, events, &recorded, from, to)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let _ = writeln!(
+        std::io::stderr(),
+        "ran {} events in {:.1} s",
+        report.events,
+        started.elapsed().as_secs_f64()
+    );
+    if args.json {
+        out!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    out!(
+        "{} events from {} to {}; nothing was sent or stored.\n",
+        report.events,
+        from.to_rfc3339(),
+        to.to_rfc3339()
+    );
+    out!(
+        "{:<40}  {:>6}  {:>6}  {:>6}  DIFF",
+        "RULE",
+        "NOW",
+        "THEN",
+        "BOTH"
+    );
+    for r in &report.rules {
+        let diff = if r.only_now.is_empty() && r.only_then.is_empty() {
+            "same".to_owned()
+        } else {
+            format!("+{} now, -{} then", r.now - r.both, r.then - r.both)
+        };
+        out!(
+            "{:<40}  {:>6}  {:>6}  {:>6}  {diff}",
+            r.rule,
+            r.now,
+            r.then,
+            r.both
+        );
+        for id in &r.only_now {
+            out!("  + fires now, not then: {id}");
+        }
+        for id in &r.only_then {
+            out!("  - fired then, not now: {id}");
+        }
+    }
+    Ok(())
 }

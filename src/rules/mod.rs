@@ -5,6 +5,7 @@
 //! (`config.rs`), its compiler (`compile.rs`), evaluation (`evaluate.rs`), the inline rule tests
 //! (`testing.rs`) and hot reload (`live.rs`).
 
+pub mod backtest;
 pub mod compile;
 pub mod config;
 pub mod evaluate;

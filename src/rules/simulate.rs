@@ -59,8 +59,18 @@ type StateEntry = (Value, Option<DateTime<Utc>>);
 #[derive(Debug, Default)]
 pub struct Memory {
     events: Vec<Event>,
+    /// Indexes of `events` by subject reference (`claim:C-1`) and by id.
+    by_ref: HashMap<String, Vec<usize>>,
+    by_id: HashMap<String, usize>,
     checks: Vec<Check>,
+    /// Pending checks by deadline, by subject, and by id.
+    deadlines: std::collections::BTreeSet<(DateTime<Utc>, usize)>,
+    checks_by_subject: HashMap<String, Vec<usize>>,
+    check_ids: HashMap<String, usize>,
     planned: Vec<Planned>,
+    /// Planned actions a later event may cancel, by subject; all by id.
+    planned_by_subject: HashMap<String, Vec<usize>>,
+    planned_ids: HashMap<String, usize>,
     /// `(subject, name)` -> `(value, expiry)`.
     state: HashMap<(String, String), StateEntry>,
     throttles: HashMap<(String, String), DateTime<Utc>>,
@@ -73,12 +83,25 @@ impl Recall for Memory {
     type Error = std::convert::Infallible;
 
     async fn history(&self, query: &Query) -> Result<Vec<Event>, Self::Error> {
-        let mut found: Vec<Event> = self
-            .events
-            .iter()
-            .filter(|e| query.matches(e))
-            .cloned()
-            .collect();
+        let mut found: Vec<Event> = match &query.key {
+            Some((key, value)) => self
+                .by_ref
+                .get(&format!("{}:{value}", key.name()))
+                .map(|ids| {
+                    ids.iter()
+                        .map(|i| &self.events[*i])
+                        .filter(|e| query.matches(e))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default(),
+            None => self
+                .events
+                .iter()
+                .filter(|e| query.matches(e))
+                .cloned()
+                .collect(),
+        };
         found.sort_by(|a, b| (b.occurred_at, &b.id).cmp(&(a.occurred_at, &a.id)));
         found.truncate(query.limit as usize);
         Ok(found)
@@ -118,11 +141,10 @@ impl Recall for Memory {
     }
 
     async fn events(&self, ids: &[&str]) -> Result<Vec<Event>, Self::Error> {
-        Ok(self
-            .events
+        Ok(ids
             .iter()
-            .filter(|e| ids.contains(&e.id.as_str()))
-            .cloned()
+            .filter_map(|id| self.by_id.get(*id))
+            .map(|i| self.events[*i].clone())
             .collect())
     }
 
@@ -132,12 +154,12 @@ impl Recall for Memory {
         kind: &str,
         limit: u32,
     ) -> Result<Vec<PendingCheck>, Self::Error> {
-        Ok(self
-            .checks
+        Ok(refs
             .iter()
-            .filter(|c| {
-                c.pending && refs.contains(&c.subject) && c.awaits.iter().any(|t| t == kind)
-            })
+            .filter_map(|r| self.checks_by_subject.get(r))
+            .flatten()
+            .map(|i| &self.checks[*i])
+            .filter(|c| c.pending && c.awaits.iter().any(|t| t == kind))
             .take(limit as usize)
             .map(|c| PendingCheck {
                 id: c.id.clone(),
@@ -169,9 +191,11 @@ impl Recall for Memory {
         refs: &[String],
         limit: u32,
     ) -> Result<Vec<(String, String, Vec<String>)>, Self::Error> {
-        Ok(self
-            .planned
+        Ok(refs
             .iter()
+            .filter_map(|r| self.planned_by_subject.get(r))
+            .flatten()
+            .map(|i| &self.planned[*i])
             .filter(|p| p.pending && p.due > self.now)
             .filter_map(|p| {
                 let (subject, types) = p.cancel.as_ref()?;
@@ -189,6 +213,18 @@ impl Recall for Memory {
             .filter(|(_, claim)| claims.contains(&claim.as_str()))
             .cloned()
             .collect())
+    }
+}
+
+impl Memory {
+    /// Keeps `event` as seen (stored), indexed by its subjects and id.
+    fn remember(&mut self, event: Event) {
+        let at = self.events.len();
+        for reference in super::time::references(&event) {
+            self.by_ref.entry(reference).or_default().push(at);
+        }
+        self.by_id.insert(event.id.to_string(), at);
+        self.events.push(event);
     }
 }
 
@@ -249,9 +285,23 @@ pub fn deadline_event(
 pub fn run(
     set: &RuleSet,
     only: Option<&str>,
+    inputs: Vec<(DateTime<Utc>, Event)>,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<Firing>, String> {
+    run_after(set, only, Vec::new(), inputs, from, until, usize::MAX)
+}
+
+/// As [`run`], knowing `seen` (events already stored before `from`, which history windows and
+/// look-backs read), with room for `max_steps` steps (inputs, deadlines and ticks).
+pub fn run_after(
+    set: &RuleSet,
+    only: Option<&str>,
+    seen: Vec<Event>,
     mut inputs: Vec<(DateTime<Utc>, Event)>,
     from: DateTime<Utc>,
     until: DateTime<Utc>,
+    max_steps: usize,
 ) -> Result<Vec<Firing>, String> {
     inputs.sort_by_key(|(at, _)| *at);
     let mut inputs = inputs.into_iter().peekable();
@@ -259,6 +309,9 @@ pub fn run(
         now: from,
         ..Memory::default()
     };
+    for event in seen {
+        memory.remember(event);
+    }
     let mut firings: Vec<Firing> = Vec::new();
     // Each scheduled rule's next tick, found once per tick.
     let mut next_ticks: HashMap<String, DateTime<Utc>> = set
@@ -266,23 +319,22 @@ pub fn run(
         .filter(|(rule, _)| only.is_none_or(|o| o == rule.id))
         .filter_map(|(rule, s)| Some((rule.id.clone(), s.schedule.next_after(from)?)))
         .collect();
-    // Bounds a run (an every-minute schedule over months would otherwise run for long).
-    const MAX_STEPS: usize = 20_000;
-    for step_number in 0..=MAX_STEPS {
-        if step_number == MAX_STEPS {
+    // Bounds a run (an every-minute schedule over months would otherwise run for long); a
+    // backtest gives room for its events besides.
+    let max_steps = max_steps.min(20_000_usize.saturating_add(inputs.len()));
+    for step_number in 0..=max_steps {
+        if step_number == max_steps {
             return Err(format!(
-                "the clock stopped after {MAX_STEPS} steps at {}: give `until` an earlier time",
+                "the clock stopped after {max_steps} steps at {}: give `until` an earlier time",
                 memory.now.to_rfc3339()
             ));
         }
         // What comes next: an input, a deadline, or a tick, the earliest first.
         let next_input = inputs.peek().map(|(at, _)| *at);
         let next_deadline = memory
-            .checks
-            .iter()
-            .filter(|c| c.pending)
-            .map(|c| c.deadline.max(memory.now))
-            .min();
+            .deadlines
+            .first()
+            .map(|(deadline, _)| (*deadline).max(memory.now));
         let next_tick = next_ticks
             .iter()
             .map(|(rule, tick)| (*tick, rule.clone()))
@@ -306,12 +358,8 @@ pub fn run(
                 event
             }
             1 => {
-                let check = memory
-                    .checks
-                    .iter_mut()
-                    .filter(|c| c.pending)
-                    .min_by_key(|c| c.deadline)
-                    .expect("a pending check");
+                let (_, index) = memory.deadlines.pop_first().expect("a pending check");
+                let check = &mut memory.checks[index];
                 check.pending = false;
                 let (id, rule, first, deadline) = (
                     check.id.clone(),
@@ -320,10 +368,9 @@ pub fn run(
                     check.deadline,
                 );
                 let subject = memory
-                    .events
-                    .iter()
-                    .find(|e| e.id.as_str() == first)
-                    .map(|e| e.subject.clone())
+                    .by_id
+                    .get(&first)
+                    .map(|i| memory.events[*i].subject.clone())
                     .unwrap_or_default();
                 deadline_event(&id, &rule, &first, deadline, subject)
             }
@@ -340,7 +387,7 @@ pub fn run(
                 tick_event(&rule, tick)
             }
         };
-        memory.events.push(event.clone());
+        memory.remember(event.clone());
         step(set, only, &mut memory, &mut firings, &event)?;
     }
     Ok(firings)
@@ -377,15 +424,26 @@ fn step(
                 subject,
                 awaits,
                 deadline,
-            } => memory.checks.push(Check {
-                id: format!("chk_{}", memory.checks.len() + 1),
-                rule: evaluation.rule_id.clone(),
-                event: event.id.to_string(),
-                subject: subject.clone(),
-                awaits: awaits.clone(),
-                deadline: *deadline,
-                pending: true,
-            }),
+            } => {
+                let index = memory.checks.len();
+                let id = format!("chk_{}", index + 1);
+                memory.deadlines.insert((*deadline, index));
+                memory
+                    .checks_by_subject
+                    .entry(subject.clone())
+                    .or_default()
+                    .push(index);
+                memory.check_ids.insert(id.clone(), index);
+                memory.checks.push(Check {
+                    id,
+                    rule: evaluation.rule_id.clone(),
+                    event: event.id.to_string(),
+                    subject: subject.clone(),
+                    awaits: awaits.clone(),
+                    deadline: *deadline,
+                    pending: true,
+                });
+            }
             Outcome::Fired {
                 actions,
                 throttle,
@@ -417,10 +475,20 @@ fn step(
                         let platform = json["platform"].as_str().unwrap_or_default().to_owned();
                         memory.paused.push((platform, claim));
                     }
+                    let at = memory.planned.len();
+                    let id = format!("act_{}_{index}", firing + 1);
+                    if let Some((subject, _)) = &when.cancel {
+                        memory
+                            .planned_by_subject
+                            .entry(subject.clone())
+                            .or_default()
+                            .push(at);
+                    }
+                    memory.planned_ids.insert(id.clone(), at);
                     memory.planned.push(Planned {
                         firing,
                         index,
-                        id: format!("act_{}_{index}", firing + 1),
+                        id,
                         due: when.due.unwrap_or(now),
                         cancel: when.cancel,
                         pending: true,
@@ -453,12 +521,17 @@ fn step(
         }
     }
     for (id, _) in effects.checks {
-        if let Some(check) = memory.checks.iter_mut().find(|c| c.id == id) {
-            check.pending = false;
+        if let Some(&index) = memory.check_ids.get(&id) {
+            let check = &mut memory.checks[index];
+            if check.pending {
+                check.pending = false;
+                memory.deadlines.remove(&(check.deadline, index));
+            }
         }
     }
     for id in effects.cancelled {
-        if let Some(p) = memory.planned.iter_mut().find(|p| p.id == id && p.pending) {
+        let found = memory.planned_ids.get(&id).copied();
+        if let Some(p) = found.map(|i| &mut memory.planned[i]).filter(|p| p.pending) {
             p.pending = false;
             if let Some(action) = firings
                 .get_mut(p.firing)

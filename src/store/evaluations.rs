@@ -373,6 +373,36 @@ impl Store {
     }
 }
 
+impl Store {
+    /// What was recorded for these events (at most 500): `(event, rule, outcome)`.
+    pub async fn outcomes_of_events(
+        &self,
+        ids: &[&str],
+    ) -> Result<Vec<(String, String, EvaluationOutcome)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        on_pool!(self, pool => {
+            let mut select = QueryBuilder::new("SELECT event_id, rule_id, outcome FROM evaluations WHERE event_id IN (");
+            let mut list = select.separated(", ");
+            for id in ids.iter().take(500) {
+                list.push_bind(*id);
+            }
+            select.push(")");
+            let rows = select.build().fetch_all(pool).await?;
+            rows.iter()
+                .map(|row| {
+                    Ok((
+                        row.try_get("event_id")?,
+                        row.try_get("rule_id")?,
+                        parse_word(row.try_get("outcome")?)?,
+                    ))
+                })
+                .collect()
+        })
+    }
+}
+
 /// How often a rule's evaluations came to one outcome in a window, and when last.
 #[derive(Debug, Clone, Serialize)]
 pub struct RuleStat {

@@ -181,6 +181,35 @@ impl Store {
         })
     }
 
+    /// Stored events received in `[from, to)`, oldest first (by `received_at`, then id), after
+    /// the cursor `after` (the last event of the previous page), at most `limit` (at most
+    /// 5000): for backtests, which read a range page by page.
+    pub async fn events_received_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, String)>,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let (after_at, after_id) = after.unwrap_or((from, String::new()));
+        on_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT * FROM events
+                 WHERE received_at >= $1 AND received_at < $2
+                   AND (received_at > $3 OR (received_at = $3 AND id > $4))
+                 ORDER BY received_at, id LIMIT $5",
+            )
+            .bind(from)
+            .bind(to)
+            .bind(after_at)
+            .bind(after_id)
+            .bind(i64::from(limit.min(5000)))
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(|row| decode_event(row).map(|stored| stored.event)).collect()
+        })
+    }
+
     /// The events with these ids (at most 500), in no particular order.
     pub async fn events_by_ids(&self, ids: &[&str]) -> Result<Vec<Event>, StoreError> {
         if ids.is_empty() {

@@ -228,6 +228,7 @@ actions:
             .collect();
         paths.sort();
         assert_eq!(paths, ["/unkept/C-1", "/unkept/C-3"]);
+        crate::support::wait_actions_settled(&app.store, 2).await;
         clock.set("2026-12-09T00:00:00Z".parse().unwrap());
         app.wait_processed().await;
         let fired = app
@@ -352,6 +353,8 @@ actions:
         for minute in 1..=3 {
             clock.advance(Duration::from_secs(60));
             receiver.wait_for(minute).await;
+            // Recorded before the clock jumps again (a jump expires in-flight leases).
+            crate::support::wait_actions_settled(&first.store, minute as i64).await;
         }
         tokio::time::sleep(Duration::from_millis(300)).await; // more timer rounds race
         let mut paths: Vec<String> = receiver.received().into_iter().map(|r| r.path).collect();
@@ -456,6 +459,10 @@ actions:
             .await;
         assert_eq!(status, 200, "{receipt}");
         app.wait_processed().await;
+        // Delivered before the clock jumps (a jump would expire the leases of deliveries in
+        // flight, and they would be made again: at least once).
+        receiver.wait_for(4).await;
+        crate::support::wait_actions_settled(&app.store, 4).await;
         // A day later the count has expired and starts again.
         clock.advance(Duration::from_secs(86_400 + 1));
         post(&app, failure(5, "C-1")).await;

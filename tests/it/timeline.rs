@@ -5,9 +5,11 @@
 crate::on_both_backends!(cases:
     a_claims_timeline_shows_its_events_firings_actions_and_checks,
     explain_says_why_each_rule_did_or_did_not_fire,
+    a_backtest_of_the_same_rules_agrees_and_a_change_shows_its_diff,
 );
 
 mod cases {
+    pub(super) use super::backtest::a_backtest_of_the_same_rules_agrees_and_a_change_shows_its_diff;
     pub(super) use super::explain::explain_says_why_each_rule_did_or_did_not_fire;
     use serde_json::json;
 
@@ -266,7 +268,11 @@ async fn metrics_count_what_flows() {
     crate::support::wait_actions_settled(&app.store, 1).await;
     let after = scrape().await;
     for parts in [
-        &["signalbox_deliveries_total{", "source=\"api\""][..],
+        &[
+            "signalbox_deliveries_total{",
+            "source=\"api\"",
+            "verification=\"unsigned\"",
+        ][..],
         &["signalbox_events_total{", "type=\"sms.delivery_failed\""],
         &[
             "signalbox_evaluations_total{",
@@ -292,4 +298,148 @@ async fn metrics_count_what_flows() {
         assert!(after.contains(gauge), "no {gauge}in:\n{after}");
     }
     app.stop().await;
+}
+
+mod backtest {
+    use serde_json::json;
+
+    use crate::rules::write_rules;
+    use crate::support::{TestApp, TestDb, test_config};
+
+    const RULES: &str = r#"
+version: 1
+rules:
+  - id: big
+    on: [promise_to_pay.created]
+    when: event.amount.value >= 100
+    actions: [{ type: emit, event_type: promise.big }]
+  - id: third_failure
+    on: [sms.delivery_failed]
+    history:
+      failures: { events: sms.delivery_failed, same: claim, within: 7d }
+    when: history.failures.count >= 3
+    actions: [{ type: emit, event_type: claim.unreachable }]
+"#;
+
+    /// The JSON report in the command's output (its progress lines go to stderr, which the
+    /// helper folds in).
+    fn json_of(out: &str) -> serde_json::Value {
+        let (start, end) = (out.find('{').unwrap(), out.rfind('}').unwrap());
+        serde_json::from_str(&out[start..=end]).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+
+    /// Record live, backtest the same rules over the same events: no difference. Raise a
+    /// threshold: the diff lists exactly the events it changes.
+    pub(crate) async fn a_backtest_of_the_same_rules_agrees_and_a_change_shows_its_diff(
+        db: TestDb,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        write_rules(dir.path(), &[("rules.yaml", RULES)]);
+        let mut config = test_config(&db);
+        config.rules_dir = dir.path().to_owned();
+        let app = TestApp::spawn(config).await;
+        let mut ids = Vec::new();
+        for (n, value) in [(1, "50"), (2, "150"), (3, "250")] {
+            let (status, receipt) = app
+                .post(
+                    "/v1/events",
+                    json!({"type": "promise_to_pay.created", "source_event_id": format!("p-{n}"),
+                           "subject": {"claim": format!("C-{n}")}, "amount": {"value": value, "currency": "EUR"}})
+                    .to_string(),
+                )
+                .await;
+            assert_eq!(status, 201);
+            ids.push(receipt["id"].as_str().unwrap().to_owned());
+        }
+        for n in 1..=3 {
+            let (status, _) = app
+                .post(
+                    "/v1/events",
+                    json!({"type": "sms.delivery_failed", "source_event_id": format!("s-{n}"),
+                           "subject": {"claim": "C-9"}})
+                    .to_string(),
+                )
+                .await;
+            assert_eq!(status, 201);
+        }
+        app.wait_processed().await;
+        let backtest = |rules: &std::path::Path| {
+            crate::support::signalbox(&[
+                "backtest",
+                "--rules",
+                rules.to_str().unwrap(),
+                "--from",
+                "2020-01-01",
+                "--json",
+                "--database-url",
+                &db.url,
+            ])
+        };
+        let (ok, out) = backtest(dir.path());
+        assert!(ok, "{out}");
+        let report = json_of(&out);
+        let rule = |report: &serde_json::Value, id: &str| {
+            report["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["rule"] == id)
+                .unwrap()
+                .clone()
+        };
+        // The six posted, and those the rules' emit actions stored meanwhile.
+        assert!(report["events"].as_u64().unwrap() >= 6, "{report}");
+        assert_eq!(
+            (
+                rule(&report, "big")["now"].clone(),
+                rule(&report, "big")["then"].clone()
+            ),
+            (json!(2), json!(2)),
+            "{report}"
+        );
+        assert_eq!(rule(&report, "third_failure")["both"], 1, "{report}");
+        assert!(
+            rule(&report, "big")["only_now"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+                && rule(&report, "third_failure")["only_then"]
+                    .as_array()
+                    .unwrap()
+                    .is_empty(),
+            "the same rules agree: {report}"
+        );
+        // A threshold raised to 200: the 150 promise no longer fires.
+        let changed = tempfile::tempdir().unwrap();
+        write_rules(
+            changed.path(),
+            &[("rules.yaml", &RULES.replace(">= 100", ">= 200"))],
+        );
+        let (ok, out) = backtest(changed.path());
+        assert!(ok, "{out}");
+        let report = json_of(&out);
+        assert_eq!(
+            rule(&report, "big")["only_then"],
+            json!([ids[1]]),
+            "{report}"
+        );
+        assert_eq!(rule(&report, "big")["only_now"], json!([]), "{report}");
+        // The readable form says the same.
+        let (ok, out) = crate::support::signalbox(&[
+            "backtest",
+            "--rules",
+            changed.path().to_str().unwrap(),
+            "--from",
+            "2020-01-01",
+            "--database-url",
+            &db.url,
+        ]);
+        assert!(ok, "{out}");
+        assert!(
+            out.contains(&format!("  - fired then, not now: {}", ids[1])),
+            "{out}"
+        );
+        assert!(out.contains("nothing was sent or stored"), "{out}");
+        app.stop().await;
+    }
 }
