@@ -96,7 +96,14 @@ pub fn backtest(
         .map(|e| (e.received_at, e.clone()))
         .collect();
     let count = inputs.len();
-    let firings = run_after(set, None, seen, inputs, from, to, count + 20_000)?;
+    // Room for every input, a deadline per input and rule that waits, and the schedules.
+    let waiting = set
+        .rules()
+        .iter()
+        .filter(|r| r.time.unless.is_some())
+        .count();
+    let steps = count.saturating_mul(1 + waiting).saturating_add(20_000);
+    let firings = run_after(set, None, seen, inputs, from, to, steps)?;
     let mut now: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for firing in &firings {
         let key = if by_id.contains_key(&firing.event) {

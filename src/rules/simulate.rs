@@ -321,7 +321,11 @@ pub fn run_after(
         .collect();
     // Bounds a run (an every-minute schedule over months would otherwise run for long); a
     // backtest gives room for its events besides.
-    let max_steps = max_steps.min(20_000_usize.saturating_add(inputs.len()));
+    let max_steps = if max_steps == usize::MAX {
+        20_000_usize.saturating_add(inputs.len())
+    } else {
+        max_steps
+    };
     for step_number in 0..=max_steps {
         if step_number == max_steps {
             return Err(format!(
