@@ -138,17 +138,7 @@ impl Timer {
     /// Stores an internal event once (its dedupe key), returning its id.
     async fn store_internal(&self, event: Event) -> Result<String, StoreError> {
         let now = self.clock.now();
-        let delivery = NewDelivery {
-            id: NewDelivery::new_id(),
-            source: crate::providers::ENGINE_SOURCE.into(),
-            received_at: now,
-            headers: serde_json::json!({}),
-            body: bytes::Bytes::from(serde_json::to_vec(&event.data).expect("values serialize")),
-            verification: "internal",
-            reason: None,
-            body_size: None,
-            token: None,
-        };
+        let delivery = NewDelivery::internal(now, &event.data);
         let stored = self
             .store
             .insert_batch(&[Ingest {

@@ -134,17 +134,7 @@ async fn emit(executors: &Executors, action: &Delivery, emit: &EmitV1) -> Outcom
     if let Err(reason) = event.storable() {
         return failed(format!("the emitted event cannot be stored: {reason}"));
     }
-    let delivery = NewDelivery {
-        id: NewDelivery::new_id(),
-        source: crate::providers::ENGINE_SOURCE.into(),
-        received_at: now,
-        headers: serde_json::json!({}),
-        body: bytes::Bytes::from(serde_json::to_vec(&event.payload).expect("values serialize")),
-        verification: "internal",
-        reason: None,
-        body_size: None,
-        token: None,
-    };
+    let delivery = NewDelivery::internal(now, &event.payload);
     let stored = store
         .insert_batch(&[Ingest {
             delivery,

@@ -263,12 +263,7 @@ pub async fn gather<R: Recall>(
         })
         .collect();
     let first_ids: Vec<&str> = deadlines.iter().map(|(_, _, first, _)| *first).collect();
-    let firsts: HashMap<String, Event> = recall
-        .events(&first_ids)
-        .await?
-        .into_iter()
-        .map(|e| (e.id.to_string(), e))
-        .collect();
+    let firsts = by_id(recall, &first_ids).await?;
     for (event, _, first, _) in &deadlines {
         if let Some(first) = firsts.get(*first) {
             facts.armed.insert(event.id.clone(), first.clone());
@@ -355,12 +350,7 @@ pub async fn gather<R: Recall>(
             .collect();
         let checks = recall.pending_checks(&refs, kind, MAX_PENDING).await?;
         let ids: Vec<&str> = checks.iter().map(|c| c.event_id.as_str()).collect();
-        let firsts: HashMap<String, Event> = recall
-            .events(&ids)
-            .await?
-            .into_iter()
-            .map(|e| (e.id.to_string(), e))
-            .collect();
+        let firsts = by_id(recall, &ids).await?;
         for event in events {
             let refs = references(event);
             let found: Vec<(PendingCheck, Event)> = checks
@@ -387,6 +377,16 @@ pub async fn gather<R: Recall>(
         facts.state = Mutex::new(state);
     }
     Ok(facts)
+}
+
+/// The stored events with these ids, by id.
+async fn by_id<R: Recall>(recall: &R, ids: &[&str]) -> Result<HashMap<String, Event>, R::Error> {
+    Ok(recall
+        .events(ids)
+        .await?
+        .into_iter()
+        .map(|e| (e.id.to_string(), e))
+        .collect())
 }
 
 /// A need for the follow-ups of `first` about its `key`, from its `occurred_at` on (a

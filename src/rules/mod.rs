@@ -54,9 +54,8 @@ pub struct RuleSet {
     /// Rules with a glob in `on` or with `source_types`: checked for every event.
     scan_all: Vec<usize>,
     by_id: HashMap<String, usize>,
-    /// Event types some rule's `unless` waits for, and that cancel some delayed action.
+    /// Event types some rule's `unless` waits for.
     awaited: BTreeSet<String>,
-    cancelling: BTreeSet<String>,
     calendars: std::sync::Arc<crate::calendar::Calendars>,
     templates: minijinja::Environment<'static>,
     pub files: Vec<PathBuf>,
@@ -196,19 +195,12 @@ impl RuleSet {
             .filter_map(|r| r.time.unless.as_ref())
             .flat_map(|u| u.awaits.iter().cloned())
             .collect();
-        let cancelling = rules
-            .iter()
-            .flat_map(|r| &r.time.actions)
-            .filter_map(|t| t.cancel_on.as_ref())
-            .flat_map(|(types, _)| types.iter().cloned())
-            .collect();
         Ok(Self {
             rules,
             by_type,
             scan_all,
             by_id,
             awaited,
-            cancelling,
             calendars: calendars.clone(),
             templates: env,
             files: texts.keys().cloned().collect(),
@@ -241,11 +233,6 @@ impl RuleSet {
     /// Event types some rule's `unless` waits for.
     pub fn awaited_types(&self) -> &BTreeSet<String> {
         &self.awaited
-    }
-
-    /// Event types that cancel some rule's delayed actions.
-    pub fn cancelling_types(&self) -> &BTreeSet<String> {
-        &self.cancelling
     }
 
     /// The calendars the rules were compiled with.

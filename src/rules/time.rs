@@ -19,9 +19,9 @@ use crate::schedule::{Missed, Schedule};
 use crate::script::Condition;
 
 /// The event type of a schedule's tick (source `signalbox`, one per rule and tick).
-pub const TICK: &str = "schedule.tick";
+pub const TICK: &str = crate::normalize::EventType::INTERNAL[0];
 /// The event type of an `unless:` window's end (source `signalbox`, one per check).
-pub const DEADLINE: &str = "check.deadline";
+pub const DEADLINE: &str = crate::normalize::EventType::INTERNAL[1];
 
 /// Most history items one declaration may read.
 pub const MAX_HISTORY: u32 = 1000;

@@ -28,6 +28,22 @@ pub struct NewDelivery {
 }
 
 impl NewDelivery {
+    /// The delivery of an event the engine stores itself (emitted by a rule, a schedule's
+    /// tick, a check's deadline): source `signalbox`, verification `internal`.
+    pub fn internal(received_at: chrono::DateTime<chrono::Utc>, body: &serde_json::Value) -> Self {
+        Self {
+            id: Self::new_id(),
+            source: crate::providers::ENGINE_SOURCE.into(),
+            received_at,
+            headers: serde_json::json!({}),
+            body: bytes::Bytes::from(serde_json::to_vec(body).expect("values serialize")),
+            verification: "internal",
+            reason: None,
+            body_size: None,
+            token: None,
+        }
+    }
+
     pub fn new_id() -> String {
         format!("dlv_{}", uuid::Uuid::now_v7().simple())
     }
