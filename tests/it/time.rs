@@ -55,7 +55,7 @@ mod cases {
 
     use chrono::{DateTime, Utc};
     use serde_json::{Value, json};
-    use signalbox::clock::{ManualClock, SharedClock};
+    use signalbox::clock::{Clock, ManualClock, SharedClock};
     use signalbox::store::{ActionStatus, CheckStatus, Store};
 
     use crate::rules::write_rules;
@@ -217,7 +217,14 @@ actions:
         assert_eq!(satisfied.len(), 1, "{satisfied:?}");
         // Just before the deadline nothing fires; at it, C-1 and C-3 do, once each.
         clock.set("2026-12-07T23:59:59Z".parse().unwrap());
-        tokio::time::sleep(Duration::from_millis(200)).await; // a few timer rounds
+        assert!(
+            app.store
+                .due_checks(clock.now(), 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "nothing is due a second before the deadline"
+        );
         assert!(receiver.received().is_empty());
         clock.set("2026-12-08T00:00:00Z".parse().unwrap());
         let mut paths: Vec<String> = receiver
@@ -295,7 +302,12 @@ actions:
         clock.advance(Duration::from_secs(30 * 60));
         post(&app, payment(1, "C-2", "100.00", "2026-12-01T09:30:00Z")).await;
         app.wait_processed().await;
-        tokio::time::sleep(Duration::from_millis(200)).await; // a few dispatcher rounds
+        let waiting = actions(&app.store, "remind").await;
+        assert!(
+            waiting.iter().any(|a| a.status == ActionStatus::Pending
+                && a.next_attempt_at.is_some_and(|t| t > clock.now())),
+            "C-1's reminder is not due yet: {waiting:?}"
+        );
         assert!(receiver.received().is_empty(), "not due yet");
         clock.advance(Duration::from_secs(31 * 60));
         let received = receiver.wait_for(1).await;
@@ -311,7 +323,7 @@ actions:
                 .any(|(why, s)| *s == ActionStatus::Cancelled && why.contains("cancelled by event")),
             "{statuses:?}"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        crate::support::wait_actions_settled(&app.store, 1).await;
         assert_eq!(receiver.received().len(), 1, "the cancelled one never runs");
         app.stop().await;
     }
@@ -356,7 +368,9 @@ actions:
             // Recorded before the clock jumps again (a jump expires in-flight leases).
             crate::support::wait_actions_settled(&first.store, minute as i64).await;
         }
-        tokio::time::sleep(Duration::from_millis(300)).await; // more timer rounds race
+        // Both engines' timers raced for each tick; one event each was stored.
+        let (_, ticks) = first.get("/v1/events?type=schedule.tick").await;
+        assert_eq!(ticks["events"].as_array().unwrap().len(), 3, "{ticks}");
         let mut paths: Vec<String> = receiver.received().into_iter().map(|r| r.path).collect();
         paths.sort();
         assert_eq!(
@@ -423,7 +437,16 @@ actions:
         assert_eq!(status, 404);
         // Past every deadline, nothing runs.
         clock.set("2026-12-20T00:00:00Z".parse().unwrap());
-        tokio::time::sleep(Duration::from_millis(300)).await; // timer and dispatcher rounds
+        assert!(
+            app.store
+                .due_checks(clock.now(), 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "the cancelled check never comes due"
+        );
+        let cancelled = app.store.get_action(&action).await.unwrap().unwrap();
+        assert_eq!(cancelled.status, ActionStatus::Cancelled);
         app.wait_processed().await;
         assert!(receiver.received().is_empty(), "{:?}", receiver.received());
         app.stop().await;
@@ -509,8 +532,14 @@ actions:
             .collect();
         paths.sort();
         assert_eq!(paths, ["/remind/C-1", "/unkept/C-1"]);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        crate::support::wait_actions_settled(&app.store, 2).await;
         assert_eq!(receiver.received().len(), 2, "once each");
+        let fired = app
+            .store
+            .list_checks(Some(CheckStatus::Fired), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(fired.len(), 1, "{fired:?}");
         app.stop().await;
     }
 }
