@@ -308,6 +308,7 @@ impl Processor {
     ) -> Result<Vec<(EventId, Result<Completion, String>)>, StoreError> {
         // One rule set for the whole round: a reload never splits an event's evaluation.
         let rules = self.rules.current();
+        let set_id: Arc<str> = rules.id().into();
         let now = self.clock.now();
         let events: Vec<&crate::normalize::Event> = claimed.iter().map(|c| &c.event).collect();
         let facts = Arc::new(crate::rules::facts::gather(&rules, &events, &self.store, now).await?);
@@ -344,6 +345,7 @@ impl Processor {
                             event: event.id.clone(),
                             evaluations: processed.evaluations.iter().filter_map(record).collect(),
                             effects: effects(processed.effects),
+                            rule_set: Some(set_id.clone()),
                         }
                     }));
                     (event.id.clone(), one.map_err(|_| "internal error while processing it (a bug in Signalbox; please report it)".to_owned()))

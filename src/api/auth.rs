@@ -35,7 +35,11 @@ pub(super) async fn check(State(gate): State<Gate>, mut request: Request, next: 
         }
         Err(Denied::Forbidden(why)) => {
             metrics::counter!("signalbox_api_refused_total", "reason" => "forbidden").increment(1);
-            tracing::info!(path = %request.uri().path(), reason = %why, "request refused: role");
+            let path = request
+                .extensions()
+                .get::<axum::extract::OriginalUri>()
+                .map_or_else(|| request.uri().path(), |uri| uri.path());
+            tracing::info!(%path, reason = %why, "request refused: role");
             return ApiError::Forbidden(why).into_response();
         }
     };
@@ -44,7 +48,13 @@ pub(super) async fn check(State(gate): State<Gate>, mut request: Request, next: 
         return next.run(request).await;
     };
     let token = token.clone();
-    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    // The path as sent (`/api/v1/...`), not as the nested router sees it.
+    let path = request
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| request.uri().path(), |uri| uri.path())
+        .to_owned();
+    let method = request.method().clone();
     request.extensions_mut().insert(caller);
     let response = next.run(request).await;
     let now = gate.state.clock.now();

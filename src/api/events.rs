@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::AppState;
@@ -29,9 +30,57 @@ pub(super) struct ListQuery {
     source: Option<String>,
     /// `pending`, `processed` or `failed`.
     state: Option<String>,
+    /// RFC 3339: events that occurred at or after this time.
+    from: Option<DateTime<Utc>>,
+    /// RFC 3339: events that occurred before this time.
+    to: Option<DateTime<Utc>>,
     /// An event id: list events older than it (the last id of the previous page).
     before: Option<String>,
     limit: Option<u32>,
+    // One subject reference at most: `?claim=C-1`.
+    claim: Option<String>,
+    account: Option<String>,
+    debtor: Option<String>,
+    invoice: Option<String>,
+    case: Option<String>,
+    organization: Option<String>,
+    customer: Option<String>,
+    payment_request: Option<String>,
+    payment: Option<String>,
+    strategy: Option<String>,
+    user: Option<String>,
+}
+
+impl ListQuery {
+    /// The subject reference asked for, if one is: `("claim", "C-1")`.
+    fn subject(&mut self) -> Result<Option<(String, String)>, ApiError> {
+        let given: Vec<(String, String)> = [
+            ("claim", self.claim.take()),
+            ("account", self.account.take()),
+            ("debtor", self.debtor.take()),
+            ("invoice", self.invoice.take()),
+            ("case", self.case.take()),
+            ("organization", self.organization.take()),
+            ("customer", self.customer.take()),
+            ("payment_request", self.payment_request.take()),
+            ("payment", self.payment.take()),
+            ("strategy", self.strategy.take()),
+            ("user", self.user.take()),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| value.map(|v| (key.to_owned(), v)))
+        .collect();
+        match given.len() {
+            0 | 1 => Ok(given.into_iter().next()),
+            _ => Err(ApiError::BadRequest {
+                code: "invalid_query",
+                message: format!(
+                    "filter by one subject reference at a time, not {}",
+                    given.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(" and ")
+                ),
+            }),
+        }
+    }
 }
 
 /// The newest events first, 50 by default, at most 1000, and no more than
@@ -41,7 +90,8 @@ pub(super) async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(q) = query?;
+    let Query(mut q) = query?;
+    let subject = q.subject()?;
     let wanted = q
         .state
         .as_deref()
@@ -55,6 +105,9 @@ pub(super) async fn list(
         kind: q.kind,
         source: q.source,
         state: wanted,
+        subject,
+        from: q.from,
+        to: q.to,
         before: q.before,
         limit: q.limit.unwrap_or(50).clamp(1, 1000),
         max_bytes: state.limits.max_page_bytes,
@@ -122,25 +175,52 @@ pub(super) async fn evaluations(
     ))
 }
 
-/// `GET /v1/events/{id}/explain` (read): every rule of the set in force against a stored
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ExplainQuery {
+    /// `in_force` (default): the rule set the event was evaluated against; `current`: the
+    /// rules in force now.
+    rules: Option<String>,
+}
+
+/// `GET /v1/events/{id}/explain?rules=in_force|current` (read): every rule against a stored
 /// event, with why it did or did not fire (its trigger, its condition, a script's skip, an
-/// error), knowing what the rules read from the store (history, follow-ups, state), at the
-/// time the event was processed; beside what was recorded live. Nothing is stored or sent.
+/// error), knowing what the rules read from the store (history, follow-ups, state) at the time
+/// the event was processed; beside what was recorded live. By default the rules are the set
+/// the event was evaluated against (kept in the store), else the current ones, and the answer
+/// says which. Nothing is stored or sent.
 pub(super) async fn explain(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    query: Result<Query<ExplainQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = query?;
+    let want_current = match q.rules.as_deref() {
+        None | Some("in_force") => false,
+        Some("current") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest {
+                code: "invalid_query",
+                message: format!("rules: '{other}' is neither 'in_force' nor 'current'"),
+            });
+        }
+    };
     let Some(stored) = state.store.get_event(&id).await? else {
         return Err(ApiError::NotFound {
             code: "event_not_found",
             message: format!("no event with id '{id}'"),
         });
     };
-    let rules = state.rules.current();
+    let (rules, rules_from, note) = if want_current {
+        (state.rules.current(), "current", None)
+    } else {
+        rules_in_force(&state, &id).await?
+    };
     let at = stored.processed_at.unwrap_or_else(|| state.clock.now());
     let facts = std::sync::Arc::new(
         crate::rules::facts::gather(&rules, &[&stored.event], &state.store, at).await?,
     );
+    let set_id = rules.id();
     let evaluations = tokio::task::spawn_blocking(move || {
         rules
             .explain_with(&stored.event, at, &facts)
@@ -152,11 +232,49 @@ pub(super) async fn explain(
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(serde_json::json!({
         "event_id": id,
-        "rule_set": state.rules.status().set_id,
+        "rule_set": set_id,
+        "rules_from": rules_from,
+        "note": note,
         "at": at,
         "rules": evaluations,
         "recorded": state.store.evaluations_for_event(&id).await?,
     })))
+}
+
+/// The rule set event `id` was evaluated against, compiled again from the store: with
+/// `in_force`, or the current set with `current` and why.
+async fn rules_in_force(
+    state: &AppState,
+    id: &str,
+) -> Result<(std::sync::Arc<crate::rules::RuleSet>, &'static str, Option<String>), ApiError> {
+    let current = state.rules.current();
+    let Some(set_id) = state.store.event_rule_set(id).await? else {
+        let why = "the event has not been evaluated yet (or was before rule sets were recorded): explained with the current rules";
+        return Ok((current, "current", Some(why.to_owned())));
+    };
+    if set_id == current.id() {
+        return Ok((current, "in_force", None));
+    }
+    let Some(stored) = state.store.rule_set(&set_id).await? else {
+        let why = format!("rule set {set_id} is not stored: explained with the current rules");
+        return Ok((current, "current", Some(why)));
+    };
+    let calendars = current.calendars().clone();
+    let compiled = tokio::task::spawn_blocking(move || {
+        crate::rules::live::compile_stored(&stored, &calendars)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    match compiled {
+        Ok(set) => Ok((std::sync::Arc::new(set), "in_force", None)),
+        Err(errors) => {
+            let why = format!(
+                "rule set {set_id} no longer compiles ({} problems): explained with the current rules",
+                errors.len()
+            );
+            Ok((current, "current", Some(why)))
+        }
+    }
 }
 
 /// `POST /v1/events/{id}/retry` (operate): a parked (`failed`) event is processed again.

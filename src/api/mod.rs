@@ -65,39 +65,46 @@ pub fn router(state: AppState) -> Router {
             auth::check,
         )
     };
-    // One router per role, its check applied once; a path may be in several (`/v1/events`:
-    // POST to ingest, GET to read), each method behind its own role.
+    // One router per role, its check applied once; a path may be in several (`/events`:
+    // POST to ingest, GET to read), each method behind its own role. The API is served under
+    // `/api/v1` and, as it first was, `/v1`.
     let ingest = Router::new()
-        .route("/v1/events", post(ingest::post_events))
-        .route("/webhooks/canonical", post(ingest::post_events))
+        .route("/events", post(ingest::post_events))
         .route_layer(gate(Role::Ingest));
     let read = Router::new()
-        .route("/v1/events", get(events::list))
-        .route("/v1/events/{id}", get(events::get_one))
-        .route("/v1/events/{id}/evaluations", get(events::evaluations))
-        .route("/v1/events/{id}/explain", get(events::explain))
-        .route("/v1/deliveries", get(events::deliveries))
-        .route("/v1/unknown-types", get(events::unknown_types))
-        .route("/v1/evaluations", get(evaluations::list))
-        .route("/v1/rules/status", get(health::rules_status))
-        .route("/v1/rules", get(rules::list))
-        .route("/v1/rules/{id}", get(rules::get_one))
-        .route("/v1/checks", get(checks::list_checks))
-        .route("/v1/subjects/{key}/{value}/timeline", get(timeline::get))
-        .route("/v1/actions", get(checks::list_actions))
-        .route("/metrics", get(metrics))
+        .route("/events", get(events::list))
+        .route("/events/{id}", get(events::get_one))
+        .route("/events/{id}/evaluations", get(events::evaluations))
+        .route("/events/{id}/explain", get(events::explain))
+        .route("/deliveries", get(events::deliveries))
+        .route("/unknown-types", get(events::unknown_types))
+        .route("/evaluations", get(evaluations::list))
+        .route("/rules/status", get(health::rules_status))
+        .route("/rules", get(rules::list))
+        .route("/rules/{id}", get(rules::get_one))
+        .route("/checks", get(checks::list_checks))
+        .route("/subjects/{key}/{value}/timeline", get(timeline::get))
+        .route("/actions", get(checks::list_actions))
         .route_layer(gate(Role::Read));
     let operate = Router::new()
-        .route("/v1/events/{id}/retry", post(events::retry))
-        .route("/v1/checks/{id}/cancel", post(checks::cancel_check))
-        .route("/v1/actions/{id}/cancel", post(checks::cancel_action))
+        .route("/events/{id}/retry", post(events::retry))
+        .route("/checks/{id}/cancel", post(checks::cancel_check))
+        .route("/actions/{id}/cancel", post(checks::cancel_action))
         .route_layer(gate(Role::Operate));
     let admin = Router::new()
-        .route("/v1/tokens", get(tokens::list).post(tokens::create))
-        .route("/v1/tokens/{name}", delete(tokens::revoke))
-        .route("/v1/token-uses", get(tokens::uses))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{name}", delete(tokens::revoke))
+        .route("/token-uses", get(tokens::uses))
         .route_layer(gate(Role::Admin));
-    let routes = ingest.merge(read).merge(operate).merge(admin);
+    let api = ingest.merge(read).merge(operate).merge(admin);
+    let routes = Router::new()
+        .nest("/api/v1", api.clone())
+        .nest("/v1", api)
+        .route(
+            "/webhooks/canonical",
+            post(ingest::post_events).route_layer(gate(Role::Ingest)),
+        )
+        .route("/metrics", get(metrics).route_layer(gate(Role::Read)));
     finish(with_webhooks(routes), state)
 }
 

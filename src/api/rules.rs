@@ -116,5 +116,33 @@ pub(super) async fn get_one(
     let mut described = describe(rule, stats.get(&rule.id));
     described["source"] = json!(set.texts.get(&rule.file));
     described["since"] = json!(since);
+    described["versions"] = json!(versions(&state, &id).await?);
     Ok(Json(described))
+}
+
+/// How many stored rule sets `versions` looks through.
+const VERSIONS_SEARCHED: u32 = 50;
+
+/// The versions rule `id` had in the rule sets of this folder that went into force, newest
+/// first: `{version, rule_set, last_in_force_at, source}`, one per version (where it last ran).
+async fn versions(state: &AppState, id: &str) -> Result<Vec<Value>, ApiError> {
+    let origin = state.rules.status().dir.to_string_lossy().into_owned();
+    let sets = state.store.rule_sets(&origin, VERSIONS_SEARCHED).await?;
+    let mut seen = std::collections::HashSet::new();
+    let mut versions = Vec::new();
+    for set in sets {
+        for text in set.files.values() {
+            for (rule, version, source) in crate::rules::compile::written_rules(text) {
+                if rule == id && seen.insert(version.clone()) {
+                    versions.push(json!({
+                        "version": version,
+                        "rule_set": set.id,
+                        "last_in_force_at": set.loaded_at,
+                        "source": source,
+                    }));
+                }
+            }
+        }
+    }
+    Ok(versions)
 }

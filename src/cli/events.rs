@@ -10,7 +10,14 @@ use crate::store::{EventFilter, EventState, Store, StoredEvent};
 use super::{EventsArgs, EventsCommand};
 
 pub(super) fn run(args: EventsArgs) -> anyhow::Result<()> {
-    if args.state.is_some() || args.command.is_some() {
+    let stored_filter = args.state.is_some()
+        || args.claim.is_some()
+        || args.account.is_some()
+        || args.debtor.is_some()
+        || args.kind.is_some()
+        || args.from.is_some()
+        || args.to.is_some();
+    if stored_filter || args.command.is_some() {
         return stored(args);
     }
     print_catalogue(args)
@@ -32,10 +39,20 @@ fn stored(args: EventsArgs) -> anyhow::Result<()> {
 }
 
 async fn list(store: &Store, args: &EventsArgs) -> anyhow::Result<()> {
+    let subject = [
+        ("claim", &args.claim),
+        ("account", &args.account),
+        ("debtor", &args.debtor),
+    ]
+    .into_iter()
+    .find_map(|(key, value)| value.clone().map(|v| (key.to_owned(), v)));
     let filter = EventFilter {
-        kind: None,
+        kind: args.kind.clone(),
         source: args.source.clone(),
         state: args.state,
+        subject,
+        from: args.from,
+        to: args.to,
         before: None,
         limit: args.limit.clamp(1, 1000),
         // An operator's own terminal: the count alone bounds it (lists carry no payloads).

@@ -285,6 +285,24 @@ pub struct EventsArgs {
     /// List stored events in this state (pending, processed, failed) instead of the catalogue
     #[arg(long)]
     pub state: Option<crate::store::EventState>,
+    /// List the stored events about this claim
+    #[arg(long, conflicts_with_all = ["account", "debtor"])]
+    pub claim: Option<String>,
+    /// List the stored events about this account
+    #[arg(long, conflicts_with = "debtor")]
+    pub account: Option<String>,
+    /// List the stored events about this debtor
+    #[arg(long)]
+    pub debtor: Option<String>,
+    /// List stored events of this type (e.g. sms.delivery_failed)
+    #[arg(long = "type")]
+    pub kind: Option<String>,
+    /// Stored events that occurred at or after this time (RFC 3339)
+    #[arg(long)]
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Stored events that occurred before this time (RFC 3339)
+    #[arg(long)]
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
     /// How many stored events to list, newest first
     #[arg(long, default_value_t = 50)]
     pub limit: u32,

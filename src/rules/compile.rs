@@ -244,6 +244,34 @@ pub fn compile_file(
     (rules, errors)
 }
 
+/// A rule's version: a hash of what it says (its YAML as data, so layout and comments do not
+/// count).
+fn version_of(yaml: &serde_yaml::Value) -> String {
+    let canonical = serde_json::to_vec(&serde_json::to_value(yaml).unwrap_or(Value::Null))
+        .expect("values serialize");
+    hex::encode(&Sha256::digest(&canonical)[..6])
+}
+
+/// Each rule written in a rule file's `text`, as `(id, version, its YAML)`, versioned as
+/// compiling does; nothing else is checked (a text that does not parse has none).
+pub fn written_rules(text: &str) -> Vec<(String, String, String)> {
+    let Ok(value) = serde_yaml::from_str::<serde_yaml::Value>(text) else {
+        return Vec::new();
+    };
+    let items = match value.get("rules") {
+        Some(serde_yaml::Value::Sequence(items)) => items.clone(),
+        _ => vec![value],
+    };
+    items
+        .into_iter()
+        .filter_map(|yaml| {
+            let id = yaml.get("id")?.as_str()?.to_owned();
+            let written = serde_yaml::to_string(&yaml).unwrap_or_default();
+            Some((id, version_of(&yaml), written))
+        })
+        .collect()
+}
+
 fn compile_rule(
     path: &Path,
     text: &str,
@@ -476,8 +504,6 @@ fn compile_rule(
     if !errors.is_empty() {
         return Err(errors);
     }
-    let canonical = serde_json::to_vec(&serde_json::to_value(yaml).unwrap_or(Value::Null))
-        .expect("values serialize");
     let trigger = if time.schedule.is_some() {
         Trigger::Schedule {
             rule: config.id.clone(),
@@ -486,7 +512,7 @@ fn compile_rule(
         Trigger::events(&config.on, &config.source_types, &config.sources)
     };
     Ok(Rule {
-        version: hex::encode(&Sha256::digest(&canonical)[..6]),
+        version: version_of(yaml),
         id: config.id,
         name: config.name,
         description: config.description,

@@ -66,6 +66,19 @@ fn load_checked(
     }
 }
 
+/// A rule set as stored when it went into force, compiled again.
+pub fn compile_stored(
+    stored: &StoredRuleSet,
+    calendars: &Arc<Calendars>,
+) -> Result<RuleSet, Vec<RuleError>> {
+    let texts = stored
+        .files
+        .iter()
+        .map(|(path, text)| (PathBuf::from(path), text.clone()))
+        .collect();
+    RuleSet::compile_with(&texts, calendars)
+}
+
 /// How long the folder must be quiet before a reload (editors write in several steps).
 const SETTLE: Duration = Duration::from_millis(300);
 
@@ -149,12 +162,7 @@ impl LiveRules {
             }
         };
         let fallback = last.and_then(|stored| {
-            let texts = stored
-                .files
-                .iter()
-                .map(|(path, text)| (PathBuf::from(path), text.clone()))
-                .collect();
-            match RuleSet::compile_with(&texts, &calendars) {
+            match compile_stored(&stored, &calendars) {
                 Ok(set) => Some((set, stored)),
                 Err(e) => {
                     tracing::error!(set_id = %stored.id, problems = e.len(), "the last good rule set no longer compiles");

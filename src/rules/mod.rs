@@ -61,6 +61,8 @@ pub struct RuleSet {
     pub files: Vec<PathBuf>,
     /// Each file's text, as compiled (kept so the set can be stored and run again).
     pub texts: BTreeMap<PathBuf, String>,
+    /// A hash of the files' paths and texts ([`RuleSet::id`]).
+    id: String,
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -204,15 +206,20 @@ impl RuleSet {
             calendars: calendars.clone(),
             templates: env,
             files: texts.keys().cloned().collect(),
+            id: Self::identify(texts),
             texts: texts.clone(),
         })
     }
 
     /// The set's identity: a hash of its files' paths and texts.
     pub fn id(&self) -> String {
+        self.id.clone()
+    }
+
+    fn identify(texts: &BTreeMap<PathBuf, String>) -> String {
         use sha2::Digest;
         let mut hash = sha2::Sha256::new();
-        for (path, text) in &self.texts {
+        for (path, text) in texts {
             hash.update(path.to_string_lossy().as_bytes());
             hash.update([0]);
             hash.update(text.as_bytes());

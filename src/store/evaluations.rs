@@ -82,6 +82,8 @@ pub struct Completion {
     pub event: EventId,
     pub evaluations: Vec<NewEvaluation>,
     pub effects: Effects,
+    /// The id of the rule set it was evaluated against (`RuleSet::id`), if one was in force.
+    pub rule_set: Option<std::sync::Arc<str>>,
 }
 
 impl Completion {
@@ -91,6 +93,7 @@ impl Completion {
             event,
             evaluations,
             effects: Effects::default(),
+            rule_set: None,
         }
     }
 }
@@ -145,8 +148,19 @@ impl Store {
         processed: &[Completion],
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let ids: Vec<&str> = processed.iter().map(|c| c.event.as_str()).collect();
-        let ids = serde_json::to_string(&ids).expect("strings serialize");
+        // One statement per rule set the events were evaluated against (a round has one).
+        let mut by_set: Vec<(Option<&str>, Vec<&str>)> = Vec::new();
+        for c in processed {
+            let set = c.rule_set.as_deref();
+            match by_set.iter_mut().find(|(s, _)| *s == set) {
+                Some((_, ids)) => ids.push(c.event.as_str()),
+                None => by_set.push((set, vec![c.event.as_str()])),
+            }
+        }
+        let by_set: Vec<(Option<&str>, String)> = by_set
+            .into_iter()
+            .map(|(set, ids)| (set, serde_json::to_string(&ids).expect("strings serialize")))
+            .collect();
         let complete = match self.backend {
             Backend::Sqlite(_) => sqlite::COMPLETE,
             Backend::Postgres(_) => postgres::COMPLETE,
@@ -155,8 +169,11 @@ impl Store {
         let _turn = self.write_turn().await;
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let owned: HashSet<String> =
-                sqlx::query_scalar(complete).bind(now).bind(owner).bind(&ids).fetch_all(&mut *tx).await?.into_iter().collect();
+            let mut owned: HashSet<String> = HashSet::new();
+            for (set, ids) in &by_set {
+                let done: Vec<String> = sqlx::query_scalar(complete).bind(now).bind(owner).bind(ids).bind(*set).fetch_all(&mut *tx).await?;
+                owned.extend(done);
+            }
             let completed: Vec<&Completion> = processed.iter().filter(|c| owned.contains(c.event.as_str())).collect();
             let empty = Value::Array(Vec::new());
             let mut rows = Vec::new();

@@ -41,20 +41,60 @@ impl Store {
     /// The rule set from `origin` (a rules folder) that most recently went into force, if any
     /// did. (Instances sharing a store with other folders do not take each other's rules.)
     pub async fn last_rule_set(&self, origin: &str) -> Result<Option<StoredRuleSet>, StoreError> {
+        Ok(self.rule_sets(origin, 1).await?.pop())
+    }
+
+    /// The `limit` rule sets from `origin` that most recently went into force, newest first.
+    pub async fn rule_sets(
+        &self,
+        origin: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredRuleSet>, StoreError> {
         on_pool!(self, pool => {
-            let row = sqlx::query("SELECT id, files, loaded_at, origin FROM rule_sets WHERE origin = $1 ORDER BY loaded_at DESC LIMIT 1")
+            let rows = sqlx::query("SELECT id, files, loaded_at, origin FROM rule_sets WHERE origin = $1 ORDER BY loaded_at DESC LIMIT $2")
                 .bind(origin)
-                .fetch_optional(pool)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
                 .await?;
-            row.map(|row| {
-                Ok(StoredRuleSet {
-                    id: row.try_get("id")?,
-                    files: row.try_get::<Json<BTreeMap<String, String>>, _>("files")?.0,
-                    loaded_at: row.try_get("loaded_at")?,
-                    origin: row.try_get("origin")?,
-                })
-            })
-            .transpose()
+            rows.iter().map(decode).collect()
         })
     }
+
+    /// The stored rule set `id`, if it went into force here once.
+    pub async fn rule_set(&self, id: &str) -> Result<Option<StoredRuleSet>, StoreError> {
+        on_pool!(self, pool => {
+            let row = sqlx::query("SELECT id, files, loaded_at, origin FROM rule_sets WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(decode).transpose()
+        })
+    }
+
+    /// The id of the rule set event `id` was evaluated against, once it was processed.
+    pub async fn event_rule_set(&self, id: &str) -> Result<Option<String>, StoreError> {
+        on_pool!(self, pool => {
+            let set: Option<Option<String>> = sqlx::query_scalar("SELECT rule_set_id FROM events WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            Ok(set.flatten())
+        })
+    }
+}
+
+fn decode<R>(row: &R) -> Result<StoredRuleSet, StoreError>
+where
+    R: Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    DateTime<Utc>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Json<BTreeMap<String, String>>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(StoredRuleSet {
+        id: row.try_get("id")?,
+        files: row.try_get::<Json<BTreeMap<String, String>>, _>("files")?.0,
+        loaded_at: row.try_get("loaded_at")?,
+        origin: row.try_get("origin")?,
+    })
 }

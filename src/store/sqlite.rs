@@ -57,7 +57,7 @@ pub(super) const CLAIM_PENDING: &str = "
 /// Marks the listed events (a JSON array of ids) processed, if `owner` still leases them.
 pub(super) const COMPLETE: &str = "
     UPDATE events SET state = 'processed', processed_at = $1, lease_owner = NULL, lease_until_ms = NULL,
-        next_attempt_ms = NULL, last_error = NULL
+        next_attempt_ms = NULL, last_error = NULL, rule_set_id = $4
     WHERE state = 'pending' AND lease_owner = $2 AND id IN (SELECT value FROM json_each($3))
     RETURNING id";
 

@@ -512,12 +512,10 @@ mod cases {
         );
         store.fail_events("a", &[failure(None)]).await.unwrap();
         let failed_filter = EventFilter {
-            kind: None,
-            source: None,
             state: Some(EventState::Failed),
-            before: None,
             limit: 10,
             max_bytes: usize::MAX,
+            ..Default::default()
         };
         let failed = store.list_events(&failed_filter).await.unwrap().items;
         assert_eq!(failed.len(), 1);
@@ -594,12 +592,10 @@ mod cases {
         );
         let failed = store
             .list_events(&EventFilter {
-                kind: None,
-                source: None,
                 state: Some(EventState::Failed),
-                before: None,
                 limit: 10,
                 max_bytes: usize::MAX,
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -1175,6 +1171,7 @@ mod cases {
             event: event.clone(),
             evaluations,
             effects,
+            rule_set: None,
         };
         store.complete(owner, &[completion], now).await.unwrap()
     }

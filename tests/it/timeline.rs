@@ -87,6 +87,46 @@ rules:
         );
         let (status, refused) = app.get("/v1/subjects/case/X/timeline").await;
         assert_eq!(status, 400, "{refused}");
+
+        // The claim's events, found without reading the timeline: by reference, type and time.
+        let source_ids = |path: &str| {
+            let app = &app;
+            let path = path.to_owned();
+            async move {
+                let (status, page) = app.get(&path).await;
+                assert_eq!(status, 200, "{path}: {page}");
+                page["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["source_event_id"].as_str().unwrap().to_owned())
+                    .collect::<Vec<_>>()
+            }
+        };
+        // The API is served under /api/v1 (and /v1, as it first was).
+        assert_eq!(source_ids("/api/v1/events?claim=C-1").await, ["e-3", "e-1"]);
+        assert_eq!(
+            source_ids("/v1/events?claim=C-1&type=sms.delivery_failed").await,
+            ["e-1"]
+        );
+        assert_eq!(
+            source_ids("/v1/events?from=2026-12-01T09:15:00Z&to=2026-12-01T10:00:00Z").await,
+            ["e-2"]
+        );
+        assert!(source_ids("/v1/events?claim=C-9").await.is_empty());
+        let (status, refused) = app.get("/v1/events?claim=C-1&account=A-1").await;
+        assert_eq!(status, 400, "{refused}");
+        assert!(
+            refused["message"].as_str().unwrap().contains("one subject reference"),
+            "{refused}"
+        );
+        if db.url.starts_with("sqlite:") {
+            let (ok, out) =
+                crate::support::signalbox(&["events", "--claim", "C-1", "--database-url", &db.url]);
+            assert!(ok, "{out}");
+            assert!(out.contains("promise_to_pay.created") && out.contains("sms.delivery_failed"), "{out}");
+            assert!(out.contains("2 shown"), "{out}");
+        }
         if db.url.starts_with("sqlite:") {
             let (ok, out) =
                 crate::support::signalbox(&["timeline", "claim", "C-1", "--database-url", &db.url]);
@@ -194,6 +234,7 @@ rules:
         );
         let (status, _) = app.get("/v1/rules/nope").await;
         assert_eq!(status, 404);
+
         if db.url.starts_with("sqlite:") {
             // The command line reads the same history from the store.
             let (ok, out) = crate::support::signalbox(&[
@@ -211,6 +252,38 @@ rules:
                 "{out}"
             );
         }
+
+        // The threshold changes: explain answers with the rules the event met, unless asked
+        // for the current ones; the rule lists both versions.
+        let before = app.get("/v1/rules/status").await.1["set_id"].clone();
+        write_rules(
+            dir.path(),
+            &[("rules.yaml", &RULES.replace(">= 1000", ">= 10"))],
+        );
+        let mut versions = Vec::new();
+        for _ in 0..400 {
+            let (_, one) = app.get("/v1/rules/big_promises").await;
+            versions = one["versions"].as_array().cloned().unwrap_or_default();
+            if versions.len() == 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert_eq!(versions.len(), 2, "the old and the new version: {versions:?}");
+        assert!(versions[0]["source"].as_str().unwrap().contains(">= 10\n"), "newest first: {versions:?}");
+        assert_ne!(app.get("/v1/rules/status").await.1["set_id"], before);
+        let (_, then) = app.get(&format!("/v1/events/{last}/explain")).await;
+        assert_eq!(then["rules_from"], "in_force", "{then}");
+        assert_eq!(then["rule_set"], before, "{then}");
+        let of = |explained: &serde_json::Value, id: &str| {
+            explained["rules"].as_array().unwrap().iter().find(|r| r["rule_id"] == id).unwrap()["outcome"].clone()
+        };
+        assert_eq!(of(&then, "big_promises"), "not_matched", "{then}");
+        let (_, now) = app.get(&format!("/v1/events/{last}/explain?rules=current")).await;
+        assert_eq!(now["rules_from"], "current", "{now}");
+        assert_eq!(of(&now, "big_promises"), "fired", "{now}");
+        let (status, _) = app.get(&format!("/v1/events/{last}/explain?rules=yesterday")).await;
+        assert_eq!(status, 400);
         app.stop().await;
     }
 }
