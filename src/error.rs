@@ -40,6 +40,15 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// What every error answers (the OpenAPI document's schema of it).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A stable snake_case code: `invalid_query`, `forbidden`, `event_not_found`, ...
+    pub code: String,
+    /// What is wrong, for people.
+    pub message: String,
+}
+
 impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {

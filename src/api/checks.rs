@@ -10,7 +10,8 @@ use super::AppState;
 use crate::error::ApiError;
 use crate::store::{ActionStatus, CheckStatus};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ListQuery {
     /// checks: `pending`, `satisfied`, `fired`, `cancelled`; actions: `pending`, `in_flight`,
@@ -38,6 +39,17 @@ fn limit(q: &ListQuery) -> u32 {
 }
 
 /// `GET /v1/checks` (read): newest first, 50 by default, at most 1000.
+#[utoipa::path(
+    get,
+    path = "/checks",
+    tag = "checks",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
+        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
 pub(super) async fn list_checks(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -52,6 +64,17 @@ pub(super) async fn list_checks(
 
 /// `POST /v1/checks/{id}/cancel` (operate): a pending check stops waiting; its rule does
 /// not fire for it.
+#[utoipa::path(
+    post,
+    path = "/checks/{id}/cancel",
+    tag = "checks",
+    params(("id" = String, Path, description = "its id")),
+    responses(
+        (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
+        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+    ),
+    security(("token" = ["operate"]))
+)]
 pub(super) async fn cancel_check(
     State(state): State<AppState>,
     caller: Option<axum::Extension<crate::auth::Caller>>,
@@ -88,6 +111,17 @@ pub(super) async fn cancel_check(
 
 /// `GET /v1/actions` (read): newest first, 50 by default, at most 1000; a pending action shows
 /// its `next_attempt_at`.
+#[utoipa::path(
+    get,
+    path = "/actions",
+    tag = "actions",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
+        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
 pub(super) async fn list_actions(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -102,6 +136,17 @@ pub(super) async fn list_actions(
 
 /// `POST /v1/actions/{id}/cancel` (operate): a pending action (delayed, or waiting for a
 /// retry) is cancelled and never runs. One being delivered, delivered or dead is left alone.
+#[utoipa::path(
+    post,
+    path = "/actions/{id}/cancel",
+    tag = "actions",
+    params(("id" = String, Path, description = "its id")),
+    responses(
+        (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
+        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+    ),
+    security(("token" = ["operate"]))
+)]
 pub(super) async fn cancel_action(
     State(state): State<AppState>,
     caller: Option<axum::Extension<crate::auth::Caller>>,

@@ -10,7 +10,8 @@ use super::AppState;
 use crate::error::ApiError;
 use crate::store::{EvaluationFilter, EvaluationOutcome};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct EvaluationsQuery {
     /// `fired`, `throttled` or `failed`.
@@ -25,6 +26,17 @@ pub(super) struct EvaluationsQuery {
 
 /// Newest first, 50 by default, at most 1000 and `server.max_page_bytes` of them;
 /// `next_before` is the cursor for the next page, `null` after the last.
+#[utoipa::path(
+    get,
+    path = "/evaluations",
+    tag = "rules",
+    params(EvaluationsQuery),
+    responses(
+        (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
+        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
 pub(super) async fn list(
     State(state): State<AppState>,
     query: Result<Query<EvaluationsQuery>, axum::extract::rejection::QueryRejection>,

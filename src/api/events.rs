@@ -9,6 +9,17 @@ use super::AppState;
 use crate::error::ApiError;
 use crate::store::{EventFilter, ListedEvent, StoredEvent};
 
+#[utoipa::path(
+    get,
+    path = "/events/{id}",
+    tag = "events",
+    params(("id" = String, Path, description = "its id")),
+    responses(
+        (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
+        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
 pub(super) async fn get_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -22,7 +33,8 @@ pub(super) async fn get_one(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ListQuery {
     #[serde(rename = "type")]
@@ -76,7 +88,11 @@ impl ListQuery {
                 code: "invalid_query",
                 message: format!(
                     "filter by one subject reference at a time, not {}",
-                    given.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(" and ")
+                    given
+                        .iter()
+                        .map(|(k, _)| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" and ")
                 ),
             }),
         }
@@ -86,6 +102,17 @@ impl ListQuery {
 /// The newest events first, 50 by default, at most 1000, and no more than
 /// `server.max_page_bytes` of them; without their raw payloads (`GET /v1/events/{id}` has it).
 /// `next_before` is the cursor for the next page, `null` after the last.
+#[utoipa::path(
+    get,
+    path = "/events",
+    tag = "events",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
+        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
 pub(super) async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -124,7 +151,8 @@ pub(super) async fn list(
 }
 
 /// Refused deliveries are stored too: `?verification=rejected` shows why senders get 401.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct DeliveriesQuery {
     verification: Option<String>,
@@ -133,6 +161,17 @@ pub(super) struct DeliveriesQuery {
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/deliveries",
+    tag = "events",
+    params(DeliveriesQuery),
+    responses(
+        (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
+        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
 pub(super) async fn deliveries(
     State(state): State<AppState>,
     query: Result<Query<DeliveriesQuery>, axum::extract::rejection::QueryRejection>,
@@ -156,6 +195,16 @@ pub(super) async fn deliveries(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/unknown-types",
+    tag = "events",
+    responses(
+        (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
+        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
 pub(super) async fn unknown_types(
     State(state): State<AppState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -165,6 +214,17 @@ pub(super) async fn unknown_types(
 }
 
 /// What the rules did with an event (fired, throttled or failed).
+#[utoipa::path(
+    get,
+    path = "/events/{id}/evaluations",
+    tag = "events",
+    params(("id" = String, Path, description = "its id")),
+    responses(
+        (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
+        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
 pub(super) async fn evaluations(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -175,7 +235,8 @@ pub(super) async fn evaluations(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ExplainQuery {
     /// `in_force` (default): the rule set the event was evaluated against; `current`: the
@@ -189,6 +250,17 @@ pub(super) struct ExplainQuery {
 /// the event was processed; beside what was recorded live. By default the rules are the set
 /// the event was evaluated against (kept in the store), else the current ones, and the answer
 /// says which. Nothing is stored or sent.
+#[utoipa::path(
+    get,
+    path = "/events/{id}/explain",
+    tag = "events",
+    params(("id" = String, Path, description = "its id"), ExplainQuery),
+    responses(
+        (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
+        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
 pub(super) async fn explain(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -246,7 +318,14 @@ pub(super) async fn explain(
 async fn rules_in_force(
     state: &AppState,
     id: &str,
-) -> Result<(std::sync::Arc<crate::rules::RuleSet>, &'static str, Option<String>), ApiError> {
+) -> Result<
+    (
+        std::sync::Arc<crate::rules::RuleSet>,
+        &'static str,
+        Option<String>,
+    ),
+    ApiError,
+> {
     let current = state.rules.current();
     let Some(set_id) = state.store.event_rule_set(id).await? else {
         let why = "the event has not been evaluated yet (or was before rule sets were recorded): explained with the current rules";
@@ -278,6 +357,17 @@ async fn rules_in_force(
 }
 
 /// `POST /v1/events/{id}/retry` (operate): a parked (`failed`) event is processed again.
+#[utoipa::path(
+    post,
+    path = "/events/{id}/retry",
+    tag = "events",
+    params(("id" = String, Path, description = "its id")),
+    responses(
+        (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
+        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+    ),
+    security(("token" = ["operate"]))
+)]
 pub(super) async fn retry(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -112,6 +112,16 @@ pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<V
 
 /// The rule set in force: folder, counts, when it loaded, and the problems of the last
 /// refused reload (with their files and lines).
+#[utoipa::path(
+    get,
+    path = "/rules/status",
+    tag = "rules",
+    responses(
+        (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
+        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
 pub(super) async fn rules_status(State(state): State<AppState>) -> Json<Value> {
     Json(json!(state.rules.status()))
 }

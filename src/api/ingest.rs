@@ -36,6 +36,18 @@ const REFUSED_HEADER_BYTES: usize = 1024;
 
 /// `POST /v1/events` and `POST /webhooks/canonical`: canonical events, from a token with the
 /// `ingest` role (or anyone while the API is open).
+#[utoipa::path(
+    post,
+    path = "/events",
+    tag = "events",
+    request_body(content = serde_json::Value, description = "see docs/api.md"),
+    responses(
+        (status = 201, description = "created (docs/api.md)", body = serde_json::Value),
+        (status = 200, description = "duplicates, or several events: one receipt each", body = serde_json::Value),
+        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+    ),
+    security(("token" = ["ingest"]))
+)]
 pub(super) async fn post_events(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

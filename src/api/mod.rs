@@ -21,11 +21,14 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
 use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use limits::{Limits, ServerConfig};
 pub use serve::serve;
@@ -35,6 +38,43 @@ use crate::error::ApiError;
 use crate::providers::Registry;
 use crate::store::Store;
 use crate::store::writer::Writer;
+
+/// The OpenAPI document's frame; the paths come from the handlers (`#[utoipa::path]`).
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Signalbox management API",
+        description = "Events, rules, checks, actions and tokens of a Signalbox engine (docs/api.md). \
+            Every route needs `Authorization: Bearer <token>` with the role its security names."
+    ),
+    servers((url = "/api/v1")),
+    modifiers(&BearerToken),
+    tags(
+        (name = "events", description = "stored events, deliveries, explain, retry"),
+        (name = "rules", description = "rules in force, their statistics and evaluations"),
+        (name = "subjects", description = "a claim's (account's, debtor's) timeline"),
+        (name = "checks", description = "pending checks of `unless:` rules"),
+        (name = "actions", description = "planned actions and their attempts"),
+        (name = "tokens", description = "API tokens (admin)"),
+    )
+)]
+struct ApiDoc;
+
+/// The `token` security scheme: a bearer token; each route's scopes name the role it needs.
+struct BearerToken;
+
+impl utoipa::Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "token",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+    }
+}
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -66,40 +106,54 @@ pub fn router(state: AppState) -> Router {
         )
     };
     // One router per role, its check applied once; a path may be in several (`/events`:
-    // POST to ingest, GET to read), each method behind its own role. The API is served under
-    // `/api/v1` and, as it first was, `/v1`.
-    let ingest = Router::new()
-        .route("/events", post(ingest::post_events))
+    // POST to ingest, GET to read), each method behind its own role. Each route comes from
+    // its handler's `#[utoipa::path]`, which also documents it in the OpenAPI document.
+    let ingest = OpenApiRouter::new()
+        .routes(routes!(ingest::post_events))
         .route_layer(gate(Role::Ingest));
-    let read = Router::new()
-        .route("/events", get(events::list))
-        .route("/events/{id}", get(events::get_one))
-        .route("/events/{id}/evaluations", get(events::evaluations))
-        .route("/events/{id}/explain", get(events::explain))
-        .route("/deliveries", get(events::deliveries))
-        .route("/unknown-types", get(events::unknown_types))
-        .route("/evaluations", get(evaluations::list))
-        .route("/rules/status", get(health::rules_status))
-        .route("/rules", get(rules::list))
-        .route("/rules/{id}", get(rules::get_one))
-        .route("/checks", get(checks::list_checks))
-        .route("/subjects/{key}/{value}/timeline", get(timeline::get))
-        .route("/actions", get(checks::list_actions))
+    let read = OpenApiRouter::new()
+        .routes(routes!(events::list))
+        .routes(routes!(events::get_one))
+        .routes(routes!(events::evaluations))
+        .routes(routes!(events::explain))
+        .routes(routes!(events::deliveries))
+        .routes(routes!(events::unknown_types))
+        .routes(routes!(evaluations::list))
+        .routes(routes!(health::rules_status))
+        .routes(routes!(rules::list))
+        .routes(routes!(rules::get_one))
+        .routes(routes!(checks::list_checks))
+        .routes(routes!(timeline::get))
+        .routes(routes!(checks::list_actions))
         .route_layer(gate(Role::Read));
-    let operate = Router::new()
-        .route("/events/{id}/retry", post(events::retry))
-        .route("/checks/{id}/cancel", post(checks::cancel_check))
-        .route("/actions/{id}/cancel", post(checks::cancel_action))
+    let operate = OpenApiRouter::new()
+        .routes(routes!(events::retry))
+        .routes(routes!(checks::cancel_check))
+        .routes(routes!(checks::cancel_action))
         .route_layer(gate(Role::Operate));
-    let admin = Router::new()
-        .route("/tokens", get(tokens::list).post(tokens::create))
-        .route("/tokens/{name}", delete(tokens::revoke))
-        .route("/token-uses", get(tokens::uses))
+    let admin = OpenApiRouter::new()
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::revoke))
+        .routes(routes!(tokens::uses))
         .route_layer(gate(Role::Admin));
-    let api = ingest.merge(read).merge(operate).merge(admin);
+    let (api, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(ingest)
+        .merge(read)
+        .merge(operate)
+        .merge(admin)
+        .split_for_parts();
+    let document = Arc::new(document);
+    // The API is served under `/api/v1` and, as it first was, `/v1`.
     let routes = Router::new()
         .nest("/api/v1", api.clone())
         .nest("/v1", api)
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move { axum::Json(document) }
+            }),
+        )
         .route(
             "/webhooks/canonical",
             post(ingest::post_events).route_layer(gate(Role::Ingest)),

@@ -14,7 +14,8 @@ use crate::error::ApiError;
 use crate::rules::Rule;
 use crate::rules::trigger::Trigger;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct StatsQuery {
     /// RFC 3339: statistics from this time on (default: the last 24 hours).
@@ -77,6 +78,17 @@ fn since(q: &StatsQuery, state: &AppState) -> DateTime<Utc> {
 }
 
 /// `GET /v1/rules?since=`: every rule in force, with its statistics.
+#[utoipa::path(
+    get,
+    path = "/rules",
+    tag = "rules",
+    params(StatsQuery),
+    responses(
+        (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
+        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
 pub(super) async fn list(
     State(state): State<AppState>,
     query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
@@ -98,6 +110,17 @@ pub(super) async fn list(
 }
 
 /// `GET /v1/rules/{id}?since=`: one rule, with its statistics and the text of its file.
+#[utoipa::path(
+    get,
+    path = "/rules/{id}",
+    tag = "rules",
+    params(("id" = String, Path, description = "its id"), StatsQuery),
+    responses(
+        (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
+        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
 pub(super) async fn get_one(
     State(state): State<AppState>,
     Path(id): Path<String>,

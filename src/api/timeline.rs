@@ -13,7 +13,8 @@ use super::AppState;
 use crate::error::ApiError;
 use crate::store::{HistoryQuery, Store, StoreError};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TimelineQuery {
     /// The subject's newest events taken (1 to 200, default 50).
@@ -133,6 +134,17 @@ pub async fn timeline(
     Ok(entries)
 }
 
+#[utoipa::path(
+    get,
+    path = "/subjects/{key}/{value}/timeline",
+    tag = "subjects",
+    params(("key" = String, Path, description = "`claim`, `account` or `debtor`"), ("value" = String, Path, description = "the reference, e.g. `C-1`"), TimelineQuery),
+    responses(
+        (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
+        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+    ),
+    security(("token" = ["read"]))
+)]
 pub(super) async fn get(
     State(state): State<AppState>,
     Path((key, value)): Path<(String, String)>,

@@ -11,6 +11,16 @@ use super::AppState;
 use crate::auth::{CreateError, Role};
 use crate::error::ApiError;
 
+#[utoipa::path(
+    get,
+    path = "/tokens",
+    tag = "tokens",
+    responses(
+        (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
+        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+    ),
+    security(("token" = ["admin"]))
+)]
 pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let stored = state.store.list_tokens().await?;
     Ok(Json(
@@ -28,6 +38,17 @@ pub(super) struct NewToken {
 }
 
 /// Answers the token's text, once: only its hash is kept.
+#[utoipa::path(
+    post,
+    path = "/tokens",
+    tag = "tokens",
+    request_body(content = serde_json::Value, description = "see docs/api.md"),
+    responses(
+        (status = 201, description = "created (docs/api.md)", body = serde_json::Value),
+        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+    ),
+    security(("token" = ["admin"]))
+)]
 pub(super) async fn create(
     State(state): State<AppState>,
     body: Result<Json<NewToken>, axum::extract::rejection::JsonRejection>,
@@ -61,6 +82,17 @@ pub(super) async fn create(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/tokens/{name}",
+    tag = "tokens",
+    params(("name" = String, Path, description = "the token's name")),
+    responses(
+        (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
+        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+    ),
+    security(("token" = ["admin"]))
+)]
 pub(super) async fn revoke(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -77,12 +109,24 @@ pub(super) async fn revoke(
     Ok(Json(json!({ "revoked": name })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct UsesQuery {
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/token-uses",
+    tag = "tokens",
+    params(UsesQuery),
+    responses(
+        (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
+        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+    ),
+    security(("token" = ["admin"]))
+)]
 pub(super) async fn uses(
     State(state): State<AppState>,
     query: Result<Query<UsesQuery>, axum::extract::rejection::QueryRejection>,

@@ -37,8 +37,8 @@ pub use evaluations::{
     ThrottleGate, Verdict,
 };
 pub use events::{
-    ClaimedEvent, EventFailure, EventFilter, ListedEvent, ProcessingFailure, SUBJECT_KEYS, StoredEvent,
-    UnknownType,
+    ClaimedEvent, EventFailure, EventFilter, ListedEvent, ProcessingFailure, SUBJECT_KEYS,
+    StoredEvent, UnknownType,
 };
 pub use history::{HISTORY_KEYS, HistoryQuery, MAX_HISTORY, subject_ref, subject_refs};
 pub use outbox::{

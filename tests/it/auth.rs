@@ -10,6 +10,7 @@ crate::on_both_backends!(cases:
     the_public_listener_serves_only_signed_platform_webhooks,
     revoking_every_token_closes_the_api_rather_than_opening_it,
     bodies_held_on_the_public_listener_do_not_starve_the_management_one,
+    the_openapi_document_matches_the_routes_their_roles_and_the_docs,
 );
 
 mod cases {
@@ -118,6 +119,68 @@ mod cases {
             .map(|v| v.to_str().unwrap().to_owned());
         let body = response.json().await.unwrap_or(Value::Null);
         (status, body, challenge)
+    }
+
+    /// `/api/v1/openapi.json` (no token) lists every route: each answers 401 without a
+    /// token, 403 with a token of another role, and is there with one of the role its
+    /// security names; docs/api.md lists the same routes.
+    pub(super) async fn the_openapi_document_matches_the_routes_their_roles_and_the_docs(
+        db: TestDb,
+    ) {
+        let app = TestApp::spawn(with_tokens(test_config(&db))).await;
+        let (status, document, _) = call(&app, "GET", "/api/v1/openapi.json", None, None).await;
+        assert_eq!(status, 200, "{document}");
+        assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+        assert_eq!(document["servers"][0]["url"], "/api/v1");
+        let mut documented = std::collections::BTreeSet::new();
+        for (path, item) in document["paths"].as_object().unwrap() {
+            let url = format!(
+                "/api/v1{}",
+                path.split('/')
+                    .map(|part| if part.starts_with('{') { "x" } else { part })
+                    .collect::<Vec<_>>()
+                    .join("/")
+            );
+            for (method, operation) in item.as_object().unwrap() {
+                let method = method.to_uppercase();
+                let role = operation["security"][0]["token"][0].as_str().unwrap();
+                let other = match role {
+                    "read" => "ingest",
+                    "admin" => "operate",
+                    _ => "read",
+                };
+                let body = (method != "GET").then(|| "{}".to_owned());
+                let (status, _, _) = call(&app, &method, &url, None, body.clone()).await;
+                assert_eq!(status, 401, "{method} {url} without a token");
+                let (status, _, _) =
+                    call(&app, &method, &url, Some(token(other)), body.clone()).await;
+                assert_eq!(
+                    status, 403,
+                    "{method} {url} ({role}) with a token of {other}"
+                );
+                let (status, answer, _) = call(&app, &method, &url, Some(token(role)), body).await;
+                assert!(
+                    ![401, 403, 405].contains(&status) && answer["code"] != "not_found",
+                    "{method} {url} with a token of {role}: {status} {answer}"
+                );
+                documented.insert(format!("{method} {path}"));
+            }
+        }
+        let docs =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md")).unwrap();
+        let listed: std::collections::BTreeSet<String> = docs
+            .lines()
+            .filter_map(|line| {
+                let (method, rest) = line.strip_prefix("| `")?.split_once(' ')?;
+                let path = rest.split(['`', '?']).next()?;
+                let path = path
+                    .strip_prefix("/api/v1")
+                    .or_else(|| path.strip_prefix("/v1"))?;
+                (path != "/openapi.json").then(|| format!("{method} {path}"))
+            })
+            .collect();
+        assert_eq!(listed, documented, "docs/api.md and the OpenAPI document");
+        app.stop().await;
     }
 
     pub(super) async fn every_route_answers_only_a_token_of_its_role(db: TestDb) {

@@ -117,14 +117,20 @@ rules:
         let (status, refused) = app.get("/v1/events?claim=C-1&account=A-1").await;
         assert_eq!(status, 400, "{refused}");
         assert!(
-            refused["message"].as_str().unwrap().contains("one subject reference"),
+            refused["message"]
+                .as_str()
+                .unwrap()
+                .contains("one subject reference"),
             "{refused}"
         );
         if db.url.starts_with("sqlite:") {
             let (ok, out) =
                 crate::support::signalbox(&["events", "--claim", "C-1", "--database-url", &db.url]);
             assert!(ok, "{out}");
-            assert!(out.contains("promise_to_pay.created") && out.contains("sms.delivery_failed"), "{out}");
+            assert!(
+                out.contains("promise_to_pay.created") && out.contains("sms.delivery_failed"),
+                "{out}"
+            );
             assert!(out.contains("2 shown"), "{out}");
         }
         if db.url.starts_with("sqlite:") {
@@ -269,20 +275,37 @@ rules:
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
-        assert_eq!(versions.len(), 2, "the old and the new version: {versions:?}");
-        assert!(versions[0]["source"].as_str().unwrap().contains(">= 10\n"), "newest first: {versions:?}");
+        assert_eq!(
+            versions.len(),
+            2,
+            "the old and the new version: {versions:?}"
+        );
+        assert!(
+            versions[0]["source"].as_str().unwrap().contains(">= 10\n"),
+            "newest first: {versions:?}"
+        );
         assert_ne!(app.get("/v1/rules/status").await.1["set_id"], before);
         let (_, then) = app.get(&format!("/v1/events/{last}/explain")).await;
         assert_eq!(then["rules_from"], "in_force", "{then}");
         assert_eq!(then["rule_set"], before, "{then}");
         let of = |explained: &serde_json::Value, id: &str| {
-            explained["rules"].as_array().unwrap().iter().find(|r| r["rule_id"] == id).unwrap()["outcome"].clone()
+            explained["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["rule_id"] == id)
+                .unwrap()["outcome"]
+                .clone()
         };
         assert_eq!(of(&then, "big_promises"), "not_matched", "{then}");
-        let (_, now) = app.get(&format!("/v1/events/{last}/explain?rules=current")).await;
+        let (_, now) = app
+            .get(&format!("/v1/events/{last}/explain?rules=current"))
+            .await;
         assert_eq!(now["rules_from"], "current", "{now}");
         assert_eq!(of(&now, "big_promises"), "fired", "{now}");
-        let (status, _) = app.get(&format!("/v1/events/{last}/explain?rules=yesterday")).await;
+        let (status, _) = app
+            .get(&format!("/v1/events/{last}/explain?rules=yesterday"))
+            .await;
         assert_eq!(status, 400);
         app.stop().await;
     }
