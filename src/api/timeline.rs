@@ -19,6 +19,8 @@ use crate::store::{HistoryQuery, Store, StoreError};
 pub(super) struct TimelineQuery {
     /// The subject's newest events taken (1 to 200, default 50).
     limit: Option<u32>,
+    /// RFC 3339: only events that occurred before it (`next_before` of the previous page).
+    before: Option<DateTime<Utc>>,
 }
 
 /// One thing that happened, at a time.
@@ -37,26 +39,41 @@ pub struct Entry {
     pub detail: Value,
 }
 
-/// The timeline of `key`'s `value` (its `limit` newest events and what followed them), oldest
-/// first.
+/// One page of a timeline: its entries, oldest first, and the cursor to the page before.
+#[derive(Debug, Serialize)]
+pub struct Timeline {
+    pub entries: Vec<Entry>,
+    /// When the oldest event of the page occurred, if older events may follow: the `before`
+    /// of the next page.
+    pub next_before: Option<DateTime<Utc>>,
+}
+
+/// The timeline of `key`'s `value`: its `limit` newest events that occurred before `before`
+/// and what followed them, oldest first.
 pub async fn timeline(
     store: &Store,
     key: &str,
     value: &str,
     limit: u32,
-) -> Result<Vec<Entry>, StoreError> {
+    before: Option<DateTime<Utc>>,
+) -> Result<Timeline, StoreError> {
     let far: DateTime<Utc> = "9999-12-31T23:59:59Z".parse().expect("a valid time");
     let past: DateTime<Utc> = "0001-01-01T00:00:00Z".parse().expect("a valid time");
+    // The window is (after, until]: up to the microsecond before `before`.
+    let until = before.map_or(far, |b| b - chrono::Duration::microseconds(1));
     let events = store
         .history(&HistoryQuery {
             key,
             value: Some(value),
             types: &[],
             after: past,
-            until: far,
+            until,
             limit,
         })
         .await?;
+    let next_before = (events.len() == limit as usize)
+        .then(|| events.iter().map(|e| e.occurred_at).min())
+        .flatten();
     let mut entries = Vec::new();
     for event in &events {
         let id = event.id.to_string();
@@ -131,7 +148,10 @@ pub async fn timeline(
         }
     }
     entries.sort_by_key(|e| e.at);
-    Ok(entries)
+    Ok(Timeline {
+        entries,
+        next_before,
+    })
 }
 
 #[utoipa::path(
@@ -160,15 +180,17 @@ pub(super) async fn get(
             ),
         });
     }
-    let entries = timeline(
+    let page = timeline(
         &state.store,
         &key,
         &value,
         q.limit.unwrap_or(50).clamp(1, 200),
+        q.before,
     )
     .await?;
     Ok(Json(serde_json::json!({
         "subject": format!("{key}:{value}"),
-        "entries": entries,
+        "entries": page.entries,
+        "next_before": page.next_before,
     })))
 }

@@ -96,10 +96,11 @@ pub(super) fn timeline(args: TimelineArgs) -> anyhow::Result<()> {
             &args.key,
             &args.value,
             args.limit.clamp(1, 200),
+            None,
         )
         .await;
         store.close().await;
-        let entries = entries?;
+        let entries = entries?.entries;
         if args.json {
             out!("{}", serde_json::to_string_pretty(&entries)?);
             return Ok(());

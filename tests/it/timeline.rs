@@ -87,6 +87,30 @@ rules:
         );
         let (status, refused) = app.get("/v1/subjects/case/X/timeline").await;
         assert_eq!(status, 400, "{refused}");
+        // Paged by event: the newest one, then the one before it, then nothing more.
+        let (_, newest) = app.get("/v1/subjects/claim/C-1/timeline?limit=1").await;
+        assert_eq!(
+            newest["entries"][0]["summary"],
+            "promise_to_pay.created from api"
+        );
+        let before = newest["next_before"].as_str().unwrap().to_owned();
+        let (_, older) = app
+            .get(&format!(
+                "/v1/subjects/claim/C-1/timeline?limit=1&before={before}"
+            ))
+            .await;
+        assert_eq!(
+            older["entries"][0]["summary"], "sms.delivery_failed from api",
+            "{older}"
+        );
+        let before = older["next_before"].as_str().unwrap().to_owned();
+        let (_, none) = app
+            .get(&format!(
+                "/v1/subjects/claim/C-1/timeline?limit=1&before={before}"
+            ))
+            .await;
+        assert_eq!(none["entries"], json!([]), "{none}");
+        assert!(none["next_before"].is_null());
 
         // The claim's events, found without reading the timeline: by reference, type and time.
         let source_ids = |path: &str| {
