@@ -20,17 +20,36 @@ use crate::store::{EventFilter, ListedEvent, StoredEvent};
     ),
     security(("token" = ["read"]))
 )]
+/// `GET /v1/events/{id}` (read): one stored event with its raw payload and processing state,
+/// and what followed it: the `delivery` that brought it (without its body), its recorded
+/// `evaluations`, and the `actions` they planned, each with its `attempts`. How a webhook is
+/// followed to its actions.
 pub(super) async fn get_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<StoredEvent>, ApiError> {
-    match state.store.get_event(&id).await? {
-        Some(event) => Ok(Json(event)),
-        None => Err(ApiError::NotFound {
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Some(event) = state.store.get_event(&id).await? else {
+        return Err(ApiError::NotFound {
             code: "event_not_found",
             message: format!("no event with id '{id}'"),
-        }),
+        });
+    };
+    let delivery = match &event.delivery_id {
+        Some(delivery) => state.store.get_delivery(delivery).await?.map(|d| d.summary),
+        None => None,
+    };
+    let mut actions = Vec::new();
+    for action in state.store.actions_for_event(&id).await? {
+        let attempts = state.store.attempts(&action.id).await?;
+        let mut action = serde_json::to_value(&action).unwrap_or_default();
+        action["attempts"] = serde_json::json!(attempts);
+        actions.push(action);
     }
+    let mut answer = serde_json::to_value(&event).unwrap_or_default();
+    answer["delivery"] = serde_json::json!(delivery);
+    answer["evaluations"] = serde_json::json!(state.store.evaluations_for_event(&id).await?);
+    answer["actions"] = serde_json::json!(actions);
+    Ok(Json(answer))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -138,6 +138,28 @@ rules:
             ["e-2"]
         );
         assert!(source_ids("/v1/events?claim=C-9").await.is_empty());
+        // One event followed to its action: the delivery that brought it, the rule that fired,
+        // the action it planned and its attempt.
+        let (_, page) = app
+            .get("/v1/events?claim=C-1&type=sms.delivery_failed")
+            .await;
+        let id = page["events"][0]["id"].as_str().unwrap().to_owned();
+        let (status, one) = app.get(&format!("/v1/events/{id}")).await;
+        assert_eq!(status, 200, "{one}");
+        assert!(
+            one["delivery"]["id"].as_str().unwrap().starts_with("dlv_"),
+            "{one}"
+        );
+        assert_eq!(one["evaluations"][0]["rule_id"], "tell_crm", "{one}");
+        assert_eq!(one["evaluations"][0]["outcome"], "fired", "{one}");
+        let action = &one["actions"][0];
+        assert_eq!(
+            one["evaluations"][0]["actions"][0]["url"],
+            format!("{}/C-1", receiver.url)
+        );
+        assert_eq!(action["target"], "127.0.0.1", "{one}");
+        assert_eq!(action["status"], "delivered", "{one}");
+        assert_eq!(action["attempts"][0]["outcome"], "delivered", "{one}");
         let (status, refused) = app.get("/v1/events?claim=C-1&account=A-1").await;
         assert_eq!(status, 400, "{refused}");
         assert!(
