@@ -8,6 +8,7 @@ mod events;
 mod health;
 mod ingest;
 pub mod limits;
+mod metrics;
 pub mod rejections;
 mod rules;
 mod serve;
@@ -28,6 +29,7 @@ use tower::load_shed::LoadShedLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use limits::{Limits, ServerConfig};
+pub use metrics::MetricsConfig;
 pub use serve::serve;
 
 use crate::auth::{Role, Tokens};
@@ -51,6 +53,8 @@ pub struct AppState {
     /// Which refused deliveries are stored (`retention.rejected`).
     pub rejections: Arc<rejections::Rejections>,
     pub tokens: Arc<Tokens>,
+    /// The SHA-256 of `metrics.token`: `/metrics` then asks for it (or a read token).
+    pub metrics_token: Option<[u8; 32]>,
 }
 
 /// The management listener: the whole API, each route behind the token check of its role.
@@ -85,7 +89,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/checks", get(checks::list_checks))
         .route("/v1/subjects/{key}/{value}/timeline", get(timeline::get))
         .route("/v1/actions", get(checks::list_actions))
-        .route("/metrics", get(metrics))
         .route_layer(gate(Role::Read));
     let operate = Router::new()
         .route("/v1/events/{id}/retry", post(events::retry))
@@ -97,7 +100,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tokens/{name}", delete(tokens::revoke))
         .route("/v1/token-uses", get(tokens::uses))
         .route_layer(gate(Role::Admin));
-    let routes = ingest.merge(read).merge(operate).merge(admin);
+    // Open unless `metrics.token` is set, as Prometheus scrapes.
+    let scrape = Router::new()
+        .route("/metrics", get(metrics::scrape))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::gate,
+        ));
+    let routes = ingest.merge(read).merge(operate).merge(admin).merge(scrape);
     finish(with_webhooks(routes), state)
 }
 
@@ -137,19 +147,9 @@ fn finish(routes: Router<AppState>, state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
+        // Outermost: every answer is timed, refusals and panics included.
+        .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
-}
-
-/// Prometheus text exposition.
-async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
-    crate::metrics::sample(&state.store, state.clock.now()).await;
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        crate::metrics::render(),
-    )
 }
 
 async fn not_found() -> ApiError {

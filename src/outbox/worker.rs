@@ -118,7 +118,10 @@ impl Dispatcher {
         let started_at = self.clock.now();
         let started = Instant::now();
         let outcome = self.executors.execute(&action).await;
-        let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let elapsed = started.elapsed();
+        metrics::histogram!(crate::metrics::ACTION_ATTEMPT_DURATION, "kind" => action.kind.clone())
+            .record(elapsed.as_secs_f64());
+        let duration_ms = i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX);
         let attempts = action.attempts + 1;
         let next = match &outcome {
             Outcome::Delivered { .. } => NextStep::Delivered,
@@ -248,6 +251,19 @@ async fn record(
         match result {
             Ok(recorded) => {
                 for (finished, ok) in batch.drain(..).zip(recorded) {
+                    let end = match finished.next {
+                        NextStep::Delivered => Some("delivered"),
+                        NextStep::Dead => Some("dead"),
+                        NextStep::RetryAt(_) => None,
+                    };
+                    if let Some(outcome) = end.filter(|_| ok) {
+                        metrics::counter!(
+                            "signalbox_actions_finished_total",
+                            "kind" => finished.action.kind.clone(),
+                            "outcome" => outcome
+                        )
+                        .increment(1);
+                    }
                     let _ = finished.reply.send(Ok(ok));
                 }
             }
