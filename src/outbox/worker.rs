@@ -15,6 +15,7 @@ use chrono::Utc;
 use crate::clock::SharedClock;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::actions::retry::next_delay;
 use crate::actions::{ActionsConfig, Delivery, Executors, Outcome, Payload};
@@ -87,8 +88,16 @@ impl Dispatcher {
                     Ok(actions) => {
                         claimed = actions.len();
                         for action in actions.into_iter().map(delivery) {
+                            // Every line of the delivery carries its action, event and rule.
+                            let span = tracing::info_span!(
+                                "action",
+                                action_id = %action.id,
+                                event_id = %action.event_id,
+                                rule_id = %action.rule_id
+                            );
                             let this = self.clone();
-                            in_flight.spawn(async move { this.deliver(action).await });
+                            in_flight
+                                .spawn(async move { this.deliver(action).await }.instrument(span));
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot take due actions"),
@@ -138,15 +147,17 @@ impl Dispatcher {
                 None => NextStep::Dead,
             },
         };
+        // The action's span carries its ids (at info, so it is on whenever these lines are);
+        // the warning names them itself, to keep them under a filter of `warn`.
         match &outcome {
             Outcome::Delivered { .. } => {
-                tracing::debug!(action_id = %action.id, kind = %action.kind, attempts, "action delivered")
+                tracing::debug!(kind = %action.kind, attempts, "action delivered")
             }
             Outcome::Retry { reason, .. } if next != NextStep::Dead => {
                 // The reason (a target's or SMTP server's reply may quote an address) is in the
                 // attempt's record; INFO carries ids.
-                tracing::info!(action_id = %action.id, kind = %action.kind, attempts, "delivery failed, will retry");
-                tracing::debug!(action_id = %action.id, reason = %reason, "delivery failed")
+                tracing::info!(kind = %action.kind, attempts, "delivery failed, will retry");
+                tracing::debug!(reason = %reason, "delivery failed")
             }
             other => {
                 tracing::warn!(action_id = %action.id, kind = %action.kind, rule_id = %action.rule_id, attempts, reason = other.error().unwrap_or_default(), "action dead")
