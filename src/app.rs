@@ -213,6 +213,7 @@ pub async fn start_with_store(
             &config.retention.rejected,
         )),
         tokens,
+        metrics_token: config.metrics.token_hash(),
     };
     let public_server = public.map(|listener| {
         tokio::spawn(crate::api::serve(

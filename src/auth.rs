@@ -354,6 +354,15 @@ impl Tokens {
     }
 }
 
+/// Whether an `Authorization` value presents the token whose hash is `hash` (compared in
+/// constant time, as hashes, so neither the token's length nor its first difference shows).
+pub fn presents(authorization: &[u8], hash: &[u8; 32]) -> bool {
+    bearer(authorization).is_some_and(|presented| {
+        let presented: [u8; 32] = Sha256::digest(presented).into();
+        bool::from(presented.ct_eq(hash))
+    })
+}
+
 /// The token of an `Authorization` value: the scheme `Bearer` in any case, then whitespace.
 fn bearer(value: &[u8]) -> Option<&[u8]> {
     let (scheme, rest) = value.split_at_checked(6)?;
@@ -534,6 +543,15 @@ mod tests {
         assert_eq!(bearer(b"Basic abc"), None);
         assert_eq!(bearer(b"Bearer "), None);
         assert_eq!(bearer(b"Bear"), None);
+    }
+
+    #[test]
+    fn a_presented_token_must_be_the_same_token() {
+        let expected = hash("metrics-token-of-24-chars");
+        assert!(presents(b"Bearer metrics-token-of-24-chars", &expected));
+        assert!(!presents(b"Bearer metrics-token-of-24-chars-", &expected));
+        assert!(!presents(b"Bearer metrics", &expected));
+        assert!(!presents(b"metrics-token-of-24-chars", &expected));
     }
 
     #[test]

@@ -319,6 +319,9 @@ impl Processor {
                 .iter()
                 .map(|c| {
                     let event = &c.event;
+                    // Every line of its processing carries the event's id (the rules' lines,
+                    // at debug, their rule's too).
+                    let _span = tracing::info_span!("event", event_id = %event.id).entered();
                     let one = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         let processed = rules.process(event, clock.now(), &facts);
                         for e in &processed.evaluations {

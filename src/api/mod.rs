@@ -8,6 +8,7 @@ mod events;
 mod health;
 mod ingest;
 pub mod limits;
+mod metrics;
 pub mod rejections;
 mod rules;
 mod serve;
@@ -31,6 +32,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use limits::{Limits, ServerConfig};
+pub use metrics::MetricsConfig;
 pub use serve::serve;
 
 use crate::auth::{Role, Tokens};
@@ -91,6 +93,8 @@ pub struct AppState {
     /// Which refused deliveries are stored (`retention.rejected`).
     pub rejections: Arc<rejections::Rejections>,
     pub tokens: Arc<Tokens>,
+    /// The SHA-256 of `metrics.token`: `/metrics` then asks for it (or a read token).
+    pub metrics_token: Option<[u8; 32]>,
 }
 
 /// The management listener: the whole API, each route behind the token check of its role.
@@ -158,7 +162,14 @@ pub fn router(state: AppState) -> Router {
             "/webhooks/canonical",
             post(ingest::post_events).route_layer(gate(Role::Ingest)),
         )
-        .route("/metrics", get(metrics).route_layer(gate(Role::Read)));
+        // Open unless `metrics.token` is set, as Prometheus scrapes.
+        .route(
+            "/metrics",
+            get(metrics::scrape).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                metrics::gate,
+            )),
+        );
     finish(with_webhooks(routes), state)
 }
 
@@ -198,19 +209,9 @@ fn finish(routes: Router<AppState>, state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
+        // Outermost: every answer is timed, refusals and panics included.
+        .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
-}
-
-/// Prometheus text exposition.
-async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
-    crate::metrics::sample(&state.store, state.clock.now()).await;
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        crate::metrics::render(),
-    )
 }
 
 async fn not_found() -> ApiError {

@@ -17,7 +17,7 @@ pub use interpolate::interpolate_str;
 pub use secret::Secret;
 
 /// The `sources` settings belong to the providers; re-exported as part of the config.
-pub use crate::api::ServerConfig;
+pub use crate::api::{MetricsConfig, ServerConfig};
 pub use crate::processor::ProcessingConfig;
 pub use crate::providers::{SignatureEncoding, SourceConfig};
 pub use crate::store::{RejectedConfig, RetentionConfig, StoreConfig};
@@ -38,6 +38,9 @@ pub struct Config {
     /// Serve the API without tokens on an address other than loopback. Default false: `serve`
     /// refuses to start so.
     pub allow_unauthenticated: bool,
+    /// Who may read `GET /metrics`: `{token: ${VAR}}` asks for that token (or a read token).
+    /// Default: no token needed, as Prometheus scrapes.
+    pub metrics: MetricsConfig,
     /// Where events are stored: `sqlite://FILE` (created if missing) or `postgres://...`.
     /// Default `sqlite://signalbox.db`. May contain `${VAR}` for a password.
     pub database_url: String,
@@ -87,6 +90,7 @@ impl Default for Config {
             public_listen: None,
             tokens: Vec::new(),
             allow_unauthenticated: false,
+            metrics: MetricsConfig::default(),
             database_url: "sqlite://signalbox.db".into(),
             rules_dir: PathBuf::from("rules"),
             rule_tests_must_pass: true,
@@ -291,6 +295,7 @@ impl Config {
                 .chain(self.actions.problems())
                 .chain(self.retention.problems())
                 .chain(crate::auth::config_problems(&self.tokens))
+                .chain(self.metrics.problems())
                 .map(|(key, message)| ConfigError::Setting { key, message }),
         );
         if let Err(e) = crate::providers::validate_sources(&self.sources) {

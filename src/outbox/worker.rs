@@ -15,6 +15,7 @@ use chrono::Utc;
 use crate::clock::SharedClock;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::actions::retry::next_delay;
 use crate::actions::{ActionsConfig, Delivery, Executors, Outcome, Payload};
@@ -87,8 +88,16 @@ impl Dispatcher {
                     Ok(actions) => {
                         claimed = actions.len();
                         for action in actions.into_iter().map(delivery) {
+                            // Every line of the delivery carries its action, event and rule.
+                            let span = tracing::info_span!(
+                                "action",
+                                action_id = %action.id,
+                                event_id = %action.event_id,
+                                rule_id = %action.rule_id
+                            );
                             let this = self.clone();
-                            in_flight.spawn(async move { this.deliver(action).await });
+                            in_flight
+                                .spawn(async move { this.deliver(action).await }.instrument(span));
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot take due actions"),
@@ -118,7 +127,10 @@ impl Dispatcher {
         let started_at = self.clock.now();
         let started = Instant::now();
         let outcome = self.executors.execute(&action).await;
-        let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let elapsed = started.elapsed();
+        metrics::histogram!(crate::metrics::ACTION_ATTEMPT_DURATION, "kind" => action.kind.clone())
+            .record(elapsed.as_secs_f64());
+        let duration_ms = i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX);
         let attempts = action.attempts + 1;
         let next = match &outcome {
             Outcome::Delivered { .. } => NextStep::Delivered,
@@ -135,15 +147,17 @@ impl Dispatcher {
                 None => NextStep::Dead,
             },
         };
+        // The action's span carries its ids (at info, so it is on whenever these lines are);
+        // the warning names them itself, to keep them under a filter of `warn`.
         match &outcome {
             Outcome::Delivered { .. } => {
-                tracing::debug!(action_id = %action.id, kind = %action.kind, attempts, "action delivered")
+                tracing::debug!(kind = %action.kind, attempts, "action delivered")
             }
             Outcome::Retry { reason, .. } if next != NextStep::Dead => {
                 // The reason (a target's or SMTP server's reply may quote an address) is in the
                 // attempt's record; INFO carries ids.
-                tracing::info!(action_id = %action.id, kind = %action.kind, attempts, "delivery failed, will retry");
-                tracing::debug!(action_id = %action.id, reason = %reason, "delivery failed")
+                tracing::info!(kind = %action.kind, attempts, "delivery failed, will retry");
+                tracing::debug!(reason = %reason, "delivery failed")
             }
             other => {
                 tracing::warn!(action_id = %action.id, kind = %action.kind, rule_id = %action.rule_id, attempts, reason = other.error().unwrap_or_default(), "action dead")
@@ -248,6 +262,19 @@ async fn record(
         match result {
             Ok(recorded) => {
                 for (finished, ok) in batch.drain(..).zip(recorded) {
+                    let end = match finished.next {
+                        NextStep::Delivered => Some("delivered"),
+                        NextStep::Dead => Some("dead"),
+                        NextStep::RetryAt(_) => None,
+                    };
+                    if let Some(outcome) = end.filter(|_| ok) {
+                        metrics::counter!(
+                            "signalbox_actions_finished_total",
+                            "kind" => finished.action.kind.clone(),
+                            "outcome" => outcome
+                        )
+                        .increment(1);
+                    }
                     let _ = finished.reply.send(Ok(ok));
                 }
             }

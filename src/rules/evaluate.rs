@@ -443,6 +443,9 @@ impl RuleSet {
         view: &EventView<'_>,
         decide: impl FnOnce(&Self) -> Outcome,
     ) -> Outcome {
+        // At debug: a span per rule and event costs about as much as a simple condition, and
+        // what is logged inside at info and above names the rule itself.
+        let _span = tracing::debug_span!("rule", rule_id = %rule.id).entered();
         let subject = rule.time.state.and_then(|k| k.reference(view.event));
         let entries = subject
             .as_deref()

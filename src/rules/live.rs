@@ -144,7 +144,6 @@ impl LiveRules {
         let errors = match load_checked(dir, require_passing_tests, &calendars) {
             Ok(set) => {
                 let live = Self::with(set, dir, clock, require_passing_tests, None);
-                publish(&live.status());
                 live.record(store).await;
                 return Arc::new(live);
             }
@@ -196,7 +195,6 @@ impl LiveRules {
         {
             let mut status = live.status.lock().unwrap_or_else(|p| p.into_inner());
             status.rejected_reload = Some(problems);
-            publish(&status);
         }
         Arc::new(live)
     }
@@ -288,7 +286,8 @@ impl LiveRules {
                     set_id: Some(set.id()),
                 };
                 self.current.store(Arc::new(set));
-                publish(&status);
+                metrics::counter!("signalbox_rules_reloads_total", "outcome" => "applied")
+                    .increment(1);
                 Ok(())
             }
             Err(errors) => {
@@ -296,7 +295,8 @@ impl LiveRules {
                     tracing::error!(problem = %e, "rules change refused; the running rules stay");
                 }
                 status.rejected_reload = Some(errors.iter().map(ToString::to_string).collect());
-                publish(&status);
+                metrics::counter!("signalbox_rules_reloads_total", "outcome" => "refused")
+                    .increment(1);
                 Err(errors)
             }
         }
@@ -347,18 +347,4 @@ impl LiveRules {
             }
         })
     }
-}
-
-/// The rules' state as metrics: `signalbox_rules_degraded` is 1 while the folder's rules are not
-/// the ones in force (the last good set runs, or evaluation waits), `signalbox_rules_reload_refused`
-/// 1 while the last change was refused, `signalbox_rules_in_force` the number of rules running.
-fn publish(status: &RulesStatus) {
-    let degraded = status.fallback.is_some() || !status.in_force;
-    metrics::gauge!("signalbox_rules_degraded").set(if degraded { 1.0 } else { 0.0 });
-    metrics::gauge!("signalbox_rules_reload_refused").set(if status.rejected_reload.is_some() {
-        1.0
-    } else {
-        0.0
-    });
-    metrics::gauge!("signalbox_rules_in_force").set(status.rules as f64);
 }

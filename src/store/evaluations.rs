@@ -290,6 +290,12 @@ impl Store {
                 }
             }
             tx.commit().await?;
+            for (.., action) in &planned {
+                metrics::counter!("signalbox_actions_planned_total", "kind" => action.kind).increment(1);
+            }
+            for (_, evaluation, ..) in rows.iter().filter(|r| r.2 == EvaluationOutcome::Throttled) {
+                metrics::counter!("signalbox_rule_throttled_total", "rule" => evaluation.rule_id.clone()).increment(1);
+            }
             Ok(owned.len() as u64)
         })
     }

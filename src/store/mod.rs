@@ -10,6 +10,7 @@ mod checks;
 mod deliveries;
 mod evaluations;
 mod events;
+mod gauges;
 mod history;
 mod outbox;
 mod page;

@@ -10,6 +10,7 @@ mod examples;
 mod hostile;
 mod ingest;
 mod limits;
+mod metrics;
 mod minimisation;
 mod outgoing;
 mod payloads;

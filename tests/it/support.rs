@@ -507,6 +507,17 @@ pub(crate) fn spawn_engine(
     db_url: &str,
     config_yaml: &str,
 ) -> (std::process::Child, u16) {
+    spawn_engine_logging(dir, db_url, config_yaml, None)
+}
+
+/// As [`spawn_engine`], with its log filtered by `rust_log` (`RUST_LOG`) and written to
+/// `dir/engine.log` when given.
+pub(crate) fn spawn_engine_logging(
+    dir: &std::path::Path,
+    db_url: &str,
+    config_yaml: &str,
+    rust_log: Option<&str>,
+) -> (std::process::Child, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
@@ -524,8 +535,14 @@ pub(crate) fn spawn_engine(
         .env("SIGNALBOX_DATABASE_URL", db_url)
         .env("SIGNALBOX_RULES_DIR", dir.join("rules"))
         .env_remove("RUST_LOG")
+        .envs(rust_log.map(|filter| ("RUST_LOG", filter)))
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(match rust_log {
+            Some(_) => std::fs::File::create(dir.join("engine.log"))
+                .expect("log file")
+                .into(),
+            None => std::process::Stdio::null(),
+        })
         .spawn()
         .expect("engine binary starts");
     (child, port)
