@@ -11,8 +11,10 @@ pub mod limits;
 pub mod rejections;
 mod rules;
 mod serve;
+mod stats;
 pub mod timeline;
 mod tokens;
+mod whoami;
 
 use std::sync::Arc;
 
@@ -85,6 +87,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/checks", get(checks::list_checks))
         .route("/v1/subjects/{key}/{value}/timeline", get(timeline::get))
         .route("/v1/actions", get(checks::list_actions))
+        .route("/v1/stats/hourly", get(stats::hourly))
+        .route("/v1/stats/queues", get(stats::queues))
         .route("/metrics", get(metrics))
         .route_layer(gate(Role::Read));
     let operate = Router::new()
@@ -97,7 +101,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tokens/{name}", delete(tokens::revoke))
         .route("/v1/token-uses", get(tokens::uses))
         .route_layer(gate(Role::Admin));
-    let routes = ingest.merge(read).merge(operate).merge(admin);
+    let routes = ingest
+        .merge(read)
+        .merge(operate)
+        .merge(admin)
+        // Any known token (it checks for itself), and the console's files (no token: the
+        // data they show comes from the API, with the token).
+        .route("/v1/whoami", get(whoami::get))
+        .merge(crate::console::routes());
     finish(with_webhooks(routes), state)
 }
 
