@@ -54,7 +54,10 @@ const ASSETS: &[Asset] = assets! {
 /// `/console` (to `/console/`), `/console/` (the page) and `/console/{file}`.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
-        .route("/console", get(|| async { Redirect::permanent("/console/") }))
+        .route(
+            "/console",
+            get(|| async { Redirect::permanent("/console/") }),
+        )
         .route("/console/", get(|| async { answer("index.html") }))
         .route(
             "/console/{*file}",
@@ -90,7 +93,10 @@ fn answer(name: &str) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
 }
@@ -134,7 +140,10 @@ mod tests {
     fn pages_have_no_inline_script_or_outside_asset() {
         let index = ASSETS.iter().find(|a| a.name == "index.html").unwrap();
         let html = std::str::from_utf8(index.bytes).unwrap();
-        assert!(!html.contains("<script>"), "no inline script: CSP refuses it");
+        assert!(
+            !html.contains("<script>"),
+            "no inline script: CSP refuses it"
+        );
         assert!(!html.contains("http://") && !html.contains("https://"));
         for asset in ASSETS {
             let text = String::from_utf8_lossy(asset.bytes);

@@ -29,7 +29,11 @@ pub struct HourCounts {
 
 /// What each series counts: its table, time column, and the condition its index needs.
 const SERIES: [(&str, &str, &str); 3] = [
-    ("events", "received_at", "state IN ('processed', 'failed') AND "),
+    (
+        "events",
+        "received_at",
+        "state IN ('processed', 'failed') AND ",
+    ),
     ("evaluations", "evaluated_at", ""),
     ("attempts", "started_at", ""),
 ];

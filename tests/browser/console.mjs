@@ -142,7 +142,7 @@ try {
     await row.waitFor();
     const retry = row.getByRole('button', { name: /^Retry/ });
     if (!(await retry.isDisabled())) throw new Error('the Retry button is enabled for a reader');
-    await expectText(row, 'needs the operate role');
+    await expectText(page.locator('.role-note'), 'needs the operate role');
     const id = (await row.locator('td').first().textContent()).trim();
     const status = await page.evaluate(async ([id, token]) => (await fetch(`/v1/actions/${id}/retry`, {
       method: 'POST', headers: { Authorization: `Bearer ${token}` },
@@ -151,15 +151,20 @@ try {
     await shot('actions-reader');
   });
 
+  await step('the playground loads a copy of the rule to edit', async () => {
+    await page.goto(`${base}/console/#/playground?rule=${encodeURIComponent(ruleId)}`);
+    const editor = page.getByLabel('Rule (YAML)');
+    await page.waitForFunction((id) => document.getElementById('rule-text')?.value.includes(`id: ${id}`), ruleId);
+    await editor.fill((await editor.inputValue()).replace(/> *100\b/, '> 20'));
+    await page.locator('.preview .y-number', { hasText: '20' }).first().waitFor();
+    await shot('playground');
+  });
+
   if (pending.has('backtest')) {
     console.log('NOT TESTED (route not served by this build): playground backtest');
   } else {
     await step('a playground backtest of a changed threshold shows the diff', async () => {
-      await page.goto(`${base}/console/#/playground?rule=${encodeURIComponent(ruleId)}`);
-      const editor = page.getByLabel('Rule (YAML)');
-      const text = await editor.inputValue();
-      if (!text.includes(`id: ${ruleId}`)) throw new Error('the playground did not load the rule');
-      await editor.fill(text.replace(/> *100\b/, '> 20'));
+      // The edited copy from the step before: the threshold lowered to 20.
       await page.getByRole('button', { name: 'Check and run tests' }).click();
       await page.locator('#playground-result .ok', { hasText: 'valid' }).waitFor();
       await page.getByRole('button', { name: 'Run backtest' }).click();

@@ -87,7 +87,12 @@ mod cases {
         assert!(csp.contains("script-src 'self'") && csp.contains("default-src 'none'"));
         assert!(!csp.contains("unsafe-inline"), "{csp}");
         assert_eq!(page.headers()["x-content-type-options"], "nosniff");
-        assert!(page.text().await.unwrap().contains("<script type=\"module\" src=\"app.js\">"));
+        assert!(
+            page.text()
+                .await
+                .unwrap()
+                .contains("<script type=\"module\" src=\"app.js\">")
+        );
         let script = app
             .client
             .get(format!("{}/console/pages/timeline.js", app.base))
@@ -99,7 +104,11 @@ mod cases {
             script.headers()["content-type"],
             "text/javascript; charset=utf-8"
         );
-        for missing in ["/console/nope.js", "/console/../Cargo.toml", "/console/pages/"] {
+        for missing in [
+            "/console/nope.js",
+            "/console/../Cargo.toml",
+            "/console/pages/",
+        ] {
             let response = app
                 .client
                 .get(format!("{}{missing}", app.base))
@@ -137,7 +146,10 @@ mod cases {
         assert_eq!(me["may"]["read"], false);
         assert_eq!(get(&app, "/v1/whoami", None).await.0, 401);
         let (status, refused) = get(&app, "/v1/whoami", Some("sbt_unknown")).await;
-        assert_eq!((status, refused["code"].as_str()), (401, Some("unauthorized")));
+        assert_eq!(
+            (status, refused["code"].as_str()),
+            (401, Some("unauthorized"))
+        );
 
         // With no tokens at all (the quick start), the API is open and says so.
         let open = TestApp::spawn(test_config(&TestDb::borrowed(&db))).await;
@@ -206,7 +218,8 @@ mod cases {
         let (_, day) = get(&app, "/v1/stats/hourly", Some(READER)).await;
         assert_eq!(day["hours"].as_array().unwrap().len(), 24, "24 by default");
         for bad in ["0", "169", "x"] {
-            let (status, _) = get(&app, &format!("/v1/stats/hourly?hours={bad}"), Some(READER)).await;
+            let (status, _) =
+                get(&app, &format!("/v1/stats/hourly?hours={bad}"), Some(READER)).await;
             assert_eq!(status, 400, "hours={bad}");
         }
         assert_eq!(get(&app, "/v1/stats/hourly", Some(INGEST)).await.0, 403);

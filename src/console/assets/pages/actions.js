@@ -7,6 +7,14 @@ import { badge, field, h, json, link, problem, replace, section, table, time } f
 
 const STATES = ['pending', 'in_flight', 'delivered', 'dead', 'cancelled'];
 
+/** What the last Retry or Cancel answered, shown by the page drawn after it. */
+let flash = null;
+
+function takeFlash(notice) {
+  if (flash) replace(notice, h('p', { class: 'ok', role: 'status' }, flash));
+  flash = null;
+}
+
 export async function render(main, { args, query }, ctx) {
   if (args[0]) return one(main, args[0], ctx);
   return list(main, query, ctx);
@@ -25,21 +33,29 @@ async function list(main, query, ctx) {
     field('Rule', ruleInput), h('button', { type: 'submit' }, 'Filter'));
   const results = h('div', {});
   const notice = h('div', { 'aria-live': 'polite' });
-  replace(main, h('h1', {}, status ? `Actions: ${status}` : 'Actions'), tabs, form, notice, results);
+  replace(main, h('h1', {}, status ? `Actions: ${status}` : 'Actions'), tabs, roleNote(ctx.me), form, notice, results);
+  takeFlash(notice);
   const data = await api('/actions', { query: { status, rule, limit: 100 } });
   const refresh = () => ctx.go('actions', [], { status, rule });
   replace(results, table([
-    ['Action', (a) => link(`#/actions/${seg(a.id)}`, a.id)],
+    ['Action', (a) => h('a', { href: `#/actions/${seg(a.id)}`, class: 'id' }, a.id)],
     ['Kind', (a) => a.kind],
     ['Target', (a) => a.target],
     ['Rule', (a) => link(`#/rules/${seg(a.rule_id)}`, a.rule_id)],
-    ['Event', (a) => link(`#/events/${seg(a.event_id)}`, a.event_id)],
+    ['Event', (a) => h('a', { href: `#/events/${seg(a.event_id)}`, class: 'id' }, a.event_id)],
     ['State', (a) => badge(a.status)],
     ['Attempts', (a) => String(a.attempts)],
     ['Updated', (a) => time(a.updated_at)],
     ['Last error', (a) => a.last_error || ''],
     ['', (a) => controls(a, ctx.me, notice, refresh)],
   ], data.actions, 'No actions in this state.'));
+}
+
+/** For readers: why Retry and Cancel are disabled. */
+function roleNote(me) {
+  if (me && me.may && me.may.operate) return null;
+  return h('p', { class: 'role-note' }, `Signed in as ${me.name} (${me.roles.join(', ') || 'no role'}): `,
+    'retrying and cancelling actions needs the operate role, so those buttons are disabled.');
 }
 
 /** Retry and Cancel for an action, as the signed-in roles allow. */
@@ -55,7 +71,7 @@ function controls(action, me, notice, after) {
         button.disabled = true;
         try {
           const answer = await api(`/actions/${seg(action.id)}/${verb}`, { method: 'POST' });
-          replace(notice, h('p', { class: 'ok', role: 'status' }, answer.message || `${label}: done`));
+          flash = `${action.id}: ${answer.message || `${label}: done`}`;
           await after();
         } catch (err) {
           replace(notice, problem(err));
@@ -67,7 +83,6 @@ function controls(action, me, notice, after) {
   const out = [];
   if (action.status === 'dead') out.push(act('retry', 'Retry'));
   if (action.status === 'pending') out.push(act('cancel', 'Cancel'));
-  if (out.length && why) out.push(h('span', { class: 'muted small' }, ` ${why}`));
   return out;
 }
 
@@ -81,10 +96,11 @@ async function one(main, id, ctx) {
     return;
   }
   const a = action.action || action;
-  const attempts = action.attempts || a.attempts_list || [];
+  const attempts = [action.attempts, a.attempts, action.attempt_list, action.attempts_list].find(Array.isArray) || [];
   replace(main,
     h('h1', {}, `Action ${a.kind || ''} ${a.status ? `(${a.status})` : ''}`),
     h('p', { class: 'muted' }, h('code', {}, a.id || id)),
+    roleNote(ctx.me),
     notice,
     section('Action',
       h('dl', { class: 'facts' },
@@ -107,4 +123,5 @@ async function one(main, id, ctx) {
       ['Error', (t) => t.error || ''],
       ['Reply', (t) => (t.reply ? h('code', {}, t.reply.slice(0, 200)) : '')],
     ], attempts, 'No attempt yet.')));
+  takeFlash(notice);
 }

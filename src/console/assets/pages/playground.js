@@ -27,16 +27,23 @@ export async function render(main, { query }) {
   let file = 'playground.yaml';
   let text = BLANK;
   let loadProblem = null;
+  // Files are named as in the rules folder (`escalate.yaml`), not by their path on the server.
+  const status = await api('/rules/status').catch(() => ({ dir: '' }));
+  const relative = (path) => {
+    const dir = String(status.dir || '').replace(/\/+$/, '');
+    if (dir && path.startsWith(`${dir}/`)) return path.slice(dir.length + 1);
+    return path.split('/').pop();
+  };
   if (ruleId) {
     try {
       const r = await api(`/rules/${seg(ruleId)}`);
-      file = r.file;
+      file = relative(r.file);
       text = r.source || text;
     } catch (e) {
       loadProblem = e;
     }
   }
-  const editor = h('textarea', { id: 'rule-text', name: 'rule', rows: 18, spellcheck: 'false', autocapitalize: 'off', 'aria-describedby': 'rule-help' }, text);
+  const editor = h('textarea', { id: 'rule-text', name: 'rule', rows: Math.min(30, Math.max(10, text.split('\n').length + 2)), spellcheck: 'false', autocapitalize: 'off', 'aria-describedby': 'rule-help' }, text);
   const fileInput = h('input', { id: 'rule-file', name: 'file', value: file, spellcheck: 'false' });
   const withOthers = h('input', { type: 'checkbox', id: 'with-others', checked: true });
   const preview = h('div', { class: 'preview' }, highlight(text));
@@ -56,6 +63,7 @@ export async function render(main, { query }) {
     replace(out, h('p', { class: 'loading' }, 'Working…'));
     try {
       replace(out, await fn());
+      out.scrollIntoView({ block: 'nearest' });
     } catch (err) {
       replace(out, problem(err));
     } finally {
@@ -69,11 +77,11 @@ export async function render(main, { query }) {
     // The other rules in force, as their files say, so the diff is about this change alone.
     const set = await api('/rules');
     const all = {};
-    const others = [...new Set(set.rules.map((r) => r.file).filter((f) => !(f in edited)))];
+    const others = [...new Set(set.rules.map((r) => r.file).filter((f) => !(relative(f) in edited)))];
     await Promise.all(others.map(async (f) => {
       const r = set.rules.find((x) => x.file === f);
       const one = await api(`/rules/${seg(r.id)}`);
-      if (one.source) all[f] = one.source;
+      if (one.source) all[relative(f)] = one.source;
     }));
     return { ...all, ...edited };
   };
