@@ -309,6 +309,26 @@ impl Tokens {
         authorization: Option<&[u8]>,
         role: Role,
     ) -> Result<Caller, Denied> {
+        let caller = self.identify(authorization).await?;
+        match &caller {
+            Caller::Token(token) if !token.has(role) => Err(Denied::Forbidden(format!(
+                "token '{}' does not have the '{}' role (it has: {})",
+                token.name,
+                role.name(),
+                token
+                    .roles
+                    .iter()
+                    .map(|r| r.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+            _ => Ok(caller),
+        }
+    }
+
+    /// Who presents `authorization`, whatever their roles: a known token, or nobody while the
+    /// API is open.
+    pub async fn identify(&self, authorization: Option<&[u8]>) -> Result<Caller, Denied> {
         self.fresh().await;
         if self.open() {
             if !self.any() {
@@ -337,19 +357,6 @@ impl Tokens {
         } else {
             "the token is not known: every token was revoked, so nothing is allowed; create one with `signalbox tokens create NAME --role admin`"
         }))?;
-        if !token.has(role) {
-            return Err(Denied::Forbidden(format!(
-                "token '{}' does not have the '{}' role (it has: {})",
-                token.name,
-                role.name(),
-                token
-                    .roles
-                    .iter()
-                    .map(|r| r.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
         Ok(Caller::Token(token))
     }
 }

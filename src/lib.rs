@@ -36,6 +36,8 @@
 //! - [`outbox`]: the dispatcher: leases, per-target limits, recording, retry scheduling.
 //! - [`processor`]: the durable processing stage between stored events and the outbox.
 //! - [`auth`]: API tokens (config and stored, hashed) and their roles.
+//! - [`console`]: the web console's files (HTML, CSS, JavaScript modules), embedded and served
+//!   at `/console/`; in the browser they read and act only through the API.
 //! - [`api`]: the axum router; [`error::ApiError`] is its only error response. `api::serve` is
 //!   the accept loop over hyper with the `server:` bounds (`api::limits`): timeouts,
 //!   connection and request limits, the ingestion memory budget.
@@ -54,6 +56,7 @@ pub mod calendar;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod health;
 pub mod metrics;

@@ -12,8 +12,10 @@ mod metrics;
 pub mod rejections;
 mod rules;
 mod serve;
+mod stats;
 pub mod timeline;
 mod tokens;
+mod whoami;
 
 use std::sync::Arc;
 
@@ -129,6 +131,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(checks::list_checks))
         .routes(routes!(timeline::get))
         .routes(routes!(checks::list_actions))
+        .routes(routes!(stats::hourly))
+        .routes(routes!(stats::queues))
         .route_layer(gate(Role::Read));
     let operate = OpenApiRouter::new()
         .routes(routes!(events::retry))
@@ -140,7 +144,10 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(tokens::revoke))
         .routes(routes!(tokens::uses))
         .route_layer(gate(Role::Admin));
+    // Any known token (it checks for itself).
+    let any = OpenApiRouter::new().routes(routes!(whoami::get));
     let (api, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(any)
         .merge(ingest)
         .merge(read)
         .merge(operate)
@@ -169,7 +176,10 @@ pub fn router(state: AppState) -> Router {
                 state.clone(),
                 metrics::gate,
             )),
-        );
+        )
+        // The console's files (no token: the data they show comes from the API, with the
+        // token).
+        .merge(crate::console::routes());
     finish(with_webhooks(routes), state)
 }
 

@@ -19,6 +19,7 @@ pub mod retention;
 mod rule_sets;
 mod schedules;
 mod sqlite;
+mod stats;
 mod status;
 mod strategies;
 mod subject_state;
@@ -48,6 +49,7 @@ pub use outbox::{
 pub use page::Page;
 pub use retention::{RejectedConfig, RetentionConfig};
 pub use rule_sets::StoredRuleSet;
+pub use stats::{HourCounts, MAX_HOURS, QueueCounts};
 pub use status::{ActionStatus, AttemptOutcome, CheckStatus, EvaluationOutcome, EventState};
 pub use subject_state::{MAX_STATE_PER_SUBJECT, StateEntry, StateWrite};
 pub use tokens::TokenUse;

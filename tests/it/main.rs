@@ -3,6 +3,7 @@
 mod auth;
 mod bounds;
 mod cli;
+mod console;
 mod crash;
 mod delivery;
 mod disk_full;
