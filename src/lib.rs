@@ -35,6 +35,8 @@
 //!   tests and hot reload.
 //! - [`outbox`]: the dispatcher: leases, per-target limits, recording, retry scheduling.
 //! - [`processor`]: the durable processing stage between stored events and the outbox.
+//! - [`replay`]: stored events evaluated again against the rules in force, dry or planning
+//!   through the processing keys.
 //! - [`auth`]: API tokens (config and stored, hashed) and their roles.
 //! - [`api`]: the axum router; [`error::ApiError`] is its only error response. `api::serve` is
 //!   the accept loop over hyper with the `server:` bounds (`api::limits`): timeouts,
@@ -61,6 +63,7 @@ pub mod normalize;
 pub mod outbox;
 pub mod processor;
 pub mod providers;
+pub mod replay;
 pub mod rules;
 pub mod schedule;
 pub mod script;

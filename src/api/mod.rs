@@ -1,6 +1,7 @@
 //! The HTTP API: ingestion endpoints, event reads, health; the server that runs it
 //! ([`serve`]) and its bounds ([`limits`]).
 
+mod actions;
 mod auth;
 mod checks;
 mod evaluations;
@@ -9,6 +10,7 @@ mod health;
 mod ingest;
 pub mod limits;
 pub mod rejections;
+mod replay;
 mod rules;
 mod serve;
 pub mod timeline;
@@ -84,13 +86,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/rules/{id}", get(rules::get_one))
         .route("/v1/checks", get(checks::list_checks))
         .route("/v1/subjects/{key}/{value}/timeline", get(timeline::get))
-        .route("/v1/actions", get(checks::list_actions))
+        .route("/v1/actions", get(actions::list))
+        .route("/v1/actions/{id}", get(actions::get_one))
         .route("/metrics", get(metrics))
         .route_layer(gate(Role::Read));
     let operate = Router::new()
         .route("/v1/events/{id}/retry", post(events::retry))
         .route("/v1/checks/{id}/cancel", post(checks::cancel_check))
-        .route("/v1/actions/{id}/cancel", post(checks::cancel_action))
+        .route("/v1/actions/{id}/cancel", post(actions::cancel))
+        .route("/v1/actions/{id}/retry", post(actions::retry))
+        .route("/v1/actions/retry", post(actions::retry_many))
+        .route("/v1/replay", post(replay::replay))
         .route_layer(gate(Role::Operate));
     let admin = Router::new()
         .route("/v1/tokens", get(tokens::list).post(tokens::create))

@@ -11,6 +11,7 @@ mod hostile;
 mod ingest;
 mod limits;
 mod minimisation;
+mod operations;
 mod outgoing;
 mod payloads;
 mod providers;
