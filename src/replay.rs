@@ -436,15 +436,33 @@ impl Run<'_> {
         Ok(decided)
     }
 
-    /// Each event's evaluations at the time it was processed, with the facts its rules read
-    /// gathered for it alone (as `explain` does), on a blocking thread.
+    /// Each event's evaluations at the time it was processed, knowing what its rules read (as
+    /// `explain` does), on a blocking thread. The facts are gathered for the whole chunk at
+    /// once (windows, follow-ups and paused strategies are per event either way), unless a
+    /// rule keeps subject state: then for each event alone, so that no event reads the state
+    /// an earlier one of the chunk would write.
     async fn evaluate(&self, events: Vec<StoredEvent>) -> Result<Vec<Evaluated>, ReplayError> {
+        let at = |stored: &StoredEvent| stored.processed_at.unwrap_or(stored.event.received_at);
+        let keeps_state = self.rules.rules().iter().any(|r| r.time.state.is_some());
         let mut prepared = Vec::with_capacity(events.len());
-        for stored in events {
-            let at = stored.processed_at.unwrap_or(stored.event.received_at);
-            let facts =
-                crate::rules::facts::gather(self.rules, &[&stored.event], self.store, at).await?;
-            prepared.push((stored, at, Arc::new(facts)));
+        if keeps_state {
+            for stored in events {
+                let at = at(&stored);
+                let facts =
+                    crate::rules::facts::gather(self.rules, &[&stored.event], self.store, at)
+                        .await?;
+                prepared.push((stored, at, Arc::new(facts)));
+            }
+        } else {
+            let batch: Vec<&crate::normalize::Event> = events.iter().map(|e| &e.event).collect();
+            let facts = Arc::new(
+                crate::rules::facts::gather(self.rules, &batch, self.store, self.options.now)
+                    .await?,
+            );
+            for stored in events {
+                let at = at(&stored);
+                prepared.push((stored, at, facts.clone()));
+            }
         }
         let rules = self.rules.clone();
         tokio::task::spawn_blocking(move || {
