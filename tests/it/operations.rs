@@ -304,21 +304,32 @@ actions:
         app.stop().await;
     }
 
+    /// The rules before the change: `notify` fires, `tag` fails on every event.
     const BEFORE: &str = r#"
 version: 1
 rules:
   - id: notify
     on: [claim.created]
     actions: [{ type: webhook, url: "RECEIVER/hook/{{ event.subject.claim }}" }]
+  - id: tag
+    on: [claim.created]
+    script: |
+      let n = 0;
+      loop { n += 1; }
+    actions: [{ type: webhook, url: "RECEIVER/tag/{{ event.subject.claim }}" }]
 "#;
 
-    /// The rules after the change: `notify` as it was, and a new rule for big claims.
+    /// The rules after the change: `notify` as it was, `tag` mended, and a new rule for big
+    /// claims.
     const AFTER: &str = r#"
 version: 1
 rules:
   - id: notify
     on: [claim.created]
     actions: [{ type: webhook, url: "RECEIVER/hook/{{ event.subject.claim }}" }]
+  - id: tag
+    on: [claim.created]
+    actions: [{ type: webhook, url: "RECEIVER/tag/{{ event.subject.claim }}" }]
   - id: big_claims
     on: [claim.created]
     when: event.amount.value >= 1000
@@ -365,7 +376,7 @@ rules:
         );
         let mut reloaded = false;
         for _ in 0..1500 {
-            if get(&app, "/v1/rules/status").await["rules"] == 2 {
+            if get(&app, "/v1/rules/status").await["rules"] == 3 {
                 reloaded = true;
                 break;
             }
@@ -383,7 +394,7 @@ rules:
         assert_eq!(dry["events"], 3);
         assert_eq!(
             dry["totals"],
-            json!({"fired": 5, "actions": 2, "already_recorded": 3, "throttled": 0, "not_armed": 0, "failed": 0}),
+            json!({"fired": 8, "actions": 5, "already_recorded": 3, "throttled": 0, "not_armed": 0, "failed": 0}),
             "{dry}"
         );
         let of = |report: &Value, event: &str, rule: &str| {
@@ -411,6 +422,9 @@ rules:
         );
         assert_eq!(of(&dry, &small, "notify")["decision"], "already_recorded");
         assert_eq!(of(&dry, &small, "notify")["then"], "fired");
+        // A rule that failed then and fires now plans its actions.
+        assert_eq!(of(&dry, &small, "tag")["decision"], "would_plan");
+        assert_eq!(of(&dry, &small, "tag")["then"], "failed");
         let (status, one) = call(
             &app,
             "POST",
@@ -420,7 +434,7 @@ rules:
         )
         .await;
         assert_eq!((status, one["events"].clone()), (200, json!(1)), "{one}");
-        assert_eq!(one["totals"]["actions"], 1);
+        assert_eq!(one["totals"]["actions"], 2);
         assert_eq!(
             app.store.count_actions().await.unwrap(),
             (0, 3, 0),
@@ -428,7 +442,10 @@ rules:
         );
         assert_eq!(
             recorded(&app, &big).await,
-            [("notify".into(), "fired".into())]
+            [
+                ("notify".into(), "fired".into()),
+                ("tag".into(), "failed".into())
+            ]
         );
 
         // Applied: exactly the new firings plan their actions, and are delivered.
@@ -437,11 +454,11 @@ rules:
         let (status, applied) =
             call(&app, "POST", "/v1/replay", OPERATE, Some(apply.clone())).await;
         assert_eq!(status, 200, "{applied}");
-        assert_eq!(applied["totals"]["actions"], 2, "{applied}");
+        assert_eq!(applied["totals"]["actions"], 5, "{applied}");
         assert_eq!(of(&applied, &big, "big_claims")["decision"], "planned");
         assert_eq!(of(&applied, &big, "big_claims")["planned"], 1);
-        receiver.wait_for(5).await;
-        assert_eq!(wait_actions_settled(&app.store, 5).await, (0, 5, 0));
+        receiver.wait_for(8).await;
+        assert_eq!(wait_actions_settled(&app.store, 8).await, (0, 8, 0));
         assert_eq!(
             paths(&receiver),
             [
@@ -449,14 +466,18 @@ rules:
                 "/big/C-3",
                 "/hook/C-1",
                 "/hook/C-2",
-                "/hook/C-3"
+                "/hook/C-3",
+                "/tag/C-1",
+                "/tag/C-2",
+                "/tag/C-3"
             ]
         );
         assert_eq!(
             recorded(&app, &big).await,
             [
                 ("big_claims".into(), "fired".into()),
-                ("notify".into(), "fired".into())
+                ("notify".into(), "fired".into()),
+                ("tag".into(), "fired".into())
             ]
         );
 
@@ -464,8 +485,8 @@ rules:
         let (status, again) = call(&app, "POST", "/v1/replay", OPERATE, Some(apply)).await;
         assert_eq!(status, 200, "{again}");
         assert_eq!(again["totals"]["actions"], 0, "{again}");
-        assert_eq!(again["totals"]["already_recorded"], 5);
-        assert_eq!(app.store.count_actions().await.unwrap(), (0, 5, 0));
+        assert_eq!(again["totals"]["already_recorded"], 8);
+        assert_eq!(app.store.count_actions().await.unwrap(), (0, 8, 0));
 
         // A range a page at a time.
         let mut paged = range.clone();
@@ -526,7 +547,7 @@ rules:
             assert!(ok, "{out}");
             assert!(
                 out.contains(
-                    "3 events replayed: 5 firings, would plan 0 actions; 5 already recorded"
+                    "3 events replayed: 8 firings, would plan 0 actions; 8 already recorded"
                 ),
                 "{out}"
             );
