@@ -161,6 +161,7 @@ pub enum ActionsCommand {
     /// idempotency key: one by id (dead or pending; a cancelled one with --cancelled), or dead
     /// ones by --dead, --rule, --event (at most 1000 a run)
     Retry {
+        /// The action (act_...)
         id: Option<String>,
         /// Every dead action (with --rule or --event: only theirs)
         #[arg(long, conflicts_with = "id")]
