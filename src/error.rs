@@ -24,6 +24,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
+    /// The request is valid but what it names is not in a state that allows it (409).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     /// The store cannot take the request now; the sender should retry.
@@ -52,7 +55,9 @@ pub struct ErrorBody {
 impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
-            Self::BadRequest { code, .. } | Self::NotFound { code, .. } => code,
+            Self::BadRequest { code, .. }
+            | Self::NotFound { code, .. }
+            | Self::Conflict { code, .. } => code,
             Self::Unauthorized(_) => "invalid_signature",
             Self::Unauthenticated(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
@@ -70,6 +75,7 @@ impl ApiError {
             Self::Unauthorized(_) | Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,

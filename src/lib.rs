@@ -35,6 +35,8 @@
 //!   tests and hot reload.
 //! - [`outbox`]: the dispatcher: leases, per-target limits, recording, retry scheduling.
 //! - [`processor`]: the durable processing stage between stored events and the outbox.
+//! - [`replay`]: stored events evaluated again against the rules in force, dry or planning
+//!   through the processing keys.
 //! - [`auth`]: API tokens (config and stored, hashed) and their roles.
 //! - [`console`]: the web console's files (HTML, CSS, JavaScript modules), embedded and served
 //!   at `/console/`; in the browser they read and act only through the API.
@@ -64,6 +66,7 @@ pub mod normalize;
 pub mod outbox;
 pub mod processor;
 pub mod providers;
+pub mod replay;
 pub mod rules;
 pub mod schedule;
 pub mod script;

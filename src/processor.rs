@@ -400,7 +400,7 @@ impl Processor {
 /// What the store keeps of an evaluation: fired (with its planned actions, frozen in their
 /// versioned stored form, and its throttle gate) or failed. Rules that did not match or
 /// skipped leave no record.
-fn record(evaluation: &Evaluation) -> Option<NewEvaluation> {
+pub(crate) fn record(evaluation: &Evaluation) -> Option<NewEvaluation> {
     let verdict = match &evaluation.outcome {
         Outcome::Fired {
             actions,

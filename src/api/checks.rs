@@ -1,6 +1,5 @@
-//! Waiting work an operator may look at and stop: pending `unless:` checks
-//! (`GET /v1/checks`, `POST /v1/checks/{id}/cancel`), and planned actions
-//! (`GET /v1/actions`, `POST /v1/actions/{id}/cancel`), delayed ones included.
+//! Waiting checks an operator may look at and stop: pending `unless:` checks
+//! (`GET /v1/checks`, `POST /v1/checks/{id}/cancel`). Planned actions are in `actions.rs`.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -8,14 +7,13 @@ use serde::Deserialize;
 
 use super::AppState;
 use crate::error::ApiError;
-use crate::store::{ActionStatus, CheckStatus};
+use crate::store::CheckStatus;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ListQuery {
-    /// checks: `pending`, `satisfied`, `fired`, `cancelled`; actions: `pending`, `in_flight`,
-    /// `delivered`, `dead`, `cancelled`.
+    /// `pending`, `satisfied`, `fired`, `cancelled`.
     status: Option<String>,
     rule: Option<String>,
     limit: Option<u32>,
@@ -109,74 +107,8 @@ pub(super) async fn cancel_check(
     ))
 }
 
-/// `GET /v1/actions` (read): newest first, 50 by default, at most 1000; a pending action shows
-/// its `next_attempt_at`.
-#[utoipa::path(
-    get,
-    path = "/actions",
-    tag = "actions",
-    params(ListQuery),
-    responses(
-        (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
-        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
-    ),
-    security(("token" = ["read"]))
-)]
-pub(super) async fn list_actions(
-    State(state): State<AppState>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(q) = query?;
-    let actions = state
-        .store
-        .list_actions(status::<ActionStatus>(&q)?, q.rule.as_deref(), limit(&q))
-        .await?;
-    Ok(Json(serde_json::json!({ "actions": actions })))
-}
-
-/// `POST /v1/actions/{id}/cancel` (operate): a pending action (delayed, or waiting for a
-/// retry) is cancelled and never runs. One being delivered, delivered or dead is left alone.
-#[utoipa::path(
-    post,
-    path = "/actions/{id}/cancel",
-    tag = "actions",
-    params(("id" = String, Path, description = "its id")),
-    responses(
-        (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
-        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
-    ),
-    security(("token" = ["operate"]))
-)]
-pub(super) async fn cancel_action(
-    State(state): State<AppState>,
-    caller: Option<axum::Extension<crate::auth::Caller>>,
-    Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let reason = format!("cancelled by {}", who(caller.as_deref()));
-    let cancelled = state
-        .store
-        .cancel_actions(&[id.as_str()], &reason, state.clock.now())
-        .await?;
-    if cancelled == 0 {
-        return match state.store.get_action(&id).await? {
-            Some(action) => Ok(Json(serde_json::json!({
-                "cancelled": 0,
-                "message": format!("the action is {}, not pending: only a pending action can be cancelled", action.status),
-            }))),
-            None => Err(ApiError::NotFound {
-                code: "action_not_found",
-                message: format!("no action with id '{id}'"),
-            }),
-        };
-    }
-    Ok(Json(serde_json::json!({
-        "cancelled": cancelled,
-        "message": "the action is cancelled and will not run",
-    })))
-}
-
 /// Who asked, as recorded with what they changed.
-fn who(caller: Option<&crate::auth::Caller>) -> String {
+pub(super) fn who(caller: Option<&crate::auth::Caller>) -> String {
     match caller.and_then(crate::auth::Caller::name) {
         Some(name) => format!("token {name}"),
         None => "an operator (no token)".into(),

@@ -1,6 +1,7 @@
 //! The HTTP API: ingestion endpoints, event reads, health; the server that runs it
 //! ([`serve`]) and its bounds ([`limits`]).
 
+mod actions;
 mod auth;
 mod checks;
 mod evaluations;
@@ -10,6 +11,7 @@ mod ingest;
 pub mod limits;
 mod metrics;
 pub mod rejections;
+mod replay;
 mod rules;
 mod serve;
 mod stats;
@@ -130,14 +132,18 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(rules::get_one))
         .routes(routes!(checks::list_checks))
         .routes(routes!(timeline::get))
-        .routes(routes!(checks::list_actions))
+        .routes(routes!(actions::list))
+        .routes(routes!(actions::get_one))
         .routes(routes!(stats::hourly))
         .routes(routes!(stats::queues))
         .route_layer(gate(Role::Read));
     let operate = OpenApiRouter::new()
         .routes(routes!(events::retry))
         .routes(routes!(checks::cancel_check))
-        .routes(routes!(checks::cancel_action))
+        .routes(routes!(actions::cancel))
+        .routes(routes!(actions::retry))
+        .routes(routes!(actions::retry_many))
+        .routes(routes!(replay::replay))
         .route_layer(gate(Role::Operate));
     let admin = OpenApiRouter::new()
         .routes(routes!(tokens::list, tokens::create))

@@ -15,6 +15,7 @@ mod actions;
 mod checks;
 mod evaluations;
 mod events;
+mod replay;
 mod rules;
 mod serve;
 mod tokens;
@@ -52,7 +53,8 @@ pub enum Command {
     Test(TestArgs),
     /// Show what the rules would do with an event, without doing anything.
     Try(TryArgs),
-    /// List planned actions by status; show an action's attempts; retry dead actions.
+    /// List planned actions by status, rule, event or target; show one with its parameters
+    /// and attempts; retry dead ones; cancel a pending one.
     Actions(ActionsArgs),
     /// List recorded evaluations (failed ones by default), with the error and its rule line,
     /// and how often each rule failed in the last day.
@@ -72,6 +74,9 @@ pub enum Command {
     /// Everything that happened to one claim (or account, debtor), in time order: its
     /// events, what the rules did, the actions and their attempts, the checks.
     Timeline(TimelineArgs),
+    /// Evaluate stored events again against the rules folder: a dry run by default; with
+    /// --apply, rules that fire now and did not then plan their actions, once.
+    Replay(ReplayArgs),
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +137,15 @@ pub struct ActionsArgs {
     /// Only actions of this rule
     #[arg(long)]
     pub rule: Option<String>,
+    /// Only actions planned for this event (evt_...)
+    #[arg(long)]
+    pub event: Option<String>,
+    /// Only actions whose target, webhook URL or email recipients contain this text (any case)
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Only actions older than this one (act_...): the next page
+    #[arg(long)]
+    pub before: Option<String>,
     /// How many to list, newest first
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
@@ -141,13 +155,26 @@ pub struct ActionsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ActionsCommand {
-    /// Every delivery attempt of an action
+    /// An action with its target, parameters, next attempt and every delivery attempt
     Show { id: String },
-    /// Put a dead action (or every dead action of --rule) back to be delivered now
+    /// Put an action back to be delivered now, with a fresh set of attempts and the same
+    /// idempotency key: one by id (dead or pending; a cancelled one with --cancelled), or dead
+    /// ones by --dead, --rule, --event (at most 1000 a run)
     Retry {
+        /// The action (act_...)
         id: Option<String>,
-        #[arg(long)]
+        /// Every dead action (with --rule or --event: only theirs)
+        #[arg(long, conflicts_with = "id")]
+        dead: bool,
+        /// Dead actions of this rule
+        #[arg(long, conflicts_with = "id")]
         rule: Option<String>,
+        /// Dead actions of this event (evt_...)
+        #[arg(long, conflicts_with = "id")]
+        event: Option<String>,
+        /// The action is cancelled: run it anyway
+        #[arg(long, requires = "id")]
+        cancelled: bool,
     },
     /// Cancel a pending action (a delayed one, or one waiting for a retry): it never runs
     Cancel { id: String },
@@ -183,6 +210,36 @@ pub struct BacktestArgs {
     /// ... until this time (excluded) [default: now]
     #[arg(long)]
     pub to: Option<String>,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The rules to evaluate against [default: the config's rules_dir]
+    #[arg(long = "rules")]
+    pub dir: Option<PathBuf>,
+    /// One stored event (evt_...)
+    #[arg(long, required_unless_present = "from", conflicts_with_all = ["from", "to", "kind", "source"])]
+    pub event_id: Option<String>,
+    /// Processed events received from this time (RFC 3339, or a date such as 2026-11-01)
+    #[arg(long)]
+    pub from: Option<String>,
+    /// ... until this time (excluded) [default: now]
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Only events of this type
+    #[arg(long = "type")]
+    pub kind: Option<String>,
+    /// Only events of this source
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Record what fires now and plan its actions (without: a dry run, nothing stored)
+    #[arg(long)]
+    pub apply: bool,
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
@@ -396,6 +453,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Checks(args) => checks::run(args),
         Command::Timeline(args) => checks::timeline(args),
         Command::Backtest(args) => rules::backtest(args),
+        Command::Replay(args) => replay::run(args),
         Command::Explain(args) => rules::try_event(TryArgs {
             event: None,
             event_id: Some(args.id),

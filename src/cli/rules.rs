@@ -12,7 +12,7 @@ use crate::rules::{RuleSet, testing};
 use super::{BacktestArgs, CheckArgs, TestArgs, TryArgs};
 
 /// The rules of `dir`, with the calendars of the config `config` names (and the built-in ones).
-fn load(dir: &Path, config: &super::ConfigArgs) -> anyhow::Result<RuleSet> {
+pub(super) fn load(dir: &Path, config: &super::ConfigArgs) -> anyhow::Result<RuleSet> {
     let calendars = config.load(&[])?.calendars()?;
     // `--rules-dir` names the folder as well as the argument does.
     let dir = config.rules_dir.as_deref().unwrap_or(dir);

@@ -19,13 +19,13 @@ use super::{
 use crate::normalize::EventId;
 
 /// Fires the throttle if its window has passed (or it never fired): returns a row then.
-const THROTTLE: &str = "
+pub(super) const THROTTLE: &str = "
     INSERT INTO throttles (rule_id, throttle_key, fired_at_ms) VALUES ($1, $2, $3)
     ON CONFLICT (rule_id, throttle_key) DO UPDATE SET fired_at_ms = excluded.fired_at_ms
     WHERE throttles.fired_at_ms <= $4
     RETURNING rule_id";
 
-const INSERT_EVALUATIONS: &str = "INSERT INTO evaluations (id, event_id, rule_id, rule_version, outcome, error, error_line, actions, logs, duration_us, evaluated_at) ";
+pub(super) const INSERT_EVALUATIONS: &str = "INSERT INTO evaluations (id, event_id, rule_id, rule_version, outcome, error, error_line, actions, logs, duration_us, evaluated_at) ";
 
 /// An evaluation as stored.
 #[derive(Debug, Clone, Serialize)]
@@ -116,7 +116,7 @@ pub struct Effects {
 /// their SHA-256, alike on both backends (PostgreSQL refuses index rows beyond ~2.7 KB).
 const MAX_KEY_BYTES: usize = 256;
 
-fn stored_key(key: &str) -> std::borrow::Cow<'_, str> {
+pub(super) fn stored_key(key: &str) -> std::borrow::Cow<'_, str> {
     if key.len() <= MAX_KEY_BYTES && !key.contains('\0') {
         return key.into();
     }

@@ -6,6 +6,7 @@
 //! reads for the API. Callers see methods; dialect SQL stays in `sqlite.rs` and `postgres.rs`.
 //! Query code is written once and expanded for each backend by `on_pool!`.
 
+mod action_ops;
 mod checks;
 mod deliveries;
 mod evaluations;
@@ -15,6 +16,7 @@ mod history;
 mod outbox;
 mod page;
 mod postgres;
+mod replay;
 pub mod retention;
 mod rule_sets;
 mod schedules;
@@ -32,6 +34,7 @@ use std::sync::Arc;
 use crate::normalize::{Event, EventId};
 use std::time::Duration;
 
+pub use action_ops::{ActionDetail, ActionFilter, CancelRecord, MAX_RETRY, Retried, RetryFilter};
 pub use checks::{CheckRecord, NewCheck};
 pub use deliveries::{DeliverySummary, NewDelivery, StoredDelivery};
 pub use evaluations::{
@@ -44,9 +47,11 @@ pub use events::{
 };
 pub use history::{HISTORY_KEYS, HistoryQuery, MAX_HISTORY, subject_ref, subject_refs};
 pub use outbox::{
-    ActionRow, ActionSummary, AttemptRecord, CancelOn, NewAction, NewAttempt, NextStep,
+    ActionRow, ActionSummary, AttemptRecord, CancelOn, MAX_ATTEMPTS_LISTED, NewAction, NewAttempt,
+    NextStep,
 };
 pub use page::Page;
+pub use replay::{ReplayRange, ReplayWrite};
 pub use retention::{RejectedConfig, RetentionConfig};
 pub use rule_sets::StoredRuleSet;
 pub use stats::{HourCounts, MAX_HOURS, QueueCounts};

@@ -12,6 +12,9 @@ use super::{
 
 pub(super) const INSERT_ACTIONS: &str = "INSERT INTO actions (id, event_id, rule_id, action_index, kind, target, payload, next_attempt_ms, cancel_ref, cancel_types, created_at, updated_at) ";
 
+/// Most attempts of one action listed: its latest.
+pub const MAX_ATTEMPTS_LISTED: i64 = 1000;
+
 /// An action planned by a fired evaluation, to be written with it.
 #[derive(Debug, Clone)]
 pub struct NewAction {
@@ -400,11 +403,17 @@ impl Store {
         })
     }
 
-    /// Every attempt of an action, in order.
+    /// Every attempt of an action (its latest [`MAX_ATTEMPTS_LISTED`]), in the order they were
+    /// made: a retry starts a fresh set, numbered from 1 again.
     pub async fn attempts(&self, action_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
         on_pool!(self, pool => {
-            let rows = sqlx::query("SELECT * FROM attempts WHERE action_id = $1 ORDER BY attempt").bind(action_id).fetch_all(pool).await?;
+            let rows = sqlx::query("SELECT * FROM attempts WHERE action_id = $1 ORDER BY started_at DESC, id DESC LIMIT $2")
+                .bind(action_id)
+                .bind(MAX_ATTEMPTS_LISTED)
+                .fetch_all(pool)
+                .await?;
             rows.iter()
+                .rev()
                 .map(|row| {
                     Ok(AttemptRecord {
                         attempt: row.try_get("attempt")?,
@@ -460,7 +469,7 @@ impl Store {
     }
 }
 
-fn decode_summary<R>(row: &R) -> Result<ActionSummary, StoreError>
+pub(super) fn decode_summary<R>(row: &R) -> Result<ActionSummary, StoreError>
 where
     R: Row,
     for<'a> &'a str: sqlx::ColumnIndex<R>,

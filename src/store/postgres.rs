@@ -79,3 +79,7 @@ pub(super) fn subject_value(key: &str) -> Option<&'static str> {
 
 /// Whether the JSON array in column `awaits` holds the text bound between these two parts.
 pub(super) const AWAITS_HAS: (&str, &str) = ("awaits @> jsonb_build_array(", "::text)");
+
+/// What an action is addressed to besides its target: a webhook's URL, an email's
+/// recipients (`to` and `cc`, as JSON text), for `GET /v1/actions?target=`.
+pub(super) const ACTION_ADDRESS: &str = "COALESCE(payload->'action'->>'url', '') || ' ' || COALESCE(payload->'action'->>'to', '') || ' ' || COALESCE(payload->'action'->>'cc', '')";

@@ -101,3 +101,7 @@ pub(super) const AWAITS_HAS: (&str, &str) = (
     "EXISTS (SELECT 1 FROM json_each(awaits) WHERE value = ",
     ")",
 );
+
+/// What an action is addressed to besides its target: a webhook's URL, an email's
+/// recipients (`to` and `cc`, as JSON text), for `GET /v1/actions?target=`.
+pub(super) const ACTION_ADDRESS: &str = "COALESCE(json_extract(payload, '$.action.url'), '') || ' ' || COALESCE(json_extract(payload, '$.action.to'), '') || ' ' || COALESCE(json_extract(payload, '$.action.cc'), '')";

@@ -234,6 +234,21 @@ mod cases {
                 None,
                 Role::Operate,
             ),
+            ("GET", "/v1/actions".into(), None, Role::Read),
+            ("GET", "/v1/actions/act_none".into(), None, Role::Read),
+            (
+                "POST",
+                "/v1/actions/act_none/retry".into(),
+                None,
+                Role::Operate,
+            ),
+            ("POST", "/v1/actions/retry".into(), None, Role::Operate),
+            (
+                "POST",
+                "/v1/replay".into(),
+                Some(json!({"event_id": id}).to_string()),
+                Role::Operate,
+            ),
             ("GET", "/v1/tokens".into(), None, Role::Admin),
             ("GET", "/v1/token-uses".into(), None, Role::Admin),
             (

@@ -267,19 +267,10 @@ mod cases {
 /// retry). While a route answers "no such endpoint" its flow is reported NOT TESTED; once every
 /// route of a flow is served, this test fails until the flow is removed from this list, so
 /// that it is tested from then on.
-const AWAITING_MERGE: &[(&str, &[(&str, &str)])] = &[
-    (
-        "backtest",
-        &[("POST", "/v1/backtest"), ("POST", "/v1/rules/validate")],
-    ),
-    (
-        "retry",
-        &[
-            ("POST", "/v1/actions/act_none/retry"),
-            ("GET", "/v1/actions/act_none"),
-        ],
-    ),
-];
+const AWAITING_MERGE: &[(&str, &[(&str, &str)])] = &[(
+    "backtest",
+    &[("POST", "/v1/backtest"), ("POST", "/v1/rules/validate")],
+)];
 
 const RULES: &[(&str, &str)] = &[
     (

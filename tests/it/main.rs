@@ -13,6 +13,7 @@ mod ingest;
 mod limits;
 mod metrics;
 mod minimisation;
+mod operations;
 mod outgoing;
 mod payloads;
 mod providers;
