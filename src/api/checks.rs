@@ -16,6 +16,8 @@ pub(super) struct ListQuery {
     /// `pending`, `satisfied`, `fired`, `cancelled`.
     status: Option<String>,
     rule: Option<String>,
+    /// A check id: checks older than it (`next_before` of the previous page).
+    before: Option<String>,
     limit: Option<u32>,
 }
 
@@ -55,9 +57,19 @@ pub(super) async fn list_checks(
     let Query(q) = query?;
     let checks = state
         .store
-        .list_checks(status::<CheckStatus>(&q)?, q.rule.as_deref(), limit(&q))
+        .list_checks_before(
+            status::<CheckStatus>(&q)?,
+            q.rule.as_deref(),
+            q.before.as_deref(),
+            limit(&q),
+        )
         .await?;
-    Ok(Json(serde_json::json!({ "checks": checks })))
+    let next_before = (checks.len() == limit(&q) as usize)
+        .then(|| checks.last().map(|c| c.id.clone()))
+        .flatten();
+    Ok(Json(
+        serde_json::json!({ "checks": checks, "next_before": next_before }),
+    ))
 }
 
 /// `POST /v1/checks/{id}/cancel` (operate): a pending check stops waiting; its rule does

@@ -182,14 +182,27 @@ impl Store {
         rule: Option<&str>,
         limit: u32,
     ) -> Result<Vec<CheckRecord>, StoreError> {
+        self.list_checks_before(status, rule, None, limit).await
+    }
+
+    /// As [`Store::list_checks`], of the checks older than check `before` (a page's cursor).
+    pub async fn list_checks_before(
+        &self,
+        status: Option<CheckStatus>,
+        rule: Option<&str>,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<CheckRecord>, StoreError> {
         on_pool!(self, pool => {
             let rows = sqlx::query(
                 "SELECT * FROM checks WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR rule_id = $2)
+                   AND ($4 IS NULL OR id < $4)
                  ORDER BY id DESC LIMIT $3",
             )
             .bind(status.map(CheckStatus::as_str))
             .bind(rule)
             .bind(i64::from(limit.min(MAX_LIST)))
+            .bind(before)
             .fetch_all(pool)
             .await?;
             rows.iter().map(decode_check).collect()

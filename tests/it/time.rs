@@ -449,6 +449,28 @@ actions:
         assert_eq!(cancelled.status, ActionStatus::Cancelled);
         app.wait_processed().await;
         assert!(receiver.received().is_empty(), "{:?}", receiver.received());
+        // Checks come a page at a time, newest first, each page's cursor leading to the next.
+        post(&app, promise("C-2", "2027-01-04")).await;
+        app.wait_processed().await;
+        let mut seen = Vec::new();
+        let mut path = "/v1/checks?limit=1".to_owned();
+        loop {
+            let (status, page) = app.get(&path).await;
+            assert_eq!(status, 200, "{page}");
+            seen.extend(
+                page["checks"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c["id"].clone()),
+            );
+            match page["next_before"].as_str() {
+                Some(before) => path = format!("/v1/checks?limit=1&before={before}"),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(seen[1], json!(check), "the cancelled one, older: {seen:?}");
         app.stop().await;
     }
 
