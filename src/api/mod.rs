@@ -2,6 +2,7 @@
 //! ([`serve`]) and its bounds ([`limits`]).
 
 mod auth;
+mod backtest;
 mod checks;
 mod evaluations;
 mod events;
@@ -82,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/rules/status", get(health::rules_status))
         .route("/v1/rules", get(rules::list))
         .route("/v1/rules/{id}", get(rules::get_one))
+        .route("/v1/rules/validate", post(backtest::validate))
         .route("/v1/checks", get(checks::list_checks))
         .route("/v1/subjects/{key}/{value}/timeline", get(timeline::get))
         .route("/v1/actions", get(checks::list_actions))
@@ -91,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/{id}/retry", post(events::retry))
         .route("/v1/checks/{id}/cancel", post(checks::cancel_check))
         .route("/v1/actions/{id}/cancel", post(checks::cancel_action))
+        .route("/v1/backtest", post(backtest::run))
         .route_layer(gate(Role::Operate));
     let admin = Router::new()
         .route("/v1/tokens", get(tokens::list).post(tokens::create))

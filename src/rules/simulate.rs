@@ -280,6 +280,28 @@ pub fn deadline_event(
     )
 }
 
+/// An event to run: it arrives at `at`, and when it is processed the store holds the events
+/// that arrived before `sees_until` too (live, an event is processed after it arrives, and its
+/// rules read every event stored by then, even ones that arrived after it).
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub at: DateTime<Utc>,
+    pub event: Event,
+    /// At least `at`; `at` when the event was processed as it arrived.
+    pub sees_until: DateTime<Utc>,
+}
+
+impl Input {
+    /// An event processed as it arrives.
+    pub fn at(at: DateTime<Utc>, event: Event) -> Self {
+        Self {
+            at,
+            event,
+            sees_until: at,
+        }
+    }
+}
+
 /// Runs `inputs` (events at their arrival times) from `from` until `until` on a virtual
 /// clock, with only rule `only` when given. Returns what fired, in time order.
 pub fn run(
@@ -289,22 +311,35 @@ pub fn run(
     from: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Result<Vec<Firing>, String> {
-    run_after(set, only, Vec::new(), inputs, from, until, usize::MAX)
+    let inputs = inputs
+        .into_iter()
+        .map(|(at, event)| Input::at(at, event))
+        .collect();
+    run_after(set, only, Vec::new(), inputs, from, until, usize::MAX, &mut |_| true)
 }
 
 /// As [`run`], knowing `seen` (events already stored before `from`, which history windows and
-/// look-backs read), with room for `max_steps` steps (inputs, deadlines and ticks).
+/// look-backs read), with room for `max_steps` steps (inputs, deadlines and ticks). `progress`
+/// is told how many inputs are done after each step; when it answers `false` the run stops
+/// with an error.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one internal entry point, called by run and the backtest"
+)]
 pub fn run_after(
     set: &RuleSet,
     only: Option<&str>,
     seen: Vec<Event>,
-    mut inputs: Vec<(DateTime<Utc>, Event)>,
+    mut inputs: Vec<Input>,
     from: DateTime<Utc>,
     until: DateTime<Utc>,
     max_steps: usize,
+    progress: &mut dyn FnMut(usize) -> bool,
 ) -> Result<Vec<Firing>, String> {
-    inputs.sort_by_key(|(at, _)| *at);
-    let mut inputs = inputs.into_iter().peekable();
+    inputs.sort_by_key(|input| input.at);
+    let times: Vec<(DateTime<Utc>, DateTime<Utc>)> =
+        inputs.iter().map(|i| (i.at, i.sees_until)).collect();
+    let mut waiting: Vec<Option<Event>> = inputs.into_iter().map(|i| Some(i.event)).collect();
     let mut memory = Memory {
         now: from,
         ..Memory::default()
@@ -312,6 +347,12 @@ pub fn run_after(
     for event in seen {
         memory.remember(event);
     }
+    // Inputs `..stored` are in memory (at `places[i]`); `next` is the next one to process.
+    // An input is stored when its turn comes, or earlier, when an input before it is
+    // processed after it arrived.
+    let (mut next, mut stored) = (0_usize, 0_usize);
+    let mut places: Vec<usize> = Vec::with_capacity(times.len());
+    let mut horizon = from;
     let mut firings: Vec<Firing> = Vec::new();
     // Each scheduled rule's next tick, found once per tick.
     let mut next_ticks: HashMap<String, DateTime<Utc>> = set
@@ -322,7 +363,7 @@ pub fn run_after(
     // Bounds a run (an every-minute schedule over months would otherwise run for long); a
     // backtest gives room for its events besides.
     let max_steps = if max_steps == usize::MAX {
-        20_000_usize.saturating_add(inputs.len())
+        20_000_usize.saturating_add(times.len())
     } else {
         max_steps
     };
@@ -334,7 +375,7 @@ pub fn run_after(
             ));
         }
         // What comes next: an input, a deadline, or a tick, the earliest first.
-        let next_input = inputs.peek().map(|(at, _)| *at);
+        let next_input = times.get(next).map(|(at, _)| *at);
         let next_deadline = memory
             .deadlines
             .first()
@@ -357,9 +398,18 @@ pub fn run_after(
         memory.now = at.max(memory.now);
         let event = match which {
             0 => {
-                let (_, mut event) = inputs.next().expect("peeked");
-                event.received_at = at;
-                event
+                // The store only grows: what this input sees, later steps see too. An input
+                // that arrived at the very time this one was processed counts as after it.
+                horizon = horizon.max(times[next].1);
+                while stored < times.len() && (stored <= next || times[stored].0 < horizon) {
+                    let mut event = waiting[stored].take().expect("stored once");
+                    event.received_at = times[stored].0;
+                    places.push(memory.events.len());
+                    memory.remember(event);
+                    stored += 1;
+                }
+                next += 1;
+                memory.events[places[next - 1]].clone()
             }
             1 => {
                 let (_, index) = memory.deadlines.pop_first().expect("a pending check");
@@ -376,7 +426,9 @@ pub fn run_after(
                     .get(&first)
                     .map(|i| memory.events[*i].subject.clone())
                     .unwrap_or_default();
-                deadline_event(&id, &rule, &first, deadline, subject)
+                let event = deadline_event(&id, &rule, &first, deadline, subject);
+                memory.remember(event.clone());
+                event
             }
             _ => {
                 let (tick, rule) = next_tick.expect("a tick");
@@ -388,11 +440,19 @@ pub fn run_after(
                     Some(next) => next_ticks.insert(rule.clone(), next),
                     None => next_ticks.remove(&rule),
                 };
-                tick_event(&rule, tick)
+                let event = tick_event(&rule, tick);
+                memory.remember(event.clone());
+                event
             }
         };
-        memory.remember(event.clone());
         step(set, only, &mut memory, &mut firings, &event)?;
+        if !progress(next) {
+            return Err(format!(
+                "stopped after {next} of {} events, at {}",
+                times.len(),
+                memory.now.to_rfc3339()
+            ));
+        }
     }
     Ok(firings)
 }
