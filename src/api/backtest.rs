@@ -200,7 +200,9 @@ pub(super) async fn validate(
     };
     let texts = crate::rules::posted::texts(&files).map_err(|e| bad("invalid_rules", e))?;
     let Some(permit) = state.limits.start_validation() else {
-        return Ok(busy("a rule validation is already running on this instance"));
+        return Ok(busy(
+            "a rule validation is already running on this instance",
+        ));
     };
     let calendars = state.rules.current().calendars().clone();
     let providers = state.providers.clone();

@@ -191,6 +191,22 @@ mod tests {
     }
 
     #[test]
+    fn one_backtest_and_one_validation_run_at_a_time() {
+        let limits = Limits::new(&ServerConfig::default(), 1024);
+        let backtest = limits.start_backtest().expect("free");
+        assert!(limits.start_backtest().is_none(), "one at a time");
+        assert!(
+            limits.clone().start_backtest().is_none(),
+            "per instance, not per clone"
+        );
+        let validation = limits.start_validation().expect("a slot of its own");
+        assert!(limits.start_validation().is_none());
+        drop((backtest, validation));
+        assert!(limits.start_backtest().is_some(), "freed when dropped");
+        assert!(limits.start_validation().is_some());
+    }
+
+    #[test]
     fn settings_that_cannot_work_are_named() {
         assert!(ServerConfig::default().problems(1 << 20).is_empty());
         let server = ServerConfig {

@@ -332,8 +332,9 @@ impl Progress {
 
     fn show(&mut self, done: usize, total: Option<usize>) {
         let step = if self.terminal { 1000 } else { PROGRESS_EVERY };
-        let last = total.is_some_and(|t| done == t);
-        if done < self.shown + step && !(last && done != self.shown) {
+        // On a terminal, the line ends at the total.
+        let last = self.terminal && total.is_some_and(|t| done == t && done != self.shown);
+        if done < self.shown + step && !last {
             return;
         }
         self.shown = done;

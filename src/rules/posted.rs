@@ -224,7 +224,11 @@ mod tests {
             assert!(err.starts_with("rule file name"), "{bad}: {err}");
         }
         assert!(texts(&files(&[("promise-unkept_2.yml", "version: 1")])).is_ok());
-        assert!(texts(&BTreeMap::new()).unwrap_err().contains("no rule files"));
+        assert!(
+            texts(&BTreeMap::new())
+                .unwrap_err()
+                .contains("no rule files")
+        );
     }
 
     #[test]

@@ -315,7 +315,16 @@ pub fn run(
         .into_iter()
         .map(|(at, event)| Input::at(at, event))
         .collect();
-    run_after(set, only, Vec::new(), inputs, from, until, usize::MAX, &mut |_| true)
+    run_after(
+        set,
+        only,
+        Vec::new(),
+        inputs,
+        from,
+        until,
+        usize::MAX,
+        &mut |_| true,
+    )
 }
 
 /// As [`run`], knowing `seen` (events already stored before `from`, which history windows and

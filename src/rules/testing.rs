@@ -111,9 +111,13 @@ pub fn run_inline(set: &RuleSet, registry: &Registry) -> Vec<TestResult> {
         .iter()
         .flat_map(|rule| rule.tests.iter().map(move |t| (rule, t)))
         .map(|(rule, test)| {
-            let names_file = test.event.is_string() || test.events.iter().any(|e| e.event.is_string());
+            let names_file =
+                test.event.is_string() || test.events.iter().any(|e| e.event.is_string());
             let failure = if names_file {
-                Some("a posted rule's test gives its events inline: the server reads no event files".to_owned())
+                Some(
+                    "a posted rule's test gives its events inline: the server reads no event files"
+                        .to_owned(),
+                )
             } else {
                 run_one(set, rule, test, registry).err()
             };

@@ -70,7 +70,8 @@ const COLUMNS_POSTGRES: &str =
     FROM events WHERE ";
 
 /// The columns of an event read for a backtest: all but the raw payload, which rules never see.
-const RANGE_COLUMNS: &str = "id, source, source_event_id, type, source_type, occurred_at, received_at,
+const RANGE_COLUMNS: &str =
+    "id, source, source_event_id, type, source_type, occurred_at, received_at,
     subject, amount_value, amount_currency, data, chain_depth, state, processed_at, delivery_id,
     attempts, last_error, next_attempt_ms";
 
