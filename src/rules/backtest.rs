@@ -104,9 +104,26 @@ pub fn look_back(set: &RuleSet) -> chrono::Duration {
     chrono::Duration::from_std(longest).unwrap_or_default()
 }
 
+/// Outcomes keyed as [`Recorded::outcomes`] has them.
+type Outcomes = HashMap<(String, String), bool>;
+
+/// Files recorded outcomes of the events in `ids`.
+fn file(
+    outcomes: &mut Outcomes,
+    rows: Vec<(String, String, EvaluationOutcome)>,
+    ids: &HashSet<&str>,
+) {
+    for (event, rule, outcome) in rows {
+        if ids.contains(event.as_str()) {
+            outcomes.insert((event, rule), outcome == EvaluationOutcome::Fired);
+        }
+    }
+}
+
 /// All events received in `[from, to)`, oldest first: the pending ones, then the processed
 /// (and failed) ones, each page by page (an event processed between the two reads is kept as
-/// processed). `read` is told how many so far; past `limit` events, stops with
+/// processed), with their recorded outcomes into `outcomes` when given (one read per page).
+/// `read` is told how many so far; past `limit` events, stops with
 /// [`BacktestError::TooManyEvents`].
 async fn read_range(
     store: &Store,
@@ -114,6 +131,7 @@ async fn read_range(
     to: DateTime<Utc>,
     limit: Option<usize>,
     read: &mut (dyn FnMut(usize) + Send),
+    mut outcomes: Option<&mut Outcomes>,
 ) -> Result<Vec<StoredEvent>, BacktestError> {
     let mut count = 0;
     let mut sets = Vec::with_capacity(2);
@@ -125,11 +143,32 @@ async fn read_range(
                 .received_between(finished, from, to, after.take(), PAGE)
                 .await
                 .map_err(BacktestError::Store)?;
-            let Some(last) = rows.last() else { break };
+            let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+                break;
+            };
             after = Some((last.event.received_at, last.event.id.to_string()));
             count += rows.len();
             if let Some(limit) = limit.filter(|l| count > *l) {
                 return Err(BacktestError::TooManyEvents { limit });
+            }
+            if let Some(outcomes) = outcomes.as_deref_mut() {
+                let ids: HashSet<&str> = rows.iter().map(|e| e.event.id.as_str()).collect();
+                let recorded = if finished {
+                    store
+                        .outcomes_received_between(first.event.received_at, last.event.received_at)
+                        .await
+                } else {
+                    let mut all = Vec::new();
+                    let listed: Vec<&str> = ids.iter().copied().collect();
+                    for chunk in listed.chunks(OUTCOME_IDS) {
+                        match store.outcomes_of_events(chunk).await {
+                            Ok(rows) => all.extend(rows),
+                            Err(e) => return Err(BacktestError::Store(e)),
+                        }
+                    }
+                    Ok(all)
+                };
+                file(outcomes, recorded.map_err(BacktestError::Store)?, &ids);
             }
             events.extend(rows);
             read(count);
@@ -160,23 +199,13 @@ pub async fn read(
     limit: Option<usize>,
     read: &mut (dyn FnMut(usize) + Send),
 ) -> Result<Recorded, BacktestError> {
-    let seen = read_range(store, from - look_back(set), from, None, &mut |_| {})
+    let seen = read_range(store, from - look_back(set), from, None, &mut |_| {}, None)
         .await?
         .into_iter()
         .map(|stored| stored.event)
         .collect();
-    let events = read_range(store, from, to, limit, read).await?;
     let mut outcomes = HashMap::new();
-    for chunk in events.chunks(OUTCOME_IDS) {
-        let ids: Vec<&str> = chunk.iter().map(|e| e.event.id.as_str()).collect();
-        let recorded = store
-            .outcomes_of_events(&ids)
-            .await
-            .map_err(BacktestError::Store)?;
-        for (event, rule, outcome) in recorded {
-            outcomes.insert((event, rule), outcome == EvaluationOutcome::Fired);
-        }
-    }
+    let events = read_range(store, from, to, limit, read, Some(&mut outcomes)).await?;
     Ok(Recorded {
         seen,
         events,
