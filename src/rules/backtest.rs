@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::RuleSet;
 use super::facts::deadline_of;
-use super::simulate::{Firing, Input, run_after};
+use super::simulate::{Firing, Input, Room, run_after};
 use super::time::TICK;
 use crate::normalize::Event;
 use crate::store::{EvaluationOutcome, Store, StoreError, StoredEvent};
@@ -280,7 +280,11 @@ pub fn backtest(
         .filter(|r| r.time.unless.is_some())
         .count();
     let steps = count.saturating_mul(1 + waiting).saturating_add(20_000);
-    let firings = run_after(set, None, seen, inputs, from, to, steps, &mut |done| {
+    let room = Room {
+        steps,
+        firings_with_actions: MAX_FIRINGS,
+    };
+    let firings = run_after(set, None, seen, inputs, from, to, room, &mut |done| {
         progress(done, count)
     })?;
     let mut now: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();

@@ -77,6 +77,8 @@ pub struct Memory {
     /// Claims paused by `pause_strategy` actions that came due.
     paused: Vec<(String, String)>,
     now: DateTime<Utc>,
+    /// Firings whose planned actions are kept (the later ones keep their time, rule and event).
+    keep_actions: usize,
 }
 
 impl Recall for Memory {
@@ -322,13 +324,32 @@ pub fn run(
         inputs,
         from,
         until,
-        usize::MAX,
+        Room::default(),
         &mut |_| true,
     )
 }
 
+/// How much a run may do, and keep of what it did.
+#[derive(Debug, Clone, Copy)]
+pub struct Room {
+    /// Steps (inputs, deadlines, ticks) at most; `usize::MAX`: 20,000 besides the inputs.
+    pub steps: usize,
+    /// Firings whose planned actions are kept, the first ones (the later ones keep their time,
+    /// rule and event, with no actions).
+    pub firings_with_actions: usize,
+}
+
+impl Default for Room {
+    fn default() -> Self {
+        Self {
+            steps: usize::MAX,
+            firings_with_actions: usize::MAX,
+        }
+    }
+}
+
 /// As [`run`], knowing `seen` (events already stored before `from`, which history windows and
-/// look-backs read), with room for `max_steps` steps (inputs, deadlines and ticks). `progress`
+/// look-backs read), with `room` for steps and firings. `progress`
 /// is told how many inputs are done after each step; when it answers `false` the run stops
 /// with an error.
 #[allow(
@@ -342,7 +363,7 @@ pub fn run_after(
     mut inputs: Vec<Input>,
     from: DateTime<Utc>,
     until: DateTime<Utc>,
-    max_steps: usize,
+    room: Room,
     progress: &mut dyn FnMut(usize) -> bool,
 ) -> Result<Vec<Firing>, String> {
     inputs.sort_by_key(|input| input.at);
@@ -351,6 +372,7 @@ pub fn run_after(
     let mut waiting: Vec<Option<Event>> = inputs.into_iter().map(|i| Some(i.event)).collect();
     let mut memory = Memory {
         now: from,
+        keep_actions: room.firings_with_actions,
         ..Memory::default()
     };
     for event in seen {
@@ -371,10 +393,10 @@ pub fn run_after(
         .collect();
     // Bounds a run (an every-minute schedule over months would otherwise run for long); a
     // backtest gives room for its events besides.
-    let max_steps = if max_steps == usize::MAX {
+    let max_steps = if room.steps == usize::MAX {
         20_000_usize.saturating_add(times.len())
     } else {
-        max_steps
+        room.steps
     };
     for step_number in 0..=max_steps {
         if step_number == max_steps {
@@ -536,37 +558,46 @@ fn step(
                     memory.throttles.insert(gate, now);
                 }
                 let firing = firings.len();
-                let mut planned = Vec::with_capacity(actions.len());
+                let keep = firing < memory.keep_actions;
+                let mut planned = Vec::with_capacity(if keep { actions.len() } else { 0 });
                 for (index, action) in actions.iter().enumerate() {
-                    let mut json = serde_json::to_value(action).expect("action configs serialize");
                     let when = timing.get(index).cloned().unwrap_or_default();
+                    let pause = matches!(action, crate::actions::ActionConfig::PauseStrategy(_));
+                    if !(keep || pause) && when.cancel.is_none() {
+                        continue;
+                    }
+                    let mut json = serde_json::to_value(action).expect("action configs serialize");
                     if let Some(due) = when.due {
                         json["due"] = Value::String(due.to_rfc3339());
                     }
-                    if let crate::actions::ActionConfig::PauseStrategy(_) = action {
+                    if pause {
                         let claim = json["claim"].as_str().unwrap_or_default().to_owned();
                         let platform = json["platform"].as_str().unwrap_or_default().to_owned();
                         memory.paused.push((platform, claim));
                     }
-                    let at = memory.planned.len();
-                    let id = format!("act_{}_{index}", firing + 1);
+                    // Only an action with `cancel_on` can be cancelled: only those are kept
+                    // to look up.
                     if let Some((subject, _)) = &when.cancel {
+                        let at = memory.planned.len();
+                        let id = format!("act_{}_{index}", firing + 1);
                         memory
                             .planned_by_subject
                             .entry(subject.clone())
                             .or_default()
                             .push(at);
+                        memory.planned_ids.insert(id.clone(), at);
+                        memory.planned.push(Planned {
+                            firing,
+                            index,
+                            id,
+                            due: when.due.unwrap_or(now),
+                            cancel: when.cancel,
+                            pending: true,
+                        });
                     }
-                    memory.planned_ids.insert(id.clone(), at);
-                    memory.planned.push(Planned {
-                        firing,
-                        index,
-                        id,
-                        due: when.due.unwrap_or(now),
-                        cancel: when.cancel,
-                        pending: true,
-                    });
-                    planned.push(json);
+                    if keep {
+                        planned.push(json);
+                    }
                 }
                 firings.push(Firing {
                     at: now,

@@ -860,7 +860,7 @@ actions: [{ type: emit, event_type: x.ticked }]
 /// them live), not those that arrived at that very time or later.
 #[test]
 fn a_simulated_event_sees_what_arrived_before_it_was_processed() {
-    use simulate::{Input, run_after};
+    use simulate::{Input, Room, run_after};
     let rules = set(&[(
         "count.yaml",
         r#"version: 1
@@ -902,7 +902,7 @@ actions: [{ type: emit, event_type: claim.unreachable }]
             inputs(first_processed),
             t(0),
             t(30),
-            100,
+            Room::default(),
             &mut |_| true,
         )
         .unwrap()
@@ -932,7 +932,7 @@ actions: [{ type: emit, event_type: claim.unreachable }]
         inputs(t(1)),
         t(0),
         t(30),
-        100,
+        Room::default(),
         &mut |done| done < 2,
     )
     .unwrap_err();
