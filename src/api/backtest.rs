@@ -29,7 +29,7 @@ use crate::rules::backtest::BacktestError;
 pub(super) const MAX_DAYS: i64 = 100;
 
 /// The most events one backtest over the API reads (`signalbox backtest` has no bound).
-pub(super) const MAX_EVENTS: usize = 250_000;
+pub(super) const MAX_EVENTS: usize = 200_000;
 
 /// How long one backtest over the API may run through its events.
 pub(super) const MAX_RUN: Duration = Duration::from_secs(300);

@@ -195,8 +195,10 @@ mod tests {
         let limits = Limits::new(&ServerConfig::default(), 1024);
         let backtest = limits.start_backtest().expect("free");
         assert!(limits.start_backtest().is_none(), "one at a time");
+        // Handlers share the state by cloning it: a clone shares the slot.
+        let shared = limits.clone();
         assert!(
-            limits.clone().start_backtest().is_none(),
+            shared.start_backtest().is_none(),
             "per instance, not per clone"
         );
         let validation = limits.start_validation().expect("a slot of its own");
