@@ -13,12 +13,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use super::AppState;
 use crate::error::ApiError;
@@ -82,6 +84,25 @@ fn busy(what: &'static str) -> Response {
     response
 }
 
+/// A JSON body, whatever its `Content-Type` says (as `curl -d` sends it); a body past
+/// `max_body_bytes` is a 413.
+fn body<T: DeserializeOwned>(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+    code: &'static str,
+) -> Result<T, ApiError> {
+    let bytes = body.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge {
+                limit: state.limits.max_body_bytes,
+            }
+        } else {
+            bad(code, e.body_text())
+        }
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| bad(code, format!("the body: {e}")))
+}
+
 fn time(what: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
     crate::script::bindings::parse_time(text).ok_or_else(|| {
         bad(
@@ -113,9 +134,9 @@ fn compile_posted(files: &BTreeMap<String, String>, state: &AppState) -> Result<
 /// `POST /v1/backtest`: `{from, to?, rules?: {files: {...}}}`.
 pub(super) async fn run(
     State(state): State<AppState>,
-    body: Result<Json<BacktestRequest>, JsonRejection>,
+    request: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(request) = body.map_err(|e| bad("invalid_backtest", e.body_text()))?;
+    let request: BacktestRequest = body(&state, request, "invalid_backtest")?;
     let from = time("from", &request.from)?;
     let to = match &request.to {
         Some(t) => time("to", t)?,
@@ -185,9 +206,9 @@ pub(super) async fn run(
 /// `POST /v1/rules/validate`: `{files: {...}}` or `{yaml: "..."}`.
 pub(super) async fn validate(
     State(state): State<AppState>,
-    body: Result<Json<ValidateRequest>, JsonRejection>,
+    request: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(request) = body.map_err(|e| bad("invalid_rules", e.body_text()))?;
+    let request: ValidateRequest = body(&state, request, "invalid_rules")?;
     let files = match (request.files, request.yaml) {
         (Some(files), None) => files,
         (None, Some(yaml)) => BTreeMap::from([("rule.yaml".to_owned(), yaml)]),

@@ -1,6 +1,6 @@
 //! Rules on a virtual clock, in memory: a sequence of events at times, with the deadlines of
 //! `unless:` checks, schedule ticks and delayed actions coming due as the clock passes them.
-//! Rule tests and `signalbox try --sequence` run here; nothing is stored or sent.
+//! Rule tests, `signalbox try --sequence` and backtests run here; nothing is stored or sent.
 //!
 //! Receives a rule set and timed events; hands back what fired when. It answers the rules'
 //! questions ([`super::facts::Recall`]) from what it has seen, as the store does in the engine.

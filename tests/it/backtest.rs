@@ -492,6 +492,21 @@ tests:
                 "{body}: {answer}"
             );
         }
+        // As `curl -d` sends it (no JSON content type), and past the body limit.
+        let raw = |body: String| {
+            app.client
+                .post(format!("{}/v1/rules/validate", app.base))
+                .bearer_auth(READ)
+                .body(body)
+                .send()
+        };
+        let response = raw(json!({"yaml": VALID}).to_string()).await.unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let big = json!({"yaml": "#".repeat(1 << 20)}).to_string();
+        let response = raw(big).await.unwrap();
+        assert_eq!(response.status().as_u16(), 413);
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["code"], "payload_too_large", "{answer}");
         // Nothing was saved: the set in force is the folder's.
         let response = app
             .client
