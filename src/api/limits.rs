@@ -126,6 +126,9 @@ pub struct Limits {
     pub max_page_bytes: usize,
     /// One permit per byte of request body the ingestion endpoints may hold.
     ingest: Arc<Semaphore>,
+    /// One backtest (`POST /v1/backtest`) at a time, and one rule validation.
+    backtests: Arc<Semaphore>,
+    validations: Arc<Semaphore>,
 }
 
 impl Limits {
@@ -140,7 +143,20 @@ impl Limits {
                     .ingest_budget(max_body_bytes)
                     .min(Semaphore::MAX_PERMITS),
             )),
+            backtests: Arc::new(Semaphore::new(1)),
+            validations: Arc::new(Semaphore::new(1)),
         }
+    }
+
+    /// The instance's one backtest slot, or `None` while a backtest runs. Released when the
+    /// permit drops.
+    pub fn start_backtest(&self) -> Option<OwnedSemaphorePermit> {
+        self.backtests.clone().try_acquire_owned().ok()
+    }
+
+    /// The instance's one rule validation slot, or `None` while a validation runs.
+    pub fn start_validation(&self) -> Option<OwnedSemaphorePermit> {
+        self.validations.clone().try_acquire_owned().ok()
     }
 
     /// Reserves `bytes` (capped at `max_body_bytes`, at least 1) of the ingestion budget, or
@@ -172,6 +188,24 @@ mod tests {
         );
         drop(first);
         assert!(limits.reserve_body(10_000).is_some(), "freed when dropped");
+    }
+
+    #[test]
+    fn one_backtest_and_one_validation_run_at_a_time() {
+        let limits = Limits::new(&ServerConfig::default(), 1024);
+        let backtest = limits.start_backtest().expect("free");
+        assert!(limits.start_backtest().is_none(), "one at a time");
+        // Handlers share the state by cloning it: a clone shares the slot.
+        let shared = limits.clone();
+        assert!(
+            shared.start_backtest().is_none(),
+            "per instance, not per clone"
+        );
+        let validation = limits.start_validation().expect("a slot of its own");
+        assert!(limits.start_validation().is_none());
+        drop((backtest, validation));
+        assert!(limits.start_backtest().is_some(), "freed when dropped");
+        assert!(limits.start_validation().is_some());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod actions;
 mod auth;
+mod backtest;
 mod checks;
 mod evaluations;
 mod events;
@@ -130,6 +131,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(health::rules_status))
         .routes(routes!(rules::list))
         .routes(routes!(rules::get_one))
+        .routes(routes!(backtest::validate))
+        .routes(routes!(backtest::run))
         .routes(routes!(checks::list_checks))
         .routes(routes!(timeline::get))
         .routes(routes!(actions::list))

@@ -309,22 +309,51 @@ fn api_event(path: &std::path::Path) -> anyhow::Result<Option<crate::normalize::
         })
 }
 
-/// How far before `--from` a backtest reads stored events, for the windows and look-backs of
-/// its first events: the longest history window of the rules (at most 90 days).
-fn look_back(set: &RuleSet) -> chrono::Duration {
-    let longest = set
-        .rules()
-        .iter()
-        .flat_map(|r| &r.time.history)
-        .map(|h| h.within)
-        .max()
-        .unwrap_or_default()
-        .min(std::time::Duration::from_secs(90 * 86_400));
-    chrono::Duration::from_std(longest).unwrap_or_default()
+/// Progress on stderr: on a terminal, one line rewritten in place (at most every 1000 events);
+/// else a line every [`PROGRESS_EVERY`] events.
+struct Progress {
+    terminal: bool,
+    what: &'static str,
+    shown: usize,
+}
+
+/// Events between two progress lines when stderr is not a terminal.
+const PROGRESS_EVERY: usize = 100_000;
+
+impl Progress {
+    fn new(what: &'static str) -> Self {
+        use std::io::IsTerminal as _;
+        Self {
+            terminal: std::io::stderr().is_terminal(),
+            what,
+            shown: 0,
+        }
+    }
+
+    fn show(&mut self, done: usize, total: Option<usize>) {
+        let step = if self.terminal { 1000 } else { PROGRESS_EVERY };
+        // On a terminal, the line ends at the total.
+        let last = self.terminal && total.is_some_and(|t| done == t && done != self.shown);
+        if done < self.shown + step && !last {
+            return;
+        }
+        self.shown = done;
+        let of = total.map(|t| format!(" / {t}")).unwrap_or_default();
+        if self.terminal {
+            eprint!("\r{} {done}{of} events", self.what);
+        } else {
+            eprintln!("{} {done}{of} events", self.what);
+        }
+    }
+
+    fn end(&self) {
+        if self.terminal && self.shown > 0 {
+            eprintln!();
+        }
+    }
 }
 
 pub(super) fn backtest(args: BacktestArgs) -> anyhow::Result<()> {
-    use std::io::Write as _;
     let set = load(&args.dir, &args.config)?;
     let time = |what: &str, text: &str| {
         crate::script::bindings::parse_time(text)
@@ -340,49 +369,32 @@ pub(super) fn backtest(args: BacktestArgs) -> anyhow::Result<()> {
     }
     let config = args.config.load(&[])?;
     let runtime = tokio::runtime::Runtime::new()?;
-    let (seen, events, recorded) = runtime.block_on(async {
-        let store = crate::store::Store::open_existing(&config.database_url, &config.store).await?;
-        let read = async {
-            let page = |from, to, after| store.events_received_between(from, to, after, 5000);
-            let mut seen = Vec::new();
-            let mut after = None;
-            loop {
-                let rows = page(from - look_back(&set), from, after.clone()).await?;
-                let Some(last) = rows.last() else { break };
-                after = Some((last.received_at, last.id.to_string()));
-                seen.extend(rows);
-            }
-            let mut events = Vec::new();
-            let mut recorded = std::collections::HashMap::new();
-            let mut after = None;
-            loop {
-                let rows = page(from, to, after.clone()).await?;
-                let Some(last) = rows.last() else { break };
-                after = Some((last.received_at, last.id.to_string()));
-                for chunk in rows.chunks(500) {
-                    let ids: Vec<&str> = chunk.iter().map(|e| e.id.as_str()).collect();
-                    for (event, rule, outcome) in store.outcomes_of_events(&ids).await? {
-                        recorded.insert(
-                            (event, rule),
-                            outcome == crate::store::EvaluationOutcome::Fired,
-                        );
-                    }
-                }
-                events.extend(rows);
-                let _ = write!(std::io::stderr(), "\rread {} events", events.len());
-            }
-            let _ = writeln!(std::io::stderr());
-            anyhow::Ok((seen, events, recorded))
-        }
-        .await;
-        store.close().await;
-        read
-    })?;
     let started = std::time::Instant::now();
-    let report = crate::rules::backtest::backtest(&set, seen, events, &recorded, from, to)
-        .map_err(|e| anyhow::anyhow!(e))?;
-    let _ = writeln!(
-        std::io::stderr(),
+    let recorded = runtime.block_on(async {
+        let store = crate::store::Store::open_existing(&config.database_url, &config.store).await?;
+        let mut progress = Progress::new("read");
+        let read = crate::rules::backtest::read(&store, &set, from, to, None, &mut |n| {
+            progress.show(n, None)
+        })
+        .await;
+        progress.end();
+        store.close().await;
+        anyhow::Ok(read?)
+    })?;
+    eprintln!(
+        "read {} events in {:.1} s",
+        recorded.events.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let started = std::time::Instant::now();
+    let mut progress = Progress::new("ran");
+    let report = crate::rules::backtest::backtest(&set, recorded, from, to, &mut |done, total| {
+        progress.show(done, Some(total));
+        true
+    });
+    progress.end();
+    let report = report.map_err(|e| anyhow::anyhow!(e))?;
+    eprintln!(
         "ran {} events in {:.1} s",
         report.events,
         started.elapsed().as_secs_f64()

@@ -12,6 +12,7 @@ pub mod evaluate;
 pub mod facts;
 pub mod live;
 pub mod optional;
+pub mod posted;
 pub mod simulate;
 pub mod testing;
 pub mod time;
@@ -22,6 +23,22 @@ use std::path::{Path, PathBuf};
 
 pub use compile::{Rule, RuleError};
 pub use evaluate::{CheckEnd, Effects, Evaluation, Outcome, Processed, StateWrite, Timing};
+
+/// Rule files one set may have at most (a folder, or files posted to the API).
+pub const MAX_RULE_FILES: usize = 1000;
+
+/// Bytes one rule file may have at most.
+pub const MAX_RULE_FILE_BYTES: usize = 256 * 1024;
+
+/// A rule file's problem of size: `None` when it is within [`MAX_RULE_FILE_BYTES`].
+pub fn too_large(bytes: usize) -> Option<String> {
+    (bytes > MAX_RULE_FILE_BYTES).then(|| {
+        format!(
+            "the file has {bytes} bytes, more than the {} KiB a rule file may have",
+            MAX_RULE_FILE_BYTES / 1024
+        )
+    })
+}
 
 /// The rule files (`*.yaml`, `*.yml`) directly in `dir`, sorted. A missing folder holds no rules;
 /// an unreadable one is an error.
@@ -108,7 +125,30 @@ impl RuleSet {
     ) -> Result<Self, Vec<RuleError>> {
         let mut texts = BTreeMap::new();
         let mut errors = Vec::new();
+        if files.len() > MAX_RULE_FILES {
+            return Err(vec![RuleError {
+                file: files[0].parent().unwrap_or(Path::new(".")).to_owned(),
+                line: 1,
+                column: 1,
+                rule: None,
+                message: format!(
+                    "{} rule files, more than the {MAX_RULE_FILES} a rule set may have",
+                    files.len()
+                ),
+            }]);
+        }
         for file in files {
+            let size = std::fs::metadata(file).map_or(0, |m| m.len());
+            if let Some(message) = too_large(usize::try_from(size).unwrap_or(usize::MAX)) {
+                errors.push(RuleError {
+                    file: file.clone(),
+                    line: 1,
+                    column: 1,
+                    rule: None,
+                    message,
+                });
+                continue;
+            }
             match std::fs::read_to_string(file) {
                 Ok(text) => {
                     texts.insert(file.clone(), text);

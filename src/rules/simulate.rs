@@ -1,6 +1,6 @@
 //! Rules on a virtual clock, in memory: a sequence of events at times, with the deadlines of
 //! `unless:` checks, schedule ticks and delayed actions coming due as the clock passes them.
-//! Rule tests and `signalbox try --sequence` run here; nothing is stored or sent.
+//! Rule tests, `signalbox try --sequence` and backtests run here; nothing is stored or sent.
 //!
 //! Receives a rule set and timed events; hands back what fired when. It answers the rules'
 //! questions ([`super::facts::Recall`]) from what it has seen, as the store does in the engine.
@@ -77,6 +77,8 @@ pub struct Memory {
     /// Claims paused by `pause_strategy` actions that came due.
     paused: Vec<(String, String)>,
     now: DateTime<Utc>,
+    /// Firings whose planned actions are kept (the later ones keep their time, rule and event).
+    keep_actions: usize,
 }
 
 impl Recall for Memory {
@@ -280,6 +282,28 @@ pub fn deadline_event(
     )
 }
 
+/// An event to run: it arrives at `at`, and when it is processed the store holds the events
+/// that arrived before `sees_until` too (live, an event is processed after it arrives, and its
+/// rules read every event stored by then, even ones that arrived after it).
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub at: DateTime<Utc>,
+    pub event: Event,
+    /// At least `at`; `at` when the event was processed as it arrived.
+    pub sees_until: DateTime<Utc>,
+}
+
+impl Input {
+    /// An event processed as it arrives.
+    pub fn at(at: DateTime<Utc>, event: Event) -> Self {
+        Self {
+            at,
+            event,
+            sees_until: at,
+        }
+    }
+}
+
 /// Runs `inputs` (events at their arrival times) from `from` until `until` on a virtual
 /// clock, with only rule `only` when given. Returns what fired, in time order.
 pub fn run(
@@ -289,29 +313,77 @@ pub fn run(
     from: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Result<Vec<Firing>, String> {
-    run_after(set, only, Vec::new(), inputs, from, until, usize::MAX)
+    let inputs = inputs
+        .into_iter()
+        .map(|(at, event)| Input::at(at, event))
+        .collect();
+    run_after(
+        set,
+        only,
+        Vec::new(),
+        inputs,
+        from,
+        until,
+        Room::default(),
+        &mut |_| true,
+    )
+}
+
+/// How much a run may do, and keep of what it did.
+#[derive(Debug, Clone, Copy)]
+pub struct Room {
+    /// Steps (inputs, deadlines, ticks) at most; `usize::MAX`: 20,000 besides the inputs.
+    pub steps: usize,
+    /// Firings whose planned actions are kept, the first ones (the later ones keep their time,
+    /// rule and event, with no actions).
+    pub firings_with_actions: usize,
+}
+
+impl Default for Room {
+    fn default() -> Self {
+        Self {
+            steps: usize::MAX,
+            firings_with_actions: usize::MAX,
+        }
+    }
 }
 
 /// As [`run`], knowing `seen` (events already stored before `from`, which history windows and
-/// look-backs read), with room for `max_steps` steps (inputs, deadlines and ticks).
+/// look-backs read), with `room` for steps and firings. `progress`
+/// is told how many inputs are done after each step; when it answers `false` the run stops
+/// with an error.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one internal entry point, called by run and the backtest"
+)]
 pub fn run_after(
     set: &RuleSet,
     only: Option<&str>,
     seen: Vec<Event>,
-    mut inputs: Vec<(DateTime<Utc>, Event)>,
+    mut inputs: Vec<Input>,
     from: DateTime<Utc>,
     until: DateTime<Utc>,
-    max_steps: usize,
+    room: Room,
+    progress: &mut dyn FnMut(usize) -> bool,
 ) -> Result<Vec<Firing>, String> {
-    inputs.sort_by_key(|(at, _)| *at);
-    let mut inputs = inputs.into_iter().peekable();
+    inputs.sort_by_key(|input| input.at);
+    let times: Vec<(DateTime<Utc>, DateTime<Utc>)> =
+        inputs.iter().map(|i| (i.at, i.sees_until)).collect();
+    let mut waiting: Vec<Option<Event>> = inputs.into_iter().map(|i| Some(i.event)).collect();
     let mut memory = Memory {
         now: from,
+        keep_actions: room.firings_with_actions,
         ..Memory::default()
     };
     for event in seen {
         memory.remember(event);
     }
+    // Inputs `..stored` are in memory (at `places[i]`); `next` is the next one to process.
+    // An input is stored when its turn comes, or earlier, when an input before it is
+    // processed after it arrived.
+    let (mut next, mut stored) = (0_usize, 0_usize);
+    let mut places: Vec<usize> = Vec::with_capacity(times.len());
+    let mut horizon = from;
     let mut firings: Vec<Firing> = Vec::new();
     // Each scheduled rule's next tick, found once per tick.
     let mut next_ticks: HashMap<String, DateTime<Utc>> = set
@@ -321,10 +393,10 @@ pub fn run_after(
         .collect();
     // Bounds a run (an every-minute schedule over months would otherwise run for long); a
     // backtest gives room for its events besides.
-    let max_steps = if max_steps == usize::MAX {
-        20_000_usize.saturating_add(inputs.len())
+    let max_steps = if room.steps == usize::MAX {
+        20_000_usize.saturating_add(times.len())
     } else {
-        max_steps
+        room.steps
     };
     for step_number in 0..=max_steps {
         if step_number == max_steps {
@@ -334,7 +406,7 @@ pub fn run_after(
             ));
         }
         // What comes next: an input, a deadline, or a tick, the earliest first.
-        let next_input = inputs.peek().map(|(at, _)| *at);
+        let next_input = times.get(next).map(|(at, _)| *at);
         let next_deadline = memory
             .deadlines
             .first()
@@ -357,9 +429,18 @@ pub fn run_after(
         memory.now = at.max(memory.now);
         let event = match which {
             0 => {
-                let (_, mut event) = inputs.next().expect("peeked");
-                event.received_at = at;
-                event
+                // The store only grows: what this input sees, later steps see too. An input
+                // that arrived at the very time this one was processed counts as after it.
+                horizon = horizon.max(times[next].1);
+                while stored < times.len() && (stored <= next || times[stored].0 < horizon) {
+                    let mut event = waiting[stored].take().expect("stored once");
+                    event.received_at = times[stored].0;
+                    places.push(memory.events.len());
+                    memory.remember(event);
+                    stored += 1;
+                }
+                next += 1;
+                memory.events[places[next - 1]].clone()
             }
             1 => {
                 let (_, index) = memory.deadlines.pop_first().expect("a pending check");
@@ -376,7 +457,9 @@ pub fn run_after(
                     .get(&first)
                     .map(|i| memory.events[*i].subject.clone())
                     .unwrap_or_default();
-                deadline_event(&id, &rule, &first, deadline, subject)
+                let event = deadline_event(&id, &rule, &first, deadline, subject);
+                memory.remember(event.clone());
+                event
             }
             _ => {
                 let (tick, rule) = next_tick.expect("a tick");
@@ -388,11 +471,19 @@ pub fn run_after(
                     Some(next) => next_ticks.insert(rule.clone(), next),
                     None => next_ticks.remove(&rule),
                 };
-                tick_event(&rule, tick)
+                let event = tick_event(&rule, tick);
+                memory.remember(event.clone());
+                event
             }
         };
-        memory.remember(event.clone());
         step(set, only, &mut memory, &mut firings, &event)?;
+        if !progress(next) {
+            return Err(format!(
+                "stopped after {next} of {} events, at {}",
+                times.len(),
+                memory.now.to_rfc3339()
+            ));
+        }
     }
     Ok(firings)
 }
@@ -467,37 +558,46 @@ fn step(
                     memory.throttles.insert(gate, now);
                 }
                 let firing = firings.len();
-                let mut planned = Vec::with_capacity(actions.len());
+                let keep = firing < memory.keep_actions;
+                let mut planned = Vec::with_capacity(if keep { actions.len() } else { 0 });
                 for (index, action) in actions.iter().enumerate() {
-                    let mut json = serde_json::to_value(action).expect("action configs serialize");
                     let when = timing.get(index).cloned().unwrap_or_default();
+                    let pause = matches!(action, crate::actions::ActionConfig::PauseStrategy(_));
+                    if !(keep || pause) && when.cancel.is_none() {
+                        continue;
+                    }
+                    let mut json = serde_json::to_value(action).expect("action configs serialize");
                     if let Some(due) = when.due {
                         json["due"] = Value::String(due.to_rfc3339());
                     }
-                    if let crate::actions::ActionConfig::PauseStrategy(_) = action {
+                    if pause {
                         let claim = json["claim"].as_str().unwrap_or_default().to_owned();
                         let platform = json["platform"].as_str().unwrap_or_default().to_owned();
                         memory.paused.push((platform, claim));
                     }
-                    let at = memory.planned.len();
-                    let id = format!("act_{}_{index}", firing + 1);
+                    // Only an action with `cancel_on` can be cancelled: only those are kept
+                    // to look up.
                     if let Some((subject, _)) = &when.cancel {
+                        let at = memory.planned.len();
+                        let id = format!("act_{}_{index}", firing + 1);
                         memory
                             .planned_by_subject
                             .entry(subject.clone())
                             .or_default()
                             .push(at);
+                        memory.planned_ids.insert(id.clone(), at);
+                        memory.planned.push(Planned {
+                            firing,
+                            index,
+                            id,
+                            due: when.due.unwrap_or(now),
+                            cancel: when.cancel,
+                            pending: true,
+                        });
                     }
-                    memory.planned_ids.insert(id.clone(), at);
-                    memory.planned.push(Planned {
-                        firing,
-                        index,
-                        id,
-                        due: when.due.unwrap_or(now),
-                        cancel: when.cancel,
-                        pending: true,
-                    });
-                    planned.push(json);
+                    if keep {
+                        planned.push(json);
+                    }
                 }
                 firings.push(Firing {
                     at: now,

@@ -104,6 +104,33 @@ pub fn run_all(set: &RuleSet, registry: &Registry) -> Vec<TestResult> {
         .collect()
 }
 
+/// Runs every inline test of every rule whose events are written inline; a test that names an
+/// event file fails with why (rules posted to the API: the server reads no files for them).
+pub fn run_inline(set: &RuleSet, registry: &Registry) -> Vec<TestResult> {
+    set.rules()
+        .iter()
+        .flat_map(|rule| rule.tests.iter().map(move |t| (rule, t)))
+        .map(|(rule, test)| {
+            let names_file =
+                test.event.is_string() || test.events.iter().any(|e| e.event.is_string());
+            let failure = if names_file {
+                Some(
+                    "a posted rule's test gives its events inline: the server reads no event files"
+                        .to_owned(),
+                )
+            } else {
+                run_one(set, rule, test, registry).err()
+            };
+            TestResult {
+                file: rule.file.clone(),
+                rule: rule.id.clone(),
+                name: test.name.clone(),
+                failure,
+            }
+        })
+        .collect()
+}
+
 fn run_one(
     set: &RuleSet,
     rule: &Rule,

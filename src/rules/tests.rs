@@ -855,3 +855,89 @@ actions: [{ type: emit, event_type: x.ticked }]
     let fired = on_clock(rule, &[], "2026-01-01T00:00:00Z", "2026-01-01T00:03:00Z").unwrap();
     assert_eq!(fired.len(), 3);
 }
+
+/// A backtest input sees the inputs that arrived before it was processed (as the store held
+/// them live), not those that arrived at that very time or later.
+#[test]
+fn a_simulated_event_sees_what_arrived_before_it_was_processed() {
+    use simulate::{Input, Room, run_after};
+    let rules = set(&[(
+        "count.yaml",
+        r#"version: 1
+id: third
+on: [sms.delivery_failed]
+history:
+  failures: { events: sms.delivery_failed, same: claim, within: 7d }
+when: history.failures.count >= 3
+actions: [{ type: emit, event_type: claim.unreachable }]
+"#,
+    )])
+    .unwrap();
+    let t = |minute: u32| -> DateTime<Utc> {
+        format!("2026-12-01T09:{minute:02}:00Z").parse().unwrap()
+    };
+    // Arrivals at 09:01, 09:02, 09:03; the first occurred last.
+    let failure = |id: &str, occurred: &str| {
+        event(
+            "sms.delivery_failed",
+            json!({"id": id, "source_event_id": id, "occurred_at": occurred}),
+        )
+    };
+    let inputs = |first_processed: DateTime<Utc>| {
+        vec![
+            Input {
+                at: t(1),
+                event: failure("evt_a", "2026-12-01T08:30:00Z"),
+                sees_until: first_processed,
+            },
+            Input::at(t(2), failure("evt_b", "2026-12-01T08:10:00Z")),
+            Input::at(t(3), failure("evt_c", "2026-12-01T08:20:00Z")),
+        ]
+    };
+    let fired = |first_processed| {
+        run_after(
+            &rules,
+            None,
+            Vec::new(),
+            inputs(first_processed),
+            t(0),
+            t(30),
+            Room::default(),
+            &mut |_| true,
+        )
+        .unwrap()
+        .into_iter()
+        .map(|f| f.event)
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        fired(t(1)),
+        Vec::<String>::new(),
+        "processed on arrival: it counts one"
+    );
+    assert_eq!(
+        fired(t(3)),
+        Vec::<String>::new(),
+        "one arrived at 09:03 exactly: after it"
+    );
+    assert_eq!(
+        fired(t(4)),
+        ["evt_a"],
+        "processed at 09:04: it counts three"
+    );
+    let stopped = run_after(
+        &rules,
+        None,
+        Vec::new(),
+        inputs(t(1)),
+        t(0),
+        t(30),
+        Room::default(),
+        &mut |done| done < 2,
+    )
+    .unwrap_err();
+    assert!(
+        stopped.starts_with("stopped after 2 of 3 events"),
+        "{stopped}"
+    );
+}

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row};
 
-use super::events::decode_event;
+use super::events::{StoredEvent, decode_event};
 use super::{Backend, MAX_LIST, Store, StoreError, on_pool, postgres, sqlite};
 use crate::normalize::{Event, Subject};
 
@@ -68,6 +68,12 @@ const COLUMNS_POSTGRES: &str =
         CASE WHEN pg_column_size(data) <= 16384 THEN data ELSE '{}'::jsonb END AS data,
         chain_depth, state, processed_at, delivery_id, attempts, last_error, next_attempt_ms
     FROM events WHERE ";
+
+/// The columns of an event read for a backtest: all but the raw payload, which rules never see.
+const RANGE_COLUMNS: &str =
+    "id, source, source_event_id, type, source_type, occurred_at, received_at,
+    subject, amount_value, amount_currency, data, chain_depth, state, processed_at, delivery_id,
+    attempts, last_error, next_attempt_ms";
 
 /// Pushes the conditions, order and limit of history query `$q` onto `$select`, with
 /// `$value_of` the key's indexed expression.
@@ -183,7 +189,7 @@ impl Store {
 
     /// Stored events received in `[from, to)`, oldest first (by `received_at`, then id), after
     /// the cursor `after` (the last event of the previous page), at most `limit` (at most
-    /// 5000): for backtests, which read a range page by page.
+    /// 5000): for backtests, which read a range page by page. Without their raw payloads.
     pub async fn events_received_between(
         &self,
         from: DateTime<Utc>,
@@ -191,22 +197,52 @@ impl Store {
         after: Option<(DateTime<Utc>, String)>,
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
+        let mut events = Vec::new();
+        for finished in [true, false] {
+            let rows = self
+                .received_between(finished, from, to, after.clone(), limit)
+                .await?;
+            events.extend(rows.into_iter().map(|stored| stored.event));
+        }
+        events.sort_by(|a, b| (a.received_at, &a.id).cmp(&(b.received_at, &b.id)));
+        events.truncate(limit.min(5000) as usize);
+        Ok(events)
+    }
+
+    /// A page of the events received in `[from, to)` that are processed or failed
+    /// (`finished`), or else of those still pending, as [`Store::events_received_between`]
+    /// orders and pages them, with their state and processing time. Finished events are read
+    /// by the retention index (`events_finished`), pending ones by theirs, so that a page
+    /// does not read the whole table.
+    pub async fn received_between(
+        &self,
+        finished: bool,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, String)>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let (after_at, after_id) = after.unwrap_or((from, String::new()));
+        let state = if finished {
+            "state IN ('processed', 'failed')"
+        } else {
+            "state = 'pending'"
+        };
+        let sql = format!(
+            "SELECT {RANGE_COLUMNS} FROM events
+             WHERE {state} AND received_at >= $1 AND received_at < $2
+               AND (received_at > $1 OR id > $3)
+             ORDER BY received_at, id LIMIT $4"
+        );
         on_pool!(self, pool => {
-            let rows = sqlx::query(
-                "SELECT * FROM events
-                 WHERE received_at >= $1 AND received_at < $2
-                   AND (received_at > $3 OR (received_at = $3 AND id > $4))
-                 ORDER BY received_at, id LIMIT $5",
-            )
-            .bind(from)
-            .bind(to)
-            .bind(after_at)
-            .bind(after_id)
-            .bind(i64::from(limit.min(5000)))
-            .fetch_all(pool)
-            .await?;
-            rows.iter().map(|row| decode_event(row).map(|stored| stored.event)).collect()
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(after_at.max(from))
+                .bind(to)
+                .bind(if after_at >= from { after_id } else { String::new() })
+                .bind(i64::from(limit.min(5000)))
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(decode_event).collect()
         })
     }
 

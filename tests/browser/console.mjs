@@ -6,7 +6,6 @@
 // Run by tests/it/console.rs against a real engine; by hand:
 //   CONSOLE_URL=http://127.0.0.1:8080 READER_TOKEN=... OPERATOR_TOKEN=... CLAIM=C-1 \
 //   RULE=escalate CHANGED_CLAIM=C-2 node tests/browser/console.mjs
-// CONSOLE_PENDING lists flows (backtest, retry) whose API routes this build does not serve yet.
 
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,7 +28,6 @@ const changedClaim = env('CHANGED_CLAIM');
 const ruleId = env('RULE');
 const shots = env('SCREENSHOTS', 'target/console-screenshots');
 const chromiumPath = env('CHROMIUM', '/usr/bin/chromium');
-const pending = new Set(env('CONSOLE_PENDING', '').split(',').filter(Boolean));
 
 if (!existsSync(chromiumPath)) fail(`no browser at ${chromiumPath}: run .ci/tools (it installs Debian's chromium)`);
 let chromium;
@@ -144,10 +142,10 @@ try {
     if (!(await retry.isDisabled())) throw new Error('the Retry button is enabled for a reader');
     await expectText(page.locator('.role-note'), 'needs the operate role');
     const id = (await row.locator('td').first().textContent()).trim();
-    const status = await page.evaluate(async ([id, token]) => (await fetch(`/v1/actions/${id}/retry`, {
+    const status = await page.evaluate(async ([id, token]) => (await fetch(`/api/v1/actions/${id}/retry`, {
       method: 'POST', headers: { Authorization: `Bearer ${token}` },
     })).status, [id, reader]);
-    if (status !== 403 && !(pending.has('retry') && status === 404)) throw new Error(`the API answered ${status} to a reader's retry`);
+    if (status !== 403) throw new Error(`the API answered ${status} to a reader's retry`);
     await shot('actions-reader');
   });
 
@@ -160,43 +158,35 @@ try {
     await shot('playground');
   });
 
-  if (pending.has('backtest')) {
-    console.log('NOT TESTED (route not served by this build): playground backtest');
-  } else {
-    await step('a playground backtest of a changed threshold shows the diff', async () => {
-      // The edited copy from the step before: the threshold lowered to 20.
-      await page.getByRole('button', { name: 'Check and run tests' }).click();
-      await page.locator('#playground-result .ok', { hasText: 'valid' }).waitFor();
-      await page.getByRole('button', { name: 'Run backtest' }).click();
-      const diff = page.locator('#playground-result .diff tr', { hasText: `${ruleId} (edited)` });
-      await diff.waitFor({ timeout: 30000 });
-      await expectText(diff.locator('.added'), 'evt_');
-      await shot('playground-backtest');
-      // The event that fires now and did not then is the changed claim's.
-      await diff.locator('.added a').first().click();
-      await expectText(page.locator('main'), changedClaim);
-    });
-  }
+  await step('a playground backtest of a changed threshold shows the diff', async () => {
+    // The edited copy from the step before: the threshold lowered to 20.
+    await page.getByRole('button', { name: 'Check and run tests' }).click();
+    await page.locator('#playground-result .ok', { hasText: 'valid' }).waitFor();
+    await page.getByRole('button', { name: 'Run backtest' }).click();
+    const diff = page.locator('#playground-result .diff tr', { hasText: `${ruleId} (edited)` });
+    await diff.waitFor({ timeout: 30000 });
+    await expectText(diff.locator('.added'), 'evt_');
+    await shot('playground-backtest');
+    // The event that fires now and did not then is the changed claim's.
+    await diff.locator('.added a').first().click();
+    await expectText(page.locator('main'), changedClaim);
+  });
 
-  if (pending.has('retry')) {
-    console.log('NOT TESTED (route not served by this build): operator retries a dead action');
-  } else {
-    await step('an operator retries a dead action', async () => {
-      await page.getByRole('button', { name: 'Sign out' }).click();
-      await signIn(operator);
-      await page.goto(`${base}/console/#/actions?status=dead`);
-      const row = page.locator('tbody tr').first();
-      await row.waitFor();
-      const id = (await row.locator('td').first().textContent()).trim();
-      await row.getByRole('button', { name: /^Retry/ }).click();
-      await page.locator('p.ok[role=status]').waitFor();
-      await shot('actions-operator-retried');
-      await page.goto(`${base}/console/#/actions/${id}`);
-      await page.getByRole('heading', { level: 1, name: /^Action / }).waitFor();
-      await expectText(page.locator('section', { hasText: 'Attempts' }).locator('tbody tr'), 'retry');
-      await shot('action');
-    });
-  }
+  await step('an operator retries a dead action', async () => {
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await signIn(operator);
+    await page.goto(`${base}/console/#/actions?status=dead`);
+    const row = page.locator('tbody tr').first();
+    await row.waitFor();
+    const id = (await row.locator('td').first().textContent()).trim();
+    await row.getByRole('button', { name: /^Retry/ }).click();
+    await page.locator('p.ok[role=status]').waitFor();
+    await shot('actions-operator-retried');
+    await page.goto(`${base}/console/#/actions/${id}`);
+    await page.getByRole('heading', { level: 1, name: /^Action / }).waitFor();
+    await expectText(page.locator('section', { hasText: 'Attempts' }).locator('tbody tr'), 'retry');
+    await shot('action');
+  });
 
   await step('the keyboard reaches the pages and shows focus', async () => {
     await page.goto(`${base}/console/#/`);

@@ -230,6 +230,18 @@ mod cases {
             ("GET", "/v1/rules/status".into(), None, Role::Read),
             (
                 "POST",
+                "/v1/rules/validate".into(),
+                Some(json!({"yaml": "version: 1\nid: x\non: [claim.created]\nactions: [{type: emit, event_type: x.noted}]\n"}).to_string()),
+                Role::Read,
+            ),
+            (
+                "POST",
+                "/v1/backtest".into(),
+                Some(json!({"from": "2026-11-01", "to": "2026-11-02"}).to_string()),
+                Role::Read,
+            ),
+            (
+                "POST",
                 format!("/v1/events/{id}/retry"),
                 None,
                 Role::Operate,

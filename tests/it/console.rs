@@ -263,15 +263,6 @@ mod cases {
     }
 }
 
-/// Flows whose API routes other branches add (backtest and validate; an action's detail and
-/// retry). While a route answers "no such endpoint" its flow is reported NOT TESTED; once every
-/// route of a flow is served, this test fails until the flow is removed from this list, so
-/// that it is tested from then on.
-const AWAITING_MERGE: &[(&str, &[(&str, &str)])] = &[(
-    "backtest",
-    &[("POST", "/v1/backtest"), ("POST", "/v1/rules/validate")],
-)];
-
 const RULES: &[(&str, &str)] = &[
     (
         "escalate.yaml",
@@ -368,33 +359,6 @@ async fn the_console_in_a_browser() {
     }
     assert_eq!(queues["dead_actions"], 2, "{queues}");
 
-    let mut pending = Vec::new();
-    for (flow, routes) in AWAITING_MERGE {
-        let mut unserved = Vec::new();
-        for (method, path) in *routes {
-            let request = match *method {
-                "GET" => client.get(format!("{base}{path}")),
-                _ => client.post(format!("{base}{path}")).body("{}"),
-            };
-            let response = request.bearer_auth(OPERATOR).send().await.unwrap();
-            // 405: the path is another route's (`GET /v1/rules/{id}` takes `validate`).
-            let other_route = response.status() == 405;
-            let answer: Value = response.json().await.unwrap_or(Value::Null);
-            if other_route || answer["message"] == "no such endpoint" {
-                unserved.push(format!("{method} {path}"));
-            }
-        }
-        assert!(
-            !unserved.is_empty(),
-            "every route of the console's '{flow}' flow is served now: remove it from AWAITING_MERGE in tests/it/console.rs so the browser tests it"
-        );
-        eprintln!(
-            "NOT TESTED in the browser until merged: the '{flow}' flow ({} not served)",
-            unserved.join(", ")
-        );
-        pending.push(*flow);
-    }
-
     let shots = std::env::var("CONSOLE_SCREENSHOTS").map_or_else(
         |_| {
             std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -414,7 +378,6 @@ async fn the_console_in_a_browser() {
         .env("CHANGED_CLAIM", claims[1])
         .env("RULE", "escalate_expired_promise")
         .env("SCREENSHOTS", &shots)
-        .env("CONSOLE_PENDING", pending.join(","))
         .stdout(std::fs::File::create(&log).unwrap())
         .stderr(std::fs::File::create(dir.path().join("node.err")).unwrap())
         .spawn()
@@ -440,10 +403,8 @@ async fn the_console_in_a_browser() {
     let status = status.unwrap_or_else(|| panic!("the browser test took over 3 minutes:\n{out}"));
     assert!(status.success(), "the browser test failed:\n{out}");
     assert!(out.contains("flows passed"), "{out}");
-    if !pending.contains(&"retry") {
-        // The operator's retry reached the target again, and was delivered.
-        receiver.wait_for(3).await;
-    }
+    // The operator's retry reached the target again, and was delivered.
+    receiver.wait_for(3).await;
 }
 
 /// Stops the engine however the test ends.

@@ -1,6 +1,7 @@
 //! Integration tests: one binary. PostgreSQL cases run when TEST_POSTGRES_URL is set.
 
 mod auth;
+mod backtest;
 mod bounds;
 mod cli;
 mod console;
