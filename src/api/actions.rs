@@ -39,11 +39,13 @@ pub(super) struct ListQuery {
 #[utoipa::path(
     get,
     path = "/actions",
+    operation_id = "actions_list",
     tag = "actions",
     params(ListQuery),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["read"]))
 )]
@@ -67,7 +69,8 @@ pub(super) async fn list(
         event: q.event,
         kind: q.kind,
         target: q.target.filter(|t| !t.is_empty()),
-        before: q.before,
+        // An empty cursor is no cursor (the first page), not "before nothing".
+        before: q.before.filter(|b| !b.is_empty()),
         limit: q.limit.unwrap_or(50).clamp(1, 1000),
         max_bytes: state.limits.max_page_bytes,
     };
@@ -86,11 +89,13 @@ pub(super) async fn list(
 #[utoipa::path(
     get,
     path = "/actions/{id}",
+    operation_id = "actions_get_one",
     tag = "actions",
     params(("id" = String, Path, description = "its id")),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["read"]))
 )]
@@ -118,11 +123,13 @@ pub(super) async fn get_one(
 #[utoipa::path(
     post,
     path = "/actions/{id}/cancel",
+    operation_id = "actions_cancel",
     tag = "actions",
     params(("id" = String, Path, description = "its id")),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["operate"]))
 )]
@@ -166,12 +173,14 @@ pub(super) struct RetryOne {
 #[utoipa::path(
     post,
     path = "/actions/{id}/retry",
+    operation_id = "actions_retry",
     tag = "actions",
     params(("id" = String, Path, description = "its id")),
     request_body(content = serde_json::Value, description = "see docs/api.md"),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["operate"]))
 )]
@@ -227,11 +236,13 @@ pub(super) struct RetryMany {
 #[utoipa::path(
     post,
     path = "/actions/retry",
+    operation_id = "actions_retry_many",
     tag = "actions",
     request_body(content = serde_json::Value, description = "see docs/api.md"),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["operate"]))
 )]

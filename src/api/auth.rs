@@ -44,6 +44,11 @@ pub(super) async fn check(State(gate): State<Gate>, mut request: Request, next: 
         }
     };
     let Caller::Token(token) = &caller else {
+        if let Err(why) = from_this_machine(request.headers()) {
+            metrics::counter!("signalbox_api_refused_total", "reason" => "cross_site").increment(1);
+            tracing::info!(reason = %why, "request to the open API refused");
+            return ApiError::Forbidden(why).into_response();
+        }
         request.extensions_mut().insert(caller);
         return next.run(request).await;
     };
@@ -86,4 +91,78 @@ pub(super) async fn check(State(gate): State<Gate>, mut request: Request, next: 
         tracing::debug!(token = %token.name, %method, %path, status, "token used");
     }
     response
+}
+
+/// While the API is open (no token exists), whether a request comes from a program on this
+/// machine rather than from a web page a browser here has loaded: its `Host` is an address or
+/// `localhost` (not a name a page's site could point here, DNS rebinding), and an `Origin`, if
+/// it has one, is that same host (a page of another site posting cross-site is refused).
+fn from_this_machine(headers: &axum::http::HeaderMap) -> Result<(), String> {
+    const WHY: &str =
+        "the API is open (no token is configured), so it answers only programs on this machine";
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    if !(name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()) {
+        return Err(format!(
+            "{WHY}, addressed by IP or localhost, not as '{name}'; configure a token (docs/security.md)"
+        ));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        let same = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .is_some_and(|o| o.eq_ignore_ascii_case(host));
+        if !same {
+            return Err(format!(
+                "{WHY}, not web pages of other sites (Origin '{origin}'); configure a token (docs/security.md)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    fn headers(host: &str, origin: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+        if let Some(origin) = origin {
+            headers.insert(header::ORIGIN, HeaderValue::from_str(origin).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn the_open_api_answers_this_machine_not_other_sites_pages() {
+        for ok in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "[::1]:8080",
+            "10.0.0.5",
+            "LOCALHOST",
+        ] {
+            assert!(super::from_this_machine(&headers(ok, None)).is_ok(), "{ok}");
+        }
+        let same = headers("127.0.0.1:8080", Some("http://127.0.0.1:8080"));
+        assert!(super::from_this_machine(&same).is_ok());
+        for (host, origin) in [
+            ("rebind.evil.example:8080", None),
+            ("127.0.0.1:8080", Some("https://evil.example")),
+            ("127.0.0.1:8080", Some("null")),
+            ("127.0.0.1:8080", Some("http://127.0.0.1:9999")),
+            ("", None),
+        ] {
+            let refused = super::from_this_machine(&headers(host, origin));
+            assert!(refused.is_err(), "{host} {origin:?}");
+        }
+    }
 }

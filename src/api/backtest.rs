@@ -135,11 +135,13 @@ fn compile_posted(files: &BTreeMap<String, String>, state: &AppState) -> Result<
 #[utoipa::path(
     post,
     path = "/backtest",
+    operation_id = "backtest_run",
     tag = "rules",
     request_body(content = serde_json::Value, description = "see docs/api.md"),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["read"]))
 )]
@@ -218,11 +220,13 @@ pub(super) async fn run(
 #[utoipa::path(
     post,
     path = "/rules/validate",
+    operation_id = "backtest_validate",
     tag = "rules",
     request_body(content = serde_json::Value, description = "see docs/api.md"),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["read"]))
 )]

@@ -42,11 +42,13 @@ fn limit(q: &ListQuery) -> u32 {
 #[utoipa::path(
     get,
     path = "/checks",
+    operation_id = "checks_list_checks",
     tag = "checks",
     params(ListQuery),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["read"]))
 )]
@@ -60,7 +62,7 @@ pub(super) async fn list_checks(
         .list_checks_before(
             status::<CheckStatus>(&q)?,
             q.rule.as_deref(),
-            q.before.as_deref(),
+            q.before.as_deref().filter(|b| !b.is_empty()),
             limit(&q),
         )
         .await?;
@@ -77,11 +79,13 @@ pub(super) async fn list_checks(
 #[utoipa::path(
     post,
     path = "/checks/{id}/cancel",
+    operation_id = "checks_cancel_check",
     tag = "checks",
     params(("id" = String, Path, description = "its id")),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["operate"]))
 )]

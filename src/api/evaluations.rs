@@ -29,11 +29,13 @@ pub(super) struct EvaluationsQuery {
 #[utoipa::path(
     get,
     path = "/evaluations",
+    operation_id = "evaluations_list",
     tag = "rules",
     params(EvaluationsQuery),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["read"]))
 )]
@@ -55,7 +57,8 @@ pub(super) async fn list(
         outcome,
         rule: q.rule,
         since: q.since,
-        before: q.before,
+        // An empty cursor is no cursor (the first page), not "before nothing".
+        before: q.before.filter(|b| !b.is_empty()),
         limit: q.limit.unwrap_or(50).clamp(1, 1000),
     };
     let page = state

@@ -12,11 +12,13 @@ use crate::store::{EventFilter, ListedEvent, StoredEvent};
 #[utoipa::path(
     get,
     path = "/events/{id}",
+    operation_id = "events_get_one",
     tag = "events",
     params(("id" = String, Path, description = "its id")),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["read"]))
 )]
@@ -124,11 +126,13 @@ impl ListQuery {
 #[utoipa::path(
     get,
     path = "/events",
+    operation_id = "events_list",
     tag = "events",
     params(ListQuery),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["read"]))
 )]
@@ -154,7 +158,8 @@ pub(super) async fn list(
         subject,
         from: q.from,
         to: q.to,
-        before: q.before,
+        // An empty cursor is no cursor (the first page), not "before nothing".
+        before: q.before.filter(|b| !b.is_empty()),
         limit: q.limit.unwrap_or(50).clamp(1, 1000),
         max_bytes: state.limits.max_page_bytes,
     };
@@ -183,11 +188,13 @@ pub(super) struct DeliveriesQuery {
 #[utoipa::path(
     get,
     path = "/deliveries",
+    operation_id = "events_deliveries",
     tag = "events",
     params(DeliveriesQuery),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["read"]))
 )]
@@ -200,7 +207,7 @@ pub(super) async fn deliveries(
         .store
         .list_deliveries(
             q.verification.as_deref(),
-            q.before.as_deref(),
+            q.before.as_deref().filter(|b| !b.is_empty()),
             q.limit.unwrap_or(50).clamp(1, 1000),
             state.limits.max_page_bytes,
         )
@@ -217,10 +224,12 @@ pub(super) async fn deliveries(
 #[utoipa::path(
     get,
     path = "/unknown-types",
+    operation_id = "events_unknown_types",
     tag = "events",
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["read"]))
 )]
@@ -236,11 +245,13 @@ pub(super) async fn unknown_types(
 #[utoipa::path(
     get,
     path = "/events/{id}/evaluations",
+    operation_id = "events_evaluations",
     tag = "events",
     params(("id" = String, Path, description = "its id")),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["read"]))
 )]
@@ -272,11 +283,13 @@ pub(super) struct ExplainQuery {
 #[utoipa::path(
     get,
     path = "/events/{id}/explain",
+    operation_id = "events_explain",
     tag = "events",
     params(("id" = String, Path, description = "its id"), ExplainQuery),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["read"]))
 )]
@@ -379,11 +392,13 @@ async fn rules_in_force(
 #[utoipa::path(
     post,
     path = "/events/{id}/retry",
+    operation_id = "events_retry",
     tag = "events",
     params(("id" = String, Path, description = "its id")),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["operate"]))
 )]

@@ -228,9 +228,19 @@ fn finish(routes: Router<AppState>, state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
+        // No answer is read as anything but its content type (a JSON body is never a page).
+        .layer(axum::middleware::map_response(nosniff))
         // Outermost: every answer is timed, refusals and panics included.
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
+}
+
+async fn nosniff(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 async fn not_found() -> ApiError {

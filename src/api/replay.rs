@@ -113,11 +113,13 @@ fn selection(
 #[utoipa::path(
     post,
     path = "/replay",
+    operation_id = "replay_replay",
     tag = "events",
     request_body(content = serde_json::Value, description = "see docs/api.md"),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["operate"]))
 )]

@@ -81,11 +81,13 @@ fn since(q: &StatsQuery, state: &AppState) -> DateTime<Utc> {
 #[utoipa::path(
     get,
     path = "/rules",
+    operation_id = "rules_list",
     tag = "rules",
     params(StatsQuery),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["read"]))
 )]
@@ -113,11 +115,13 @@ pub(super) async fn list(
 #[utoipa::path(
     get,
     path = "/rules/{id}",
+    operation_id = "rules_get_one",
     tag = "rules",
     params(("id" = String, Path, description = "its id"), StatsQuery),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["read"]))
 )]

@@ -23,11 +23,13 @@ pub(super) struct HourlyQuery {
 #[utoipa::path(
     get,
     path = "/stats/hourly",
+    operation_id = "stats_hourly",
     tag = "events",
     params(HourlyQuery),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["read"]))
 )]
@@ -60,10 +62,12 @@ pub(super) async fn hourly(
 #[utoipa::path(
     get,
     path = "/stats/queues",
+    operation_id = "stats_queues",
     tag = "events",
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["read"]))
 )]

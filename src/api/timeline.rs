@@ -157,11 +157,13 @@ pub async fn timeline(
 #[utoipa::path(
     get,
     path = "/subjects/{key}/{value}/timeline",
+    operation_id = "timeline_get",
     tag = "subjects",
     params(("key" = String, Path, description = "`claim`, `account` or `debtor`"), ("value" = String, Path, description = "the reference, e.g. `C-1`"), TimelineQuery),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["read"]))
 )]

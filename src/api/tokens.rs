@@ -14,10 +14,12 @@ use crate::error::ApiError;
 #[utoipa::path(
     get,
     path = "/tokens",
+    operation_id = "tokens_list",
     tag = "tokens",
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["admin"]))
 )]
@@ -41,11 +43,13 @@ pub(super) struct NewToken {
 #[utoipa::path(
     post,
     path = "/tokens",
+    operation_id = "tokens_create",
     tag = "tokens",
     request_body(content = serde_json::Value, description = "see docs/api.md"),
     responses(
         (status = 201, description = "created (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["admin"]))
 )]
@@ -85,11 +89,13 @@ pub(super) async fn create(
 #[utoipa::path(
     delete,
     path = "/tokens/{name}",
+    operation_id = "tokens_revoke",
     tag = "tokens",
     params(("name" = String, Path, description = "the token's name")),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["admin"]))
 )]
@@ -119,11 +125,13 @@ pub(super) struct UsesQuery {
 #[utoipa::path(
     get,
     path = "/token-uses",
+    operation_id = "tokens_uses",
     tag = "tokens",
     params(UsesQuery),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = ["admin"]))
 )]

@@ -13,10 +13,12 @@ use crate::error::ApiError;
 #[utoipa::path(
     get,
     path = "/whoami",
+    operation_id = "whoami_get",
     tag = "tokens",
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
         (status = "4XX", description = "refused", body = crate::error::ErrorBody),
+        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
     ),
     security(("token" = []))
 )]

@@ -32,7 +32,7 @@ use crate::config::{Config, LogFormat};
 /// Start with `signalbox serve`: it needs no configuration (SQLite file ./signalbox.db, rules from
 /// ./rules, HTTP on 127.0.0.1:8080). Then post an event:
 ///
-///   curl -X POST localhost:8080/v1/events -d '{"type":"claim.created","subject":{"claim":"C-1"}}'
+///   curl -X POST localhost:8080/api/v1/events -d '{"type":"claim.created","subject":{"claim":"C-1"}}'
 #[derive(Debug, Parser)]
 #[command(name = "signalbox", version, verbatim_doc_comment)]
 pub struct Cli {
@@ -477,4 +477,36 @@ pub fn init_logging(format: LogFormat) {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    /// Every `signalbox ...` command the README shows in its shell examples is one the command
+    /// line takes (its subcommand and flags), so a newcomer who copies it gets no usage error.
+    #[test]
+    fn the_readmes_commands_parse() {
+        let readme = include_str!("../../README.md");
+        let mut seen = 0;
+        for line in readme.lines() {
+            let line = line.trim();
+            let Some(command) = line
+                .strip_prefix("signalbox ")
+                .or_else(|| line.strip_prefix("cargo run --release -- "))
+            else {
+                continue;
+            };
+            let command = command.split('#').next().unwrap_or_default();
+            let args = std::iter::once("signalbox").chain(command.split_whitespace());
+            if let Err(e) = super::Cli::try_parse_from(args) {
+                panic!("README: `{line}` does not parse: {e}");
+            }
+            seen += 1;
+        }
+        assert!(
+            seen >= 10,
+            "the README shows the operator's commands ({seen} found)"
+        );
+    }
 }

@@ -435,6 +435,13 @@ pub(super) fn backtest(args: BacktestArgs) -> anyhow::Result<()> {
         for id in &r.only_then {
             out!("  - fired then, not now: {id}");
         }
+        if r.failed > 0 {
+            out!(
+                "  ! fails now for {} event(s), e.g. {}",
+                r.failed,
+                r.failed_events.join(", ")
+            );
+        }
     }
     Ok(())
 }

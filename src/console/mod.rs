@@ -136,6 +136,19 @@ mod tests {
         }
     }
 
+    /// The rule the playground starts with (no rule chosen) is a valid one: a newcomer's first
+    /// "Check" passes.
+    #[test]
+    fn the_playgrounds_starting_rule_is_valid() {
+        let script = include_str!("assets/pages/playground.js");
+        let start = script.find("const BLANK = `").expect("the starting rule") + 15;
+        let text = &script[start..start + script[start..].find('`').unwrap()];
+        let texts = [(std::path::PathBuf::from("playground.yaml"), text.to_owned())].into();
+        if let Err(errors) = crate::rules::RuleSet::compile(&texts) {
+            panic!("the playground's starting rule: {errors:?}");
+        }
+    }
+
     #[test]
     fn pages_have_no_inline_script_or_outside_asset() {
         let index = ASSETS.iter().find(|a| a.name == "index.html").unwrap();

@@ -48,6 +48,10 @@ pub struct RuleDiff {
     /// What fired now but not then, and then but not now: event ids (or `tick@<time>`).
     pub only_now: Vec<String>,
     pub only_then: Vec<String>,
+    /// Events the rule failed for now (its script or template raised an error; live, such an
+    /// evaluation is recorded `failed` and processing goes on): how many, and the first ids.
+    pub failed: usize,
+    pub failed_events: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -283,18 +287,25 @@ pub fn backtest(
     let room = Room {
         steps,
         firings_with_actions: MAX_FIRINGS,
+        failures_recorded: true,
     };
     let firings = run_after(set, None, seen, inputs, from, to, room, &mut |done| {
         progress(done, count)
     })?;
     let mut now: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut failed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for firing in &firings {
         let key = if ids.contains(&firing.event) {
             firing.event.clone()
         } else {
             format!("tick@{}", firing.at.to_rfc3339())
         };
-        now.entry(firing.rule.clone()).or_default().insert(key);
+        let into = if firing.error.is_some() {
+            &mut failed
+        } else {
+            &mut now
+        };
+        into.entry(firing.rule.clone()).or_default().insert(key);
     }
     let names: BTreeSet<&String> = set
         .rules()
@@ -317,6 +328,11 @@ pub fn backtest(
                 both: n.intersection(t).count(),
                 only_now: n.difference(t).take(MAX_LISTED).cloned().collect(),
                 only_then: t.difference(n).take(MAX_LISTED).cloned().collect(),
+                failed: failed.get(rule).map_or(0, BTreeSet::len),
+                failed_events: failed
+                    .get(rule)
+                    .map(|f| f.iter().take(MAX_LISTED).cloned().collect())
+                    .unwrap_or_default(),
             }
         })
         .collect();

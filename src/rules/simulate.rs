@@ -28,6 +28,10 @@ pub struct Firing {
     /// The planned actions: parameters, `due` when delayed, `cancelled_by` when a later
     /// event cancelled it before it was due.
     pub actions: Vec<Value>,
+    /// Set when the rule failed for the event instead (a run with
+    /// [`Room::failures_recorded`]): the error, and nothing was planned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A check waiting in memory.
@@ -79,6 +83,8 @@ pub struct Memory {
     now: DateTime<Utc>,
     /// Firings whose planned actions are kept (the later ones keep their time, rule and event).
     keep_actions: usize,
+    /// A rule failing is recorded as a failed firing, and the run goes on.
+    failures_recorded: bool,
 }
 
 impl Recall for Memory {
@@ -337,6 +343,9 @@ pub struct Room {
     /// Firings whose planned actions are kept, the first ones (the later ones keep their time,
     /// rule and event, with no actions).
     pub firings_with_actions: usize,
+    /// A rule that fails for an event is recorded (a [`Firing`] with its `error`) and the run
+    /// goes on, as live processing does; otherwise the run stops with the error (a test).
+    pub failures_recorded: bool,
 }
 
 impl Default for Room {
@@ -344,6 +353,7 @@ impl Default for Room {
         Self {
             steps: usize::MAX,
             firings_with_actions: usize::MAX,
+            failures_recorded: false,
         }
     }
 }
@@ -373,6 +383,7 @@ pub fn run_after(
     let mut memory = Memory {
         now: from,
         keep_actions: room.firings_with_actions,
+        failures_recorded: room.failures_recorded,
         ..Memory::default()
     };
     for event in seen {
@@ -509,11 +520,22 @@ fn step(
         }
         match &evaluation.outcome {
             Outcome::Failed { error, line } => {
-                return Err(format!(
-                    "at {}: the rule failed: {error}{}",
-                    now.to_rfc3339(),
-                    line.map(|l| format!(" (line {l})")).unwrap_or_default()
-                ));
+                let line = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+                if !memory.failures_recorded {
+                    return Err(format!(
+                        "at {}: rule {} failed for event {}: {error}{line}",
+                        now.to_rfc3339(),
+                        evaluation.rule_id,
+                        event.id
+                    ));
+                }
+                firings.push(Firing {
+                    at: now,
+                    rule: evaluation.rule_id.clone(),
+                    event: first_id.clone(),
+                    actions: Vec::new(),
+                    error: Some(format!("{error}{line}")),
+                });
             }
             Outcome::Waiting {
                 subject,
@@ -604,6 +626,7 @@ fn step(
                     rule: evaluation.rule_id.clone(),
                     event: first_id.clone(),
                     actions: planned,
+                    error: None,
                 });
             }
             Outcome::Skipped { .. } | Outcome::NotMatched { .. } => {}

@@ -11,6 +11,7 @@ crate::on_both_backends!(cases:
     revoking_every_token_closes_the_api_rather_than_opening_it,
     bodies_held_on_the_public_listener_do_not_starve_the_management_one,
     the_openapi_document_matches_the_routes_their_roles_and_the_docs,
+    the_open_api_refuses_pages_of_other_sites_and_rebound_names,
 );
 
 mod cases {
@@ -121,6 +122,61 @@ mod cases {
         (status, body, challenge)
     }
 
+    /// Without tokens the API is open to this machine's programs, not to the web pages a
+    /// browser here loads: a cross-site post (a page's form or fetch) and a request under a
+    /// rebound name are refused, and store nothing.
+    pub(super) async fn the_open_api_refuses_pages_of_other_sites_and_rebound_names(db: TestDb) {
+        let app = TestApp::spawn(test_config(&db)).await;
+        let post = |origin: Option<&'static str>, host: Option<String>| {
+            let app = &app;
+            async move {
+                let mut request = app
+                    .client
+                    .post(format!("{}/api/v1/events", app.base))
+                    .header("content-type", "text/plain")
+                    .body(event_json("csrf-1"));
+                if let Some(origin) = origin {
+                    request = request.header("origin", origin);
+                }
+                if let Some(host) = host {
+                    request = request.header("host", host);
+                }
+                let response = request.send().await.unwrap();
+                let status = response.status().as_u16();
+                (
+                    status,
+                    response.json::<Value>().await.unwrap_or(Value::Null),
+                )
+            }
+        };
+        let (status, refused) = post(Some("https://evil.example"), None).await;
+        assert_eq!(status, 403, "{refused}");
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap()
+                .contains("configure a token"),
+            "{refused}"
+        );
+        let port = app.base.rsplit(':').next().unwrap().to_owned();
+        let (status, _) = post(None, Some(format!("rebind.evil.example:{port}"))).await;
+        assert_eq!(status, 403);
+        let (_, listed) = app.get("/api/v1/events").await;
+        assert_eq!(listed["events"], json!([]), "nothing was stored");
+        let answer = app
+            .client
+            .get(format!("{}/api/v1/events", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.headers()["x-content-type-options"], "nosniff");
+        // The console's own page (same origin) and programs (no Origin) are answered.
+        let same = app.base.clone().leak();
+        let (status, stored) = post(Some(same), None).await;
+        assert_eq!(status, 201, "{stored}");
+        app.stop().await;
+    }
+
     /// `/api/v1/openapi.json` (no token) lists every route: each answers 401 without a
     /// token, 403 with a token of another role, and is there with one of the role its
     /// security names; docs/api.md lists the same routes.
@@ -133,6 +189,7 @@ mod cases {
         assert!(document["openapi"].as_str().unwrap().starts_with("3."));
         assert_eq!(document["servers"][0]["url"], "/api/v1");
         let mut documented = std::collections::BTreeSet::new();
+        let mut operations = std::collections::BTreeSet::new();
         for (path, item) in document["paths"].as_object().unwrap() {
             let url = format!(
                 "/api/v1{}",
@@ -143,6 +200,9 @@ mod cases {
             );
             for (method, operation) in item.as_object().unwrap() {
                 let method = method.to_uppercase();
+                // Client generators name a call by its operation id: one per operation.
+                let id = operation["operationId"].as_str().unwrap().to_owned();
+                assert!(operations.insert(id.clone()), "operation id {id} twice");
                 let body = (method != "GET").then(|| "{}".to_owned());
                 let (status, _, _) = call(&app, &method, &url, None, body.clone()).await;
                 assert_eq!(status, 401, "{method} {url} without a token");

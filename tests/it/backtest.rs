@@ -262,6 +262,28 @@ rules:
                 .any(|f| f["rule"] == "third_failure" && f["event"] == fourth.as_str()),
             "{report}"
         );
+        // A rule that fails for one event is counted, with the event, and the others run on.
+        let fragile = format!(
+            "{RULES}  - id: fragile\n    on: [promise_to_pay.created]\n    script: |\n      if event.amount.value > 120 && event.amount.value < 180 {{ throw \"boom\"; }}\n    actions: [{{ type: emit, event_type: promise.noted }}]\n"
+        );
+        let mut posted = range.clone();
+        posted["rules"] = json!({"files": {"rules.yaml": fragile}});
+        let (status, report) = call(&app, "/v1/backtest", READ, posted).await;
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(
+            diff(&report, "big"),
+            (json!(2), json!(2), json!(2), json!([]), json!([])),
+            "{report}"
+        );
+        let rule = report["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["rule"] == "fragile")
+            .unwrap();
+        assert_eq!(rule["failed"], 1, "{report}");
+        assert_eq!(rule["failed_events"], json!([promises[1]]), "{report}");
+        assert_eq!(rule["now"], 2, "the other two promises: {report}");
         // Nothing was stored or sent: the same events, the same actions.
         let (pending, processed) = app.store.count_events().await.unwrap();
         assert_eq!((pending, processed), (0, 11));

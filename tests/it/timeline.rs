@@ -138,6 +138,11 @@ rules:
             ["e-2"]
         );
         assert!(source_ids("/v1/events?claim=C-9").await.is_empty());
+        // An empty cursor is the first page, not an empty one.
+        assert_eq!(
+            source_ids("/v1/events?claim=C-1&before=").await,
+            ["e-3", "e-1"]
+        );
         // One event followed to its action: the delivery that brought it, the rule that fired,
         // the action it planned and its attempt.
         let (_, page) = app

@@ -19,7 +19,7 @@ on: [promise_to_pay.expired]
 when: event.amount.value > 100
 actions:
   - type: emit
-    event: { type: my_rule.fired }
+    event_type: my_rule.fired
 `;
 
 export async function render(main, { query }) {
@@ -123,8 +123,11 @@ function checked(answer) {
   const problems = answer.problems || answer.errors || [];
   const tests = answer.tests || [];
   const ok = answer.ok ?? answer.valid ?? problems.length === 0;
+  const failing = tests.filter((t) => t.passed === false).length;
+  let verdict = ok ? 'The rule is valid.' : 'The rule has problems:';
+  if (ok && failing > 0) verdict = `The rule is valid, but ${failing} of its inline tests fail: the engine refuses a rules folder whose tests fail.`;
   return section('Check',
-    h('p', { class: ok ? 'ok' : 'problem' }, ok ? 'The rule is valid.' : 'The rule has problems:'),
+    h('p', { class: ok && failing === 0 ? 'ok' : 'problem' }, verdict),
     problems.length > 0 && h('ul', {}, problems.map((p) => h('li', {}, h('code', {}, typeof p === 'string' ? p : JSON.stringify(p))))),
     tests.length > 0 && table([
       ['Test', (t) => t.name || t.test || ''],
