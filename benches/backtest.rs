@@ -186,6 +186,7 @@ async fn measure(backend: &'static str, url: &str, n: usize, set: &RuleSet) -> M
         "{backend}: seeded {n} events in {:.1} s",
         seeded.as_secs_f64()
     );
+    console_reads(&store, to).await;
     let started = Instant::now();
     let recorded = signalbox::rules::backtest::read(&store, set, from, to, None, &mut |_| {})
         .await
@@ -224,6 +225,44 @@ async fn measure(backend: &'static str, url: &str, n: usize, set: &RuleSet) -> M
     direct.close().await;
     store.close().await;
     m
+}
+
+/// What the console's pages read from the store, on this many stored events: the overview
+/// (hourly counts of the last 24 hours, the queues, the rules' statistics), the first page of
+/// events, and one claim's timeline; each timed alone, the best of three (a page asks them
+/// over HTTP, the HTML and scripts being a few kilobytes from memory).
+async fn console_reads(store: &Store, now: DateTime<Utc>) {
+    let day = now - chrono::Duration::hours(24);
+    let best = |times: [Duration; 3]| times.into_iter().min().unwrap_or_default();
+    let mut overview = [Duration::ZERO; 3];
+    let mut events = [Duration::ZERO; 3];
+    let mut timeline = [Duration::ZERO; 3];
+    for i in 0..3 {
+        let started = Instant::now();
+        store.hourly_counts(day, 24).await.expect("hourly counts");
+        store.queue_counts(now).await.expect("queue counts");
+        store.rule_stats(day).await.expect("rule statistics");
+        overview[i] = started.elapsed();
+        let started = Instant::now();
+        let filter = signalbox::store::EventFilter {
+            limit: 50,
+            max_bytes: 1 << 20,
+            ..Default::default()
+        };
+        store.list_events(&filter).await.expect("events page");
+        events[i] = started.elapsed();
+        let started = Instant::now();
+        signalbox::api::timeline::timeline(store, "claim", "C-0000042", 50, None)
+            .await
+            .expect("a timeline");
+        timeline[i] = started.elapsed();
+    }
+    println!(
+        "  console reads: overview {:.1} ms, first events page {:.1} ms, a claim's timeline {:.1} ms",
+        best(overview).as_secs_f64() * 1000.0,
+        best(events).as_secs_f64() * 1000.0,
+        best(timeline).as_secs_f64() * 1000.0
+    );
 }
 
 fn main() {

@@ -238,8 +238,13 @@ pub async fn start_with_store(
     if let Some(public) = public_addr {
         tracing::info!(addr = %public, "public listener: POST /webhooks/{{source}} and /healthz, /readyz only");
     }
+    let metrics = if config.metrics.token.is_some() {
+        ""
+    } else {
+        ", GET /metrics"
+    };
     tracing::info!(
-        "open without a token: POST /webhooks/{{source}} (each platform's signature checked), GET /healthz, GET /readyz"
+        "open without a token: POST /webhooks/{{source}} (each platform's signature checked), GET /healthz, GET /readyz{metrics}, GET /api/v1/openapi.json, the console's files (/console/)"
     );
     Ok(App {
         addr,

@@ -126,11 +126,12 @@ try {
     await shot('event');
   });
 
-  await step('a fired rule shows its highlighted source and recent firings', async () => {
+  await step('a fired rule shows its highlighted source, versions and recent firings', async () => {
     await page.locator('section', { hasText: 'What the rules did' }).getByRole('link', { name: ruleId }).click();
     await page.getByRole('heading', { level: 1, name: `Rule ${ruleId}` }).waitFor();
     await page.locator('pre.yaml .y-key', { hasText: 'id' }).first().waitFor();
     await expectText(page.locator('section', { hasText: 'Recent firings' }).locator('tbody tr'), 'fired');
+    await expectText(page.locator('section', { hasText: 'Versions' }).locator('tbody tr'), 'in force now');
     await shot('rule');
   });
 

@@ -45,6 +45,12 @@ async function one(main, id) {
       h('p', { class: 'muted' }, 'Since ', time(r.since), '; last fired ', time(r.stats.last_fired), '.')),
     section('Source', r.source ? highlight(r.source) : h('p', { class: 'muted' }, 'The file\u2019s text is not available.'),
       h('p', {}, h('a', { href: `#/playground?rule=${seg(r.id)}`, class: 'button' }, 'Edit a copy in the playground'))),
+    section('Versions', table([
+      ['Version', (v) => h('code', {}, v.version)],
+      ['Last in force', (v) => time(v.last_in_force_at)],
+      ['Rule set', (v) => h('code', {}, v.rule_set)],
+      ['As written', (v) => h('details', {}, h('summary', {}, v.version === r.version ? 'in force now' : 'earlier'), highlight(v.source))],
+    ], r.versions || [], 'No version of this rule is recorded yet.')),
     section('Recent firings and failures', firings.status === 'fulfilled'
       ? table([
         ['When', (e) => time(e.evaluated_at)],
