@@ -52,6 +52,21 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+/// The refusals every route may answer, in the OpenAPI document: `responses(..., Refusals)`.
+#[derive(utoipa::IntoResponses)]
+#[allow(
+    dead_code,
+    reason = "a description of answers for the OpenAPI document, never built"
+)]
+pub enum Refusals {
+    /// refused: the body says why
+    #[response(status = "4XX")]
+    Refused(ErrorBody),
+    /// the store is unavailable or the engine overloaded (`Retry-After`)
+    #[response(status = "5XX")]
+    Unavailable(ErrorBody),
+}
+
 impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {

@@ -44,8 +44,7 @@ pub(super) struct ListQuery {
     params(ListQuery),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
-        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
-        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
+        crate::error::Refusals,
     ),
     security(("token" = ["read"]))
 )]
@@ -54,31 +53,19 @@ pub(super) async fn list(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = query?;
-    let status = q
-        .status
-        .as_deref()
-        .map(str::parse::<ActionStatus>)
-        .transpose()
-        .map_err(|e| ApiError::BadRequest {
-            code: "invalid_query",
-            message: format!("status: {e}"),
-        })?;
+    let status = super::query_word::<ActionStatus>("status", q.status.as_deref())?;
     let filter = ActionFilter {
         status,
         rule: q.rule,
         event: q.event,
         kind: q.kind,
         target: q.target.filter(|t| !t.is_empty()),
-        // An empty cursor is no cursor (the first page), not "before nothing".
-        before: q.before.filter(|b| !b.is_empty()),
-        limit: q.limit.unwrap_or(50).clamp(1, 1000),
+        before: super::cursor(q.before),
+        limit: super::page_limit(q.limit),
         max_bytes: state.limits.max_page_bytes,
     };
     let page = state.store.find_actions(&filter).await?;
-    let next_before = page
-        .more
-        .then(|| page.items.last().map(|a| a.id.clone()))
-        .flatten();
+    let next_before = page.next_before(|a| a.id.clone());
     Ok(Json(
         json!({ "actions": page.items, "next_before": next_before }),
     ))
@@ -94,8 +81,7 @@ pub(super) async fn list(
     params(("id" = String, Path, description = "its id")),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
-        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
-        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
+        crate::error::Refusals,
     ),
     security(("token" = ["read"]))
 )]
@@ -128,8 +114,7 @@ pub(super) async fn get_one(
     params(("id" = String, Path, description = "its id")),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
-        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
-        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
+        crate::error::Refusals,
     ),
     security(("token" = ["operate"]))
 )]
@@ -179,8 +164,7 @@ pub(super) struct RetryOne {
     request_body(content = serde_json::Value, description = "see docs/api.md"),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
-        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
-        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
+        crate::error::Refusals,
     ),
     security(("token" = ["operate"]))
 )]
@@ -241,8 +225,7 @@ pub(super) struct RetryMany {
     request_body(content = serde_json::Value, description = "see docs/api.md"),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
-        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
-        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
+        crate::error::Refusals,
     ),
     security(("token" = ["operate"]))
 )]

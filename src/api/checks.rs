@@ -21,23 +21,6 @@ pub(super) struct ListQuery {
     limit: Option<u32>,
 }
 
-/// `status=` as one of the words `W` has, or a 400 naming them.
-fn status<W: std::str::FromStr<Err = String>>(q: &ListQuery) -> Result<Option<W>, ApiError> {
-    q.status
-        .as_deref()
-        .map(str::parse::<W>)
-        .transpose()
-        .map_err(|e| ApiError::BadRequest {
-            code: "invalid_query",
-            message: format!("status: {e}"),
-        })
-}
-
-/// `limit=`: 50 by default, 1 to 1000.
-fn limit(q: &ListQuery) -> u32 {
-    q.limit.unwrap_or(50).clamp(1, 1000)
-}
-
 /// `GET /v1/checks` (read): newest first, 50 by default, at most 1000.
 #[utoipa::path(
     get,
@@ -47,8 +30,7 @@ fn limit(q: &ListQuery) -> u32 {
     params(ListQuery),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
-        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
-        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
+        crate::error::Refusals,
     ),
     security(("token" = ["read"]))
 )]
@@ -57,16 +39,17 @@ pub(super) async fn list_checks(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = query?;
+    let limit = super::page_limit(q.limit);
     let checks = state
         .store
         .list_checks_before(
-            status::<CheckStatus>(&q)?,
+            super::query_word::<CheckStatus>("status", q.status.as_deref())?,
             q.rule.as_deref(),
-            q.before.as_deref().filter(|b| !b.is_empty()),
-            limit(&q),
+            super::cursor(q.before).as_deref(),
+            limit,
         )
         .await?;
-    let next_before = (checks.len() == limit(&q) as usize)
+    let next_before = (checks.len() == limit as usize)
         .then(|| checks.last().map(|c| c.id.clone()))
         .flatten();
     Ok(Json(
@@ -84,8 +67,7 @@ pub(super) async fn list_checks(
     params(("id" = String, Path, description = "its id")),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
-        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
-        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
+        crate::error::Refusals,
     ),
     security(("token" = ["operate"]))
 )]

@@ -34,8 +34,7 @@ pub(super) struct EvaluationsQuery {
     params(EvaluationsQuery),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
-        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
-        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
+        crate::error::Refusals,
     ),
     security(("token" = ["read"]))
 )]
@@ -44,31 +43,19 @@ pub(super) async fn list(
     query: Result<Query<EvaluationsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = query?;
-    let outcome = q
-        .outcome
-        .as_deref()
-        .map(str::parse::<EvaluationOutcome>)
-        .transpose()
-        .map_err(|message| ApiError::BadRequest {
-            code: "invalid_query",
-            message: format!("outcome: {message}"),
-        })?;
+    let outcome = super::query_word::<EvaluationOutcome>("outcome", q.outcome.as_deref())?;
     let filter = EvaluationFilter {
         outcome,
         rule: q.rule,
         since: q.since,
-        // An empty cursor is no cursor (the first page), not "before nothing".
-        before: q.before.filter(|b| !b.is_empty()),
-        limit: q.limit.unwrap_or(50).clamp(1, 1000),
+        before: super::cursor(q.before),
+        limit: super::page_limit(q.limit),
     };
     let page = state
         .store
         .list_evaluations(&filter, state.limits.max_page_bytes)
         .await?;
-    let next_before = page
-        .more
-        .then(|| page.items.last().map(|e| e.id.clone()))
-        .flatten();
+    let next_before = page.next_before(|e| e.id.clone());
     Ok(Json(
         serde_json::json!({ "evaluations": page.items, "next_before": next_before }),
     ))

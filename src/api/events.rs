@@ -17,8 +17,7 @@ use crate::store::{EventFilter, ListedEvent, StoredEvent};
     params(("id" = String, Path, description = "its id")),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
-        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
-        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
+        crate::error::Refusals,
     ),
     security(("token" = ["read"]))
 )]
@@ -131,8 +130,7 @@ impl ListQuery {
     params(ListQuery),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
-        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
-        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
+        crate::error::Refusals,
     ),
     security(("token" = ["read"]))
 )]
@@ -142,15 +140,7 @@ pub(super) async fn list(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(mut q) = query?;
     let subject = q.subject()?;
-    let wanted = q
-        .state
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(|message: String| ApiError::BadRequest {
-            code: "invalid_query",
-            message: format!("state: {message}"),
-        })?;
+    let wanted = super::query_word("state", q.state.as_deref())?;
     let filter = EventFilter {
         kind: q.kind,
         source: q.source,
@@ -158,16 +148,12 @@ pub(super) async fn list(
         subject,
         from: q.from,
         to: q.to,
-        // An empty cursor is no cursor (the first page), not "before nothing".
-        before: q.before.filter(|b| !b.is_empty()),
-        limit: q.limit.unwrap_or(50).clamp(1, 1000),
+        before: super::cursor(q.before),
+        limit: super::page_limit(q.limit),
         max_bytes: state.limits.max_page_bytes,
     };
     let page = state.store.list_events(&filter).await?;
-    let next_before = page
-        .more
-        .then(|| page.items.last().map(|e| e.event.id.to_string()))
-        .flatten();
+    let next_before = page.next_before(|e| e.event.id.to_string());
     let events: Vec<ListedEvent<'_>> = page.items.iter().map(StoredEvent::listed).collect();
     Ok(Json(
         serde_json::json!({ "events": events, "next_before": next_before }),
@@ -193,8 +179,7 @@ pub(super) struct DeliveriesQuery {
     params(DeliveriesQuery),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
-        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
-        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
+        crate::error::Refusals,
     ),
     security(("token" = ["read"]))
 )]
@@ -207,15 +192,12 @@ pub(super) async fn deliveries(
         .store
         .list_deliveries(
             q.verification.as_deref(),
-            q.before.as_deref().filter(|b| !b.is_empty()),
-            q.limit.unwrap_or(50).clamp(1, 1000),
+            super::cursor(q.before).as_deref(),
+            super::page_limit(q.limit),
             state.limits.max_page_bytes,
         )
         .await?;
-    let next_before = page
-        .more
-        .then(|| page.items.last().map(|d| d.id.clone()))
-        .flatten();
+    let next_before = page.next_before(|d| d.id.clone());
     Ok(Json(
         serde_json::json!({ "deliveries": page.items, "next_before": next_before }),
     ))
@@ -228,8 +210,7 @@ pub(super) async fn deliveries(
     tag = "events",
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
-        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
-        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
+        crate::error::Refusals,
     ),
     security(("token" = ["read"]))
 )]
@@ -250,8 +231,7 @@ pub(super) async fn unknown_types(
     params(("id" = String, Path, description = "its id")),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
-        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
-        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
+        crate::error::Refusals,
     ),
     security(("token" = ["read"]))
 )]
@@ -288,8 +268,7 @@ pub(super) struct ExplainQuery {
     params(("id" = String, Path, description = "its id"), ExplainQuery),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
-        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
-        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
+        crate::error::Refusals,
     ),
     security(("token" = ["read"]))
 )]
@@ -397,8 +376,7 @@ async fn rules_in_force(
     params(("id" = String, Path, description = "its id")),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
-        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
-        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
+        crate::error::Refusals,
     ),
     security(("token" = ["operate"]))
 )]

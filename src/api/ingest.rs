@@ -45,8 +45,7 @@ const REFUSED_HEADER_BYTES: usize = 1024;
     responses(
         (status = 201, description = "created (docs/api.md)", body = serde_json::Value),
         (status = 200, description = "duplicates, or several events: one receipt each", body = serde_json::Value),
-        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
-        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
+        crate::error::Refusals,
     ),
     security(("token" = ["ingest"]))
 )]

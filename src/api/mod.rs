@@ -243,6 +243,30 @@ async fn nosniff(mut response: Response) -> Response {
     response
 }
 
+/// A list's `limit=`: 50 by default, 1 to 1000.
+fn page_limit(limit: Option<u32>) -> u32 {
+    limit.unwrap_or(50).clamp(1, 1000)
+}
+
+/// A list's `before=` cursor: an empty one is no cursor (the first page), not "before nothing".
+fn cursor(before: Option<String>) -> Option<String> {
+    before.filter(|b| !b.is_empty())
+}
+
+/// A query word (`status=dead`) as one of the words `W` has, or a 400 naming the parameter.
+fn query_word<W: std::str::FromStr<Err = String>>(
+    name: &str,
+    value: Option<&str>,
+) -> Result<Option<W>, ApiError> {
+    value
+        .map(str::parse::<W>)
+        .transpose()
+        .map_err(|e| ApiError::BadRequest {
+            code: "invalid_query",
+            message: format!("{name}: {e}"),
+        })
+}
+
 async fn not_found() -> ApiError {
     ApiError::NotFound {
         code: "not_found",

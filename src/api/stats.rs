@@ -28,8 +28,7 @@ pub(super) struct HourlyQuery {
     params(HourlyQuery),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
-        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
-        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
+        crate::error::Refusals,
     ),
     security(("token" = ["read"]))
 )]
@@ -66,8 +65,7 @@ pub(super) async fn hourly(
     tag = "events",
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
-        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
-        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
+        crate::error::Refusals,
     ),
     security(("token" = ["read"]))
 )]

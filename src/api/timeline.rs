@@ -162,8 +162,7 @@ pub async fn timeline(
     params(("key" = String, Path, description = "`claim`, `account` or `debtor`"), ("value" = String, Path, description = "the reference, e.g. `C-1`"), TimelineQuery),
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
-        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
-        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
+        crate::error::Refusals,
     ),
     security(("token" = ["read"]))
 )]

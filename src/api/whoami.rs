@@ -17,8 +17,7 @@ use crate::error::ApiError;
     tag = "tokens",
     responses(
         (status = 200, description = "the answer (docs/api.md)", body = serde_json::Value),
-        (status = "4XX", description = "refused", body = crate::error::ErrorBody),
-        (status = "5XX", description = "the store is unavailable or the engine overloaded (`Retry-After`)", body = crate::error::ErrorBody),
+        crate::error::Refusals,
     ),
     security(("token" = []))
 )]

@@ -13,6 +13,17 @@ pub struct Page<T> {
     pub more: bool,
 }
 
+impl<T> Page<T> {
+    /// The cursor of the next page (the key of this page's last item), if one may follow.
+    pub fn next_before(&self, key: impl Fn(&T) -> String) -> Option<String> {
+        if self.more {
+            self.items.last().map(key)
+        } else {
+            None
+        }
+    }
+}
+
 impl<T> Default for Page<T> {
     fn default() -> Self {
         Self {

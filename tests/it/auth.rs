@@ -203,6 +203,13 @@ mod cases {
                 // Client generators name a call by its operation id: one per operation.
                 let id = operation["operationId"].as_str().unwrap().to_owned();
                 assert!(operations.insert(id.clone()), "operation id {id} twice");
+                for refusal in ["4XX", "5XX"] {
+                    let body = &operation["responses"][refusal]["content"]["application/json"];
+                    assert!(
+                        body["schema"].is_object(),
+                        "{id}: no {refusal} answer: {operation}"
+                    );
+                }
                 let body = (method != "GET").then(|| "{}".to_owned());
                 let (status, _, _) = call(&app, &method, &url, None, body.clone()).await;
                 assert_eq!(status, 401, "{method} {url} without a token");
