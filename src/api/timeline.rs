@@ -74,6 +74,22 @@ pub async fn timeline(
     let next_before = (events.len() == limit as usize)
         .then(|| events.iter().map(|e| e.occurred_at).min())
         .flatten();
+    // What followed the page's events, read for all of them at once.
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    let mut evaluations: std::collections::HashMap<String, Vec<_>> = Default::default();
+    for evaluation in store.evaluations_for_events(&ids).await? {
+        evaluations
+            .entry(evaluation.event_id.clone())
+            .or_default()
+            .push(evaluation);
+    }
+    let mut actions: std::collections::HashMap<String, Vec<_>> = Default::default();
+    for action in store.actions_for_events(&ids).await? {
+        actions
+            .entry(action.event_id.clone())
+            .or_default()
+            .push(action);
+    }
     let mut entries = Vec::new();
     for event in &events {
         let id = event.id.to_string();
@@ -85,7 +101,7 @@ pub async fn timeline(
             summary: format!("{} from {}", event.kind, event.source),
             detail: serde_json::to_value(event.view()).unwrap_or(Value::Null),
         });
-        for evaluation in store.evaluations_for_event(&id).await? {
+        for evaluation in evaluations.remove(&id).unwrap_or_default() {
             entries.push(Entry {
                 at: evaluation.evaluated_at,
                 kind: "evaluation",
@@ -98,7 +114,7 @@ pub async fn timeline(
                 detail: serde_json::to_value(&evaluation).unwrap_or(Value::Null),
             });
         }
-        for action in store.actions_for_event(&id).await? {
+        for action in actions.remove(&id).unwrap_or_default() {
             for attempt in store.attempts(&action.id).await? {
                 entries.push(Entry {
                     at: attempt.started_at,
@@ -129,7 +145,6 @@ pub async fn timeline(
             });
         }
     }
-    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
     for check in store.checks_of_events(&ids).await? {
         {
             entries.push(Entry {

@@ -305,8 +305,26 @@ impl Store {
         &self,
         event_id: &str,
     ) -> Result<Vec<EvaluationRecord>, StoreError> {
+        self.evaluations_for_events(&[event_id]).await
+    }
+
+    /// The evaluations recorded for these events (at most 500 ids), in the order they were
+    /// made: one statement for a page of events.
+    pub async fn evaluations_for_events(
+        &self,
+        ids: &[&str],
+    ) -> Result<Vec<EvaluationRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         on_pool!(self, pool => {
-            let rows = sqlx::query("SELECT * FROM evaluations WHERE event_id = $1 ORDER BY id").bind(event_id).fetch_all(pool).await?;
+            let mut select = QueryBuilder::new("SELECT * FROM evaluations WHERE event_id IN (");
+            let mut list = select.separated(", ");
+            for id in ids.iter().take(super::IDS_PER_STATEMENT) {
+                list.push_bind(*id);
+            }
+            select.push(") ORDER BY id");
+            let rows = select.build().fetch_all(pool).await?;
             rows.iter().map(decode_evaluation).collect()
         })
     }

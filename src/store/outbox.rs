@@ -283,13 +283,25 @@ impl Store {
         &self,
         event_id: &str,
     ) -> Result<Vec<ActionSummary>, StoreError> {
+        self.actions_for_events(&[event_id]).await
+    }
+
+    /// The actions these events' evaluations planned (at most 500 ids), by event, rule and
+    /// action order: one statement for a page of events.
+    pub async fn actions_for_events(&self, ids: &[&str]) -> Result<Vec<ActionSummary>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         on_pool!(self, pool => {
-            let rows = sqlx::query(
-                "SELECT id, event_id, rule_id, kind, target, status, attempts, last_error, updated_at, next_attempt_ms FROM actions WHERE event_id = $1 ORDER BY rule_id, action_index",
-            )
-            .bind(event_id)
-            .fetch_all(pool)
-            .await?;
+            let mut select = QueryBuilder::new(
+                "SELECT id, event_id, rule_id, kind, target, status, attempts, last_error, updated_at, next_attempt_ms FROM actions WHERE event_id IN (",
+            );
+            let mut list = select.separated(", ");
+            for id in ids.iter().take(super::IDS_PER_STATEMENT) {
+                list.push_bind(*id);
+            }
+            select.push(") ORDER BY event_id, rule_id, action_index");
+            let rows = select.build().fetch_all(pool).await?;
             rows.iter().map(decode_summary).collect()
         })
     }
