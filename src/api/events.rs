@@ -349,14 +349,12 @@ async fn rules_in_force(
         let why = format!("rule set {set_id} is not stored: explained with the current rules");
         return Ok((current, "current", Some(why)));
     };
-    let calendars = current.calendars().clone();
-    let compiled = tokio::task::spawn_blocking(move || {
-        crate::rules::live::compile_stored(&stored, &calendars)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let live = state.rules.clone();
+    let compiled = tokio::task::spawn_blocking(move || live.earlier(&stored))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     match compiled {
-        Ok(set) => Ok((std::sync::Arc::new(set), "in_force", None)),
+        Ok(set) => Ok((set, "in_force", None)),
         Err(errors) => {
             let why = format!(
                 "rule set {set_id} no longer compiles ({} problems): explained with the current rules",

@@ -109,6 +109,9 @@ pub struct LiveRules {
     require_passing_tests: bool,
     /// The calendars rules count business days on (built-in and the config's).
     calendars: Arc<Calendars>,
+    /// The last earlier set compiled for explain ([`LiveRules::earlier`]), kept so that asking
+    /// again about its events compiles nothing.
+    earlier: Mutex<Option<Arc<RuleSet>>>,
 }
 
 impl LiveRules {
@@ -223,7 +226,24 @@ impl LiveRules {
             status: Mutex::new(status),
             dir: dir.to_owned(),
             require_passing_tests,
+            earlier: Mutex::new(None),
         }
+    }
+
+    /// A stored set that was in force earlier, compiled again (with these calendars), or the
+    /// one compiled last time if it is the same.
+    pub fn earlier(&self, stored: &StoredRuleSet) -> Result<Arc<RuleSet>, Vec<RuleError>> {
+        let cached = self
+            .earlier
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(set) = cached.filter(|set| set.id() == stored.id) {
+            return Ok(set);
+        }
+        let set = Arc::new(compile_stored(stored, &self.calendars)?);
+        *self.earlier.lock().unwrap_or_else(|p| p.into_inner()) = Some(set.clone());
+        Ok(set)
     }
 
     /// Records the set in force in `store`, so a later start can fall back on it.
