@@ -7,6 +7,14 @@
 //! is from sending the provider's webhook to the sink receiving the action's request; events/s
 //! is events delivered to the sink per second of the whole run. Lost = planned actions that
 //! never reached the sink (must be 0).
+//!
+//! Overload (open loop: requests leave at a fixed rate whatever the answers take):
+//!
+//!     BENCH_RATE=6000 BENCH_SECONDS=60 cargo bench --bench e2e
+//!
+//! sends `BENCH_RATE` webhooks a second for `BENCH_SECONDS`, each with a 10 s timeout, and
+//! reports the acknowledgements (201, 503 with `Retry-After`, timeouts, other), their
+//! latency, the backlog when sending stops and how fast it drains.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -56,30 +64,7 @@ fn signed(message_id: &str) -> String {
 async fn run(backend: &str, url: String, events: usize, senders: usize) {
     let (sink_url, arrivals) = sink().await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("rule.yaml"),
-        format!("version: 1\nid: ptp_hook\non: [promise_to_pay.expired]\nactions:\n  - type: webhook\n    url: \"{sink_url}/{{{{ event.source_event_id }}}}\"\n    body: {{ claim: \"{{{{ event.subject.claim }}}}\" }}\n"),
-    )
-    .unwrap();
-    let mut config = Config {
-        database_url: url,
-        rules_dir: dir.path().to_owned(),
-        ..Config::default()
-    };
-    config.sources.insert(
-        "receeve".into(),
-        SourceConfig {
-            secrets: vec![Secret::new("bench-secret".into())],
-            ..SourceConfig::default()
-        },
-    );
-    config.actions.webhook.allowed_hosts = vec!["127.0.0.1".into()];
-    config.actions.workers = 64;
-    config.actions.per_target = 64;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = signalbox::app::start(&config, listener)
-        .await
-        .expect("engine starts");
+    let app = engine(&url, dir.path(), &sink_url).await;
     let endpoint = format!("http://{}/webhooks/receeve", app.addr);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(senders)
@@ -158,20 +143,155 @@ async fn run(backend: &str, url: String, events: usize, senders: usize) {
     app.stop().await.unwrap();
 }
 
+/// What an open-loop sender saw of one request.
+enum Answer {
+    Stored(Duration),
+    Refused { retry_after: bool, took: Duration },
+    TimedOut,
+    Other(String),
+}
+
+async fn overload(backend: &str, url: String, rate: usize, seconds: usize) {
+    let (sink_url, arrivals) = sink().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = engine(&url, dir.path(), &sink_url).await;
+    let endpoint = format!("http://{}/webhooks/receeve", app.addr);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let run_id = uuid::Uuid::now_v7().simple().to_string();
+    let total = rate * seconds;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sent = 0;
+    while sent < total {
+        tick.tick().await;
+        // Requests due by now at the rate, sent whether or not earlier ones were answered.
+        let due = ((started.elapsed().as_secs_f64() * rate as f64) as usize).min(total);
+        for i in sent..due {
+            let (client, endpoint, tx) = (client.clone(), endpoint.clone(), tx.clone());
+            let body = signed(&format!("{run_id}-{i}"));
+            tokio::spawn(async move {
+                let at = Instant::now();
+                let answer = match client.post(&endpoint).body(body).send().await {
+                    Ok(r) if r.status() == 201 => Answer::Stored(at.elapsed()),
+                    Ok(r) if r.status() == 503 => Answer::Refused {
+                        retry_after: r.headers().contains_key("retry-after"),
+                        took: at.elapsed(),
+                    },
+                    Ok(r) => Answer::Other(r.status().to_string()),
+                    Err(e) if e.is_timeout() => Answer::TimedOut,
+                    Err(e) => Answer::Other(e.to_string()),
+                };
+                let _ = tx.send(answer);
+            });
+        }
+        sent = due;
+    }
+    drop(tx);
+    let sending = started.elapsed();
+    let mut acks = Vec::new();
+    let (mut refused, mut refused_without_retry_after, mut timed_out) = (0, 0, 0);
+    let mut refusal_times = Vec::new();
+    let mut other: HashMap<String, usize> = HashMap::new();
+    while let Some(answer) = rx.recv().await {
+        match answer {
+            Answer::Stored(took) => acks.push(took),
+            Answer::Refused { retry_after, took } => {
+                refused += 1;
+                refused_without_retry_after += usize::from(!retry_after);
+                refusal_times.push(took);
+            }
+            Answer::TimedOut => timed_out += 1,
+            Answer::Other(what) => *other.entry(what).or_default() += 1,
+        }
+    }
+    let answered = started.elapsed();
+    let delivered_when_answered = arrivals.lock().unwrap().len();
+    let stored = acks.len();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while arrivals.lock().unwrap().len() < stored && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drained = started.elapsed();
+    let delivered = arrivals.lock().unwrap().len();
+    acks.sort();
+    refusal_times.sort();
+    let p = |v: &[Duration], q: f64| {
+        v.get(((v.len().max(1) - 1) as f64 * q) as usize)
+            .copied()
+            .unwrap_or_default()
+            .as_secs_f64()
+            * 1000.0
+    };
+    let backlog = stored.saturating_sub(delivered_when_answered);
+    let drain = (drained - answered).as_secs_f64();
+    println!(
+        "{backend:<9} offered {rate}/s for {seconds} s ({:.1} s to send): stored {stored} (ack p50 {:.1} ms, p99 {:.1} ms), \
+         503 {refused} (p99 {:.1} ms, without Retry-After {refused_without_retry_after}), timed out {timed_out}, other {other:?}; \
+         delivered {delivered}, lost {}; backlog when the last answer came {backlog}, drained in {drain:.1} s ({:.0}/s); \
+         delivered/s over the run {:.0}",
+        sending.as_secs_f64(),
+        p(&acks, 0.5),
+        p(&acks, 0.99),
+        p(&refusal_times, 0.99),
+        stored.saturating_sub(delivered),
+        if drain > 0.0 {
+            backlog as f64 / drain
+        } else {
+            0.0
+        },
+        delivered as f64 / drained.as_secs_f64(),
+    );
+    app.stop().await.unwrap();
+}
+
+/// The engine with the bench's rule and source, on `url`.
+async fn engine(url: &str, dir: &std::path::Path, sink_url: &str) -> signalbox::app::App {
+    std::fs::write(
+        dir.join("rule.yaml"),
+        format!("version: 1\nid: ptp_hook\non: [promise_to_pay.expired]\nactions:\n  - type: webhook\n    url: \"{sink_url}/{{{{ event.source_event_id }}}}\"\n    body: {{ claim: \"{{{{ event.subject.claim }}}}\" }}\n"),
+    )
+    .unwrap();
+    let mut config = Config {
+        database_url: url.to_owned(),
+        rules_dir: dir.to_owned(),
+        ..Config::default()
+    };
+    config.sources.insert(
+        "receeve".into(),
+        SourceConfig {
+            secrets: vec![Secret::new("bench-secret".into())],
+            ..SourceConfig::default()
+        },
+    );
+    config.actions.webhook.allowed_hosts = vec!["127.0.0.1".into()];
+    config.actions.workers = 64;
+    config.actions.per_target = 64;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    signalbox::app::start(&config, listener)
+        .await
+        .expect("engine starts")
+}
+
 fn main() {
     signalbox::install_crypto_provider();
     let events = env_usize("BENCH_EVENTS", 10_000);
     let senders = env_usize("BENCH_SENDERS", 32);
+    let rate = env_usize("BENCH_RATE", 0);
+    let seconds = env_usize("BENCH_SECONDS", 60);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        run(
-            "sqlite",
-            format!("sqlite://{}", dir.path().join("e2e.db").display()),
-            events,
-            senders,
-        )
-        .await;
+        let sqlite = format!("sqlite://{}", dir.path().join("e2e.db").display());
+        if rate > 0 {
+            overload("sqlite", sqlite, rate, seconds).await;
+        } else {
+            run("sqlite", sqlite, events, senders).await;
+        }
         match std::env::var("TEST_POSTGRES_URL") {
             Ok(base) => {
                 let schema = format!("sbx_e2e_{}", uuid::Uuid::now_v7().simple());
@@ -181,13 +301,12 @@ fn main() {
                     .await
                     .unwrap();
                 let sep = if base.contains('?') { '&' } else { '?' };
-                run(
-                    "postgres",
-                    format!("{base}{sep}options=-c%20search_path%3D{schema}"),
-                    events,
-                    senders,
-                )
-                .await;
+                let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+                if rate > 0 {
+                    overload("postgres", url, rate, seconds).await;
+                } else {
+                    run("postgres", url, events, senders).await;
+                }
                 sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
                     .execute(&pool)
                     .await

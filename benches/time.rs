@@ -397,7 +397,7 @@ async fn measure(
         rules,
         ProcessingConfig::default(),
         Arc::default(),
-        Arc::default(),
+        None,
         clock,
         Arc::default(),
     );

@@ -125,7 +125,6 @@ pub async fn start_with_store(
     let (shutdown, shutdown_rx) = watch::channel(false);
     let health = Arc::new(Health::default());
     let stored = Arc::new(Notify::new());
-    let (writer, writer_task) = Writer::spawn(store.clone(), stored.clone(), health.clone());
     let planned = Arc::new(Notify::new());
     let executors = Executors::new(
         store.clone(),
@@ -138,7 +137,7 @@ pub async fn start_with_store(
         store.clone(),
         Arc::new(executors),
         config.actions.clone(),
-        planned.clone(),
+        planned,
         clock.clone(),
     );
     let timer = crate::timer::Timer::new(
@@ -158,9 +157,17 @@ pub async fn start_with_store(
         store.clone(),
         rules.clone(),
         config.processing.clone(),
-        stored,
-        planned,
+        stored.clone(),
+        Some(&dispatcher),
         clock.clone(),
+        health.clone(),
+    );
+    // Stages hand their work on in memory: ingestion to the processor, the processor to the
+    // dispatcher (crate::handoff); the store is the record they recover from.
+    let (writer, writer_task) = Writer::spawn(
+        store.clone(),
+        stored,
+        Some(processor.intake()),
         health.clone(),
     );
     let processor = {

@@ -60,6 +60,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod error;
+pub mod handoff;
 pub mod health;
 pub mod metrics;
 pub mod normalize;

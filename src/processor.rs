@@ -14,15 +14,19 @@ use tokio::sync::{Notify, watch};
 use crate::actions::Payload;
 use crate::actions::retry::{RetryConfig, RetryPatch, next_delay};
 use crate::clock::SharedClock;
+use crate::handoff::{self, Handoff, Inbox};
 use crate::health::Health;
 use crate::normalize::Event;
 use crate::normalize::EventId;
+use crate::outbox::worker::{Dispatcher, Handed};
 use crate::rules::facts::{PendingCheck, Query};
 use crate::rules::live::LiveRules;
 use crate::rules::{Evaluation, Outcome};
+use crate::store::writer::Intake;
 use crate::store::{
-    CancelOn, CheckStatus, ClaimedEvent, Completion, Effects, EventFailure, HistoryQuery,
-    NewAction, NewCheck, NewEvaluation, StateWrite, Store, StoreError, ThrottleGate, Verdict,
+    ActionHandoff, CancelOn, CheckStatus, ClaimedEvent, Completion, Effects, EventFailure,
+    HistoryQuery, NewAction, NewCheck, NewEvaluation, StateWrite, Store, StoreError, ThrottleGate,
+    Verdict,
 };
 use chrono::{DateTime, Utc};
 
@@ -116,37 +120,66 @@ pub struct Processor {
     /// This instance's lease owner name: `ins_<uuidv7>`, new at every start.
     owner: String,
     stored: Arc<Notify>,
-    /// Notified when evaluations planned actions, to wake the dispatcher.
+    /// Events the writer stored leased to this processor, handed over in memory.
+    inbox: Arc<Inbox<ClaimedEvent>>,
+    intake: Arc<Handoff<ClaimedEvent>>,
+    /// Where planned actions due now go, leased, and the kinds that dispatcher delivers.
+    dispatch: Option<Arc<Handoff<Handed>>>,
+    kinds: Vec<&'static str>,
+    /// Notified when evaluations planned actions left in the store, to wake the dispatcher.
     planned: Arc<Notify>,
     clock: SharedClock,
     health: Arc<Health>,
 }
 
 impl Processor {
+    /// A processor whose planned actions go to `dispatcher` (without one, they wait in the
+    /// store for whichever dispatcher claims them).
     pub fn new(
         store: Store,
         rules: Arc<LiveRules>,
         config: ProcessingConfig,
         stored: Arc<Notify>,
-        planned: Arc<Notify>,
+        dispatcher: Option<&Dispatcher>,
         clock: SharedClock,
         health: Arc<Health>,
     ) -> Arc<Self> {
         let owner = format!("ins_{}", uuid::Uuid::now_v7().simple());
+        // Two rounds of events: one being processed, one waiting.
+        let capacity = usize::try_from(config.batch_size)
+            .unwrap_or(256)
+            .saturating_mul(2);
+        let (intake, inbox) = handoff::channel(&owner, config.lease, capacity);
         Arc::new(Self {
             store,
             rules,
             config,
             owner,
             stored,
-            planned,
+            inbox,
+            intake,
+            dispatch: dispatcher.map(Dispatcher::handoff),
+            kinds: dispatcher.map(Dispatcher::kinds).unwrap_or_default(),
+            planned: dispatcher.map(Dispatcher::planned).unwrap_or_default(),
             clock,
             health,
         })
     }
 
+    /// Where the writer hands the events it stores to this processor.
+    pub fn intake(&self) -> Intake {
+        Intake {
+            handoff: self.intake.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
     /// Processes until `shutdown` turns true, finishing the round in hand, then gives back its
     /// leases so another instance (or the next start) takes those events at once.
+    ///
+    /// Events handed over by the writer come first; the store is looked at when something
+    /// says it holds events for us (the writer had no room, another instance or the timer
+    /// stored some, a round filled up), and at least every `poll_interval`.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         if !self.store.is_shared() {
             // One instance owns a SQLite file: leases left in it belong to a process that died.
@@ -156,31 +189,59 @@ impl Processor {
                 Err(e) => tracing::warn!(error = %e, "cannot release previous leases"),
             }
         }
+        let batch = usize::try_from(self.config.batch_size)
+            .unwrap_or(256)
+            .max(1);
         let mut backoff = Duration::from_millis(100);
+        let mut look_in_store = true;
+        let mut looked = tokio::time::Instant::now();
         while !*shutdown.borrow() {
-            let round = self.round().await;
-            if let Err(e) = &round {
-                self.health.wrote(Err(e.to_string()));
+            let mut taken = Ok(0);
+            if self.rules.in_force() {
+                let handed = self.inbox.take(batch).await;
+                if !handed.is_empty() {
+                    taken = self.work(handed).await;
+                }
             }
-            match round {
+            if taken.is_ok() && (look_in_store || looked.elapsed() >= self.config.poll_interval) {
+                looked = tokio::time::Instant::now();
+                taken = match self.round().await {
+                    Ok(n) => {
+                        // A full round: more may be waiting.
+                        look_in_store = n >= batch;
+                        taken.map(|m| m + n)
+                    }
+                    Err(e) => Err(e),
+                };
+            }
+            match taken {
                 Ok(n) if n > 0 => {
                     backoff = Duration::from_millis(100);
                     continue;
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    self.health.wrote(Err(e.to_string()));
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "processing round failed");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = shutdown.changed() => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(10));
+                    look_in_store = true;
                     continue;
                 }
             }
             tokio::select! {
-                _ = self.stored.notified() => {}
-                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                handed = self.inbox.wait(batch), if self.rules.in_force() => {
+                    if let Err(e) = self.work(handed).await {
+                        self.health.wrote(Err(e.to_string()));
+                        tracing::warn!(error = %e, "processing round failed");
+                        look_in_store = true;
+                    }
+                }
+                _ = self.stored.notified() => look_in_store = true,
+                _ = tokio::time::sleep(self.config.poll_interval) => look_in_store = true,
                 _ = shutdown.changed() => {}
             }
         }
@@ -189,7 +250,8 @@ impl Processor {
         }
     }
 
-    /// Takes one batch of pending events and processes it. Returns how many were taken.
+    /// Takes one batch of pending events from the store and processes it. Returns how many
+    /// were taken.
     ///
     /// An event whose processing fails (its records cannot be stored, say) fails alone: the
     /// batch is completed without it, and it is tried again later, then parked as `failed`.
@@ -215,7 +277,12 @@ impl Processor {
         if claimed.is_empty() {
             return Ok(0);
         }
-        match self.process(claimed).await {
+        self.work(claimed).await
+    }
+
+    /// Processes events this processor leases (claimed, or handed over by the writer).
+    async fn work(&self, leased: Vec<ClaimedEvent>) -> Result<usize, StoreError> {
+        match self.process(leased).await {
             // The store went away mid-round: give the events back without counting this as
             // one of their attempts (the store's trouble is not theirs).
             Err(e) if e.is_unavailable() => {
@@ -246,13 +313,38 @@ impl Processor {
         }
         // Events whose completion the store refused (they fail alone, below).
         let mut refused = 0_u64;
+        // Room in the dispatcher for the actions planned now, which go to it leased.
+        let wanted = processed
+            .iter()
+            .flat_map(|c| &c.evaluations)
+            .map(|e| match &e.verdict {
+                Verdict::Fired { planned, .. } => planned.len(),
+                _ => 0,
+            })
+            .sum();
+        let now = self.clock.now();
+        let room = match &self.dispatch {
+            Some(dispatch) => dispatch.room(wanted),
+            None => Vec::new(),
+        };
+        let handoff = self.dispatch.as_ref().map(|dispatch| ActionHandoff {
+            lease: dispatch.lease(now.timestamp_millis()),
+            kinds: &self.kinds,
+            room: room.len(),
+        });
+        let mut handed = 0;
         let done = match self
             .store
-            .complete(&self.owner, &processed, self.clock.now())
+            .complete_leasing(&self.owner, &processed, now, handoff)
             .await
         {
-            Ok(done) => {
+            Ok((done, actions)) => {
                 self.health.wrote(Ok(()));
+                handed = actions.len();
+                let until_ms = handoff.map_or(0, |h| h.lease.until_ms);
+                for (permit, row) in room.into_iter().zip(actions) {
+                    permit.send(Handed { row, until_ms });
+                }
                 done
             }
             Err(e) if e.is_unavailable() => return Err(e),
@@ -282,11 +374,9 @@ impl Processor {
             }
         };
         self.record_failures(&failures, &attempts).await?;
-        let fired = processed
-            .iter()
-            .flat_map(|c| &c.evaluations)
-            .any(|e| matches!(e.verdict, Verdict::Fired { .. }));
-        if fired {
+        // Actions planned but not handed over (delayed, of a kind delivered elsewhere, or
+        // beyond the dispatcher's room) wait in the store.
+        if wanted > handed {
             self.planned.notify_one();
         }
         if done + refused < processed.len() as u64 {

@@ -259,6 +259,14 @@ pub struct Event {
 pub const MAX_ID_BYTES: usize = 512;
 
 impl Event {
+    /// Drops what the store does not keep of its times (PostgreSQL keeps microseconds), so
+    /// that the event handed to the processor in memory is the one a claim reads back.
+    pub fn trim_to_stored_precision(&mut self) {
+        use chrono::SubsecRound;
+        self.occurred_at = self.occurred_at.trunc_subsecs(6);
+        self.received_at = self.received_at.trunc_subsecs(6);
+    }
+
     /// Why this event cannot be stored alike on both backends, if it cannot: an id or a
     /// reference longer than [`MAX_ID_BYTES`], or a NUL character anywhere (PostgreSQL text
     /// and JSON cannot hold one). Checked at the edge, so the sender gets a 400 naming it.

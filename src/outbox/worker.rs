@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::actions::retry::next_delay;
 use crate::actions::{ActionsConfig, Delivery, Executors, Outcome, Payload};
+use crate::handoff::{self, Handoff, Inbox};
 use crate::store::{ActionRow, AttemptOutcome, NewAttempt, NextStep, Store};
 
 pub struct Dispatcher {
@@ -29,11 +30,26 @@ pub struct Dispatcher {
     executors: Arc<Executors>,
     config: ActionsConfig,
     owner: String,
-    /// Notified when new actions are planned.
+    /// Notified when new actions are planned and left in the store.
     planned: Arc<Notify>,
+    /// Actions planned leased to this dispatcher, handed over in memory.
+    inbox: Arc<Inbox<Handed>>,
+    handoff: Arc<Handoff<Handed>>,
     targets: Mutex<HashMap<String, Arc<Semaphore>>>,
     clock: SharedClock,
+    /// Whether `run` started once (a restart after a panic keeps what it holds).
+    started: std::sync::atomic::AtomicBool,
 }
+
+/// An action handed over as it was planned, leased to the dispatcher until `until_ms`.
+pub struct Handed {
+    pub row: ActionRow,
+    pub until_ms: i64,
+}
+
+/// A handed-over action whose lease ends sooner than this is left to be retaken from the
+/// store, rather than delivered twice.
+const LEASE_MARGIN_MS: i64 = 5_000;
 
 impl Dispatcher {
     pub fn new(
@@ -46,6 +62,8 @@ impl Dispatcher {
         let owner = format!("dsp_{}", uuid::Uuid::now_v7().simple());
         let (recorder, queue) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(record(store.clone(), owner.clone(), queue, clock.clone()));
+        // As many as it delivers at once: a handed-over action starts within one delivery.
+        let (handoff, inbox) = handoff::channel(&owner, config.lease, config.workers);
         Arc::new(Self {
             store,
             recorder,
@@ -53,9 +71,27 @@ impl Dispatcher {
             config,
             owner,
             planned,
+            inbox,
+            handoff,
             targets: Mutex::new(HashMap::new()),
             clock,
+            started: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Where the processor hands the actions it plans that are due now.
+    pub fn handoff(&self) -> Arc<Handoff<Handed>> {
+        self.handoff.clone()
+    }
+
+    /// The kinds this dispatcher delivers.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        self.executors.kinds()
+    }
+
+    /// Notified when actions are planned and left in the store.
+    pub fn planned(&self) -> Arc<Notify> {
+        self.planned.clone()
     }
 
     fn target_permit(&self, target: &str) -> Arc<Semaphore> {
@@ -66,17 +102,36 @@ impl Dispatcher {
             .clone()
     }
 
+    /// Delivers until `shutdown` turns true. Handed-over actions start first; the store is
+    /// asked when something says it holds due actions (planned but not handed over, a retry
+    /// come due, an expired lease), and at least every `poll_interval`.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let first_start = !self.started.swap(true, std::sync::atomic::Ordering::SeqCst);
+        if first_start && !self.store.is_shared() {
+            // One instance owns a SQLite file: actions in flight there belong to a process
+            // that died (delivering them, or before it started them). Deliver them again now.
+            match self.store.release_actions(None).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(actions = n, "resuming actions leased by a previous run"),
+                Err(e) => tracing::warn!(error = %e, "cannot release previous action leases"),
+            }
+        }
         let kinds = self.executors.kinds();
         let mut in_flight = JoinSet::new();
+        let mut look_in_store = true;
+        let mut looked = tokio::time::Instant::now();
         while !*shutdown.borrow() {
+            let free = self.config.workers.saturating_sub(in_flight.len());
+            let handed = self.inbox.take(free).await;
+            let free = free - handed.len();
+            self.start(handed, &mut in_flight);
             // Claim in batches: when a quarter of the slots are free (or all are), not after each
             // delivery, so the store is asked a few times per batch rather than once per action.
-            let free = self.config.workers.saturating_sub(in_flight.len());
-            let worth_claiming =
-                free > 0 && (in_flight.is_empty() || free >= self.config.workers.div_ceil(4));
-            let mut claimed = 0;
+            let worth_claiming = free > 0
+                && (in_flight.is_empty() || free >= self.config.workers.div_ceil(4))
+                && (look_in_store || looked.elapsed() >= self.config.poll_interval);
             if worth_claiming {
+                looked = tokio::time::Instant::now();
                 let now = self.clock.now_ms();
                 let lease_until =
                     now + i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX / 2);
@@ -86,37 +141,55 @@ impl Dispatcher {
                     .await
                 {
                     Ok(actions) => {
-                        claimed = actions.len();
-                        for action in actions.into_iter().map(delivery) {
-                            // Every line of the delivery carries its action, event and rule.
-                            let span = tracing::info_span!(
-                                "action",
-                                action_id = %action.id,
-                                event_id = %action.event_id,
-                                rule_id = %action.rule_id
-                            );
-                            let this = self.clone();
-                            in_flight
-                                .spawn(async move { this.deliver(action).await }.instrument(span));
+                        // A full claim: more may be due.
+                        look_in_store = actions.len() == free;
+                        for action in actions {
+                            self.spawn(delivery(action), &mut in_flight);
+                        }
+                        if look_in_store {
+                            continue;
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot take due actions"),
                 }
             }
-            if worth_claiming && claimed == free {
-                continue; // more may be due
-            }
+            let free = self.config.workers.saturating_sub(in_flight.len());
             tokio::select! {
-                _ = self.planned.notified() => {}
-                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                handed = self.inbox.wait(free), if free > 0 => self.start(handed, &mut in_flight),
+                _ = self.planned.notified() => look_in_store = true,
+                _ = tokio::time::sleep(self.config.poll_interval) => look_in_store = true,
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
                 _ = shutdown.changed() => {}
             }
         }
         while in_flight.join_next().await.is_some() {}
-        if let Err(e) = self.store.release_actions(&self.owner).await {
+        // Handed-over actions not started are in flight in the store, leased to us: give them back.
+        drop(self.inbox.take(usize::MAX).await);
+        if let Err(e) = self.store.release_actions(Some(&self.owner)).await {
             tracing::warn!(error = %e, "cannot release leased actions at shutdown; their leases expire by themselves");
         }
+    }
+
+    /// Starts delivering handed-over actions whose lease still has time.
+    fn start(self: &Arc<Self>, handed: Vec<Handed>, in_flight: &mut JoinSet<()>) {
+        let now = self.clock.now_ms();
+        for Handed { row, until_ms } in handed {
+            if until_ms - LEASE_MARGIN_MS > now {
+                self.spawn(delivery(row), in_flight);
+            }
+        }
+    }
+
+    fn spawn(self: &Arc<Self>, action: Delivery, in_flight: &mut JoinSet<()>) {
+        // Every line of the delivery carries its action, event and rule.
+        let span = tracing::info_span!(
+            "action",
+            action_id = %action.id,
+            event_id = %action.event_id,
+            rule_id = %action.rule_id
+        );
+        let this = self.clone();
+        in_flight.spawn(async move { this.deliver(action).await }.instrument(span));
     }
 
     async fn deliver(&self, action: Delivery) {

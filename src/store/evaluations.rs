@@ -9,12 +9,12 @@ use sqlx::types::Json;
 use sqlx::{QueryBuilder, Row};
 
 use super::checks::{INSERT_CHECKS, NewCheck, new_check_id, resolve_in};
-use super::outbox::{NewAction, cancel_in};
+use super::outbox::{ActionRow, NewAction, cancel_in};
 use super::page::{Page, PageFill, json_len};
 use super::subject_state::{StateWrite, write_state_in};
 use super::{
-    Backend, CheckStatus, EvaluationOutcome, Store, StoreError, on_pool, parse_word, postgres,
-    sqlite,
+    ActionStatus, Backend, CheckStatus, EvaluationOutcome, Store, StoreError, on_pool, parse_word,
+    postgres, sqlite,
 };
 use crate::normalize::EventId;
 
@@ -112,6 +112,19 @@ pub struct Effects {
     pub cancel_actions: Vec<String>,
 }
 
+/// The planned actions' rows, with their status and lease.
+const INSERT_LEASED_ACTIONS: &str = "INSERT INTO actions (id, event_id, rule_id, action_index, kind, target, payload, next_attempt_ms, cancel_ref, cancel_types, created_at, updated_at, status, lease_owner, lease_until_ms) ";
+
+/// Room in a dispatcher for actions handed to it as they are planned ([`Store::complete_leasing`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ActionHandoff<'a> {
+    pub lease: super::Lease<'a>,
+    /// The kinds it delivers.
+    pub kinds: &'a [&'a str],
+    /// How many it takes at most.
+    pub room: usize,
+}
+
 /// Longest throttle key stored as written; longer ones (or ones holding NUL) are stored as
 /// their SHA-256, alike on both backends (PostgreSQL refuses index rows beyond ~2.7 KB).
 const MAX_KEY_BYTES: usize = 256;
@@ -148,6 +161,20 @@ impl Store {
         processed: &[Completion],
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
+        Ok(self.complete_leasing(owner, processed, now, None).await?.0)
+    }
+
+    /// [`Store::complete`], with up to `handoff.room` of the actions it plans that are due now
+    /// and of `handoff.kinds` written in flight, leased to `handoff.lease`'s owner: they are
+    /// returned, for that dispatcher to deliver from memory without claiming them. Another
+    /// instance (or this one) retakes them from the store if their lease expires first.
+    pub async fn complete_leasing(
+        &self,
+        owner: &str,
+        processed: &[Completion],
+        now: DateTime<Utc>,
+        handoff: Option<ActionHandoff<'_>>,
+    ) -> Result<(u64, Vec<ActionRow>), StoreError> {
         // One statement per rule set the events were evaluated against (a round has one).
         let mut by_set: Vec<(Option<&str>, Vec<&str>)> = Vec::new();
         for c in processed {
@@ -198,7 +225,7 @@ impl Store {
                     rows.push((event_id, evaluation, outcome, error, line, actions));
                 }
             }
-            for chunk in rows.chunks(1000) {
+            for chunk in self.statements(&rows, 1000, |r| json_len(r.5) + json_len(&r.1.logs) + r.3.map_or(0, str::len)) {
                 let mut insert = QueryBuilder::new(INSERT_EVALUATIONS);
                 insert.push_values(chunk, |mut row, (event_id, evaluation, outcome, error, line, actions)| {
                     row.push_bind(format!("evl_{}", uuid::Uuid::now_v7().simple()))
@@ -228,14 +255,33 @@ impl Store {
                     planned.iter().enumerate().map(move |(i, a)| (*event_id, evaluation.rule_id.as_str(), i, a))
                 })
                 .collect();
-            // 12 columns x 1000 rows stays under SQLite's 32766 bound parameters.
-            for chunk in planned.chunks(1000) {
-                let mut insert = QueryBuilder::new(super::outbox::INSERT_ACTIONS);
-                insert.push_values(chunk, |mut row, (event_id, rule_id, index, action)| {
-                    row.push_bind(format!("act_{}", uuid::Uuid::now_v7().simple()))
+            // Which of them go straight to this instance's dispatcher, leased: due now, of a
+            // kind it delivers, as many as it has room for.
+            let mut room = handoff.as_ref().map_or(0, |h| h.room);
+            let leased: Vec<bool> = planned
+                .iter()
+                .map(|(.., action)| {
+                    let take = room > 0
+                        && action.due.is_none_or(|due| due <= now)
+                        && handoff.as_ref().is_some_and(|h| h.kinds.contains(&action.kind));
+                    room -= usize::from(take);
+                    take
+                })
+                .collect();
+            let (lease_owner, lease_until) = handoff.as_ref().map_or((None, None), |h| (Some(h.lease.owner), Some(h.lease.until_ms)));
+            let ids: Vec<String> = planned.iter().map(|_| format!("act_{}", uuid::Uuid::now_v7().simple())).collect();
+            let mut inserted: HashSet<String> = HashSet::new();
+            // 15 columns x 1000 rows stays under SQLite's 32766 bound parameters.
+            let rows_of: Vec<usize> = (0..planned.len()).collect();
+            for chunk in self.statements(&rows_of, 1000, |&i| json_len(&planned[i].3.payload)) {
+                let mut insert = QueryBuilder::new(INSERT_LEASED_ACTIONS);
+                insert.push_values(chunk, |mut row, &i| {
+                    let (event_id, rule_id, index, action) = planned[i];
+                    let (status, owner, until) = if leased[i] { (ActionStatus::InFlight, lease_owner, lease_until) } else { (ActionStatus::Pending, None, None) };
+                    row.push_bind(ids[i].as_str())
                         .push_bind(event_id.as_str())
-                        .push_bind(*rule_id)
-                        .push_bind(*index as i64)
+                        .push_bind(rule_id)
+                        .push_bind(index as i64)
                         .push_bind(action.kind)
                         .push_bind(action.target.as_str())
                         .push_bind(Json(&action.payload))
@@ -243,11 +289,29 @@ impl Store {
                         .push_bind(action.cancel.as_ref().map(|c| c.subject_ref.as_str()))
                         .push_bind(action.cancel.as_ref().map(|c| Json(&c.types)))
                         .push_bind(now)
-                        .push_bind(now);
+                        .push_bind(now)
+                        .push_bind(status.as_str())
+                        .push_bind(owner)
+                        .push_bind(until);
                 });
-                insert.push(" ON CONFLICT (event_id, rule_id, action_index) DO NOTHING");
-                insert.build().execute(&mut *tx).await?;
+                insert.push(" ON CONFLICT (event_id, rule_id, action_index) DO NOTHING RETURNING id");
+                inserted.extend(insert.build_query_scalar::<String>().fetch_all(&mut *tx).await?);
             }
+            let handed: Vec<ActionRow> = planned
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| leased[*i] && inserted.contains(&ids[*i]))
+                .map(|(i, (event_id, rule_id, index, action))| ActionRow {
+                    id: ids[i].clone(),
+                    event_id: event_id.to_string(),
+                    rule_id: (*rule_id).to_owned(),
+                    action_index: *index as i64,
+                    kind: action.kind.to_owned(),
+                    target: action.target.clone(),
+                    payload: action.payload.clone(),
+                    attempts: 0,
+                })
+                .collect();
             // The checks armed by evaluations that wait.
             let armed: Vec<(&EventId, &str, &NewCheck)> = rows
                 .iter()
@@ -296,7 +360,7 @@ impl Store {
             for (_, evaluation, ..) in rows.iter().filter(|r| r.2 == EvaluationOutcome::Throttled) {
                 metrics::counter!("signalbox_rule_throttled_total", "rule" => evaluation.rule_id.clone()).increment(1);
             }
-            Ok(owned.len() as u64)
+            Ok((owned.len() as u64, handed))
         })
     }
 

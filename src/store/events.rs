@@ -17,9 +17,10 @@ const INSERT_DELIVERIES: &str = "INSERT INTO deliveries (id, source, received_at
 
 const INSERT_EVENTS: &str =
     "INSERT INTO events (id, source, source_event_id, type, source_type, occurred_at,
-    received_at, subject, amount_value, amount_currency, data, payload, delivery_id, chain_depth) ";
+    received_at, subject, amount_value, amount_currency, data, payload, delivery_id, chain_depth,
+    lease_owner, lease_until_ms, attempts) ";
 
-/// Rows per multi-row statement: 14 columns (8 for deliveries) x 1000 stays under SQLite's 32766 bound
+/// Rows per multi-row statement: 17 columns (8 for deliveries) x 1000 stays under SQLite's 32766 bound
 /// parameters (and PostgreSQL's 65535).
 const ROWS_PER_STATEMENT: usize = 1000;
 
@@ -51,6 +52,13 @@ pub struct ProcessingFailure {
     /// When it is tried again (absent once it is parked as failed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<DateTime<Utc>>,
+}
+
+/// Who holds new rows, and until when (milliseconds since the epoch).
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
+    pub owner: &'a str,
+    pub until_ms: i64,
 }
 
 /// A leased event and which processing attempt this is (1 the first time).
@@ -102,6 +110,22 @@ impl Store {
     /// A few multi-row statements serve the whole batch: on SQLite every statement is a round
     /// trip to the connection's thread, which costs more than the insert itself.
     pub async fn insert_batch(&self, batch: &[Ingest]) -> Result<Vec<Vec<Stored>>, StoreError> {
+        self.insert_leased(batch, None).await
+    }
+
+    /// [`Store::insert_batch`], with the new events leased to `lease`'s owner as its first
+    /// processing attempt: the processor that owner names takes them from memory, without
+    /// claiming them from the store, and another instance (or the next start) takes them
+    /// once the lease expires.
+    pub async fn insert_leased(
+        &self,
+        batch: &[Ingest],
+        lease: Option<Lease<'_>>,
+    ) -> Result<Vec<Vec<Stored>>, StoreError> {
+        let (owner, until_ms, attempts) = match lease {
+            Some(l) => (Some(l.owner), Some(l.until_ms), 1_i64),
+            None => (None, None, 0),
+        };
         let events: Vec<(&Event, &str)> = batch
             .iter()
             .flat_map(|i| i.events.iter().map(move |e| (e, i.delivery.id.as_str())))
@@ -109,7 +133,7 @@ impl Store {
         let _turn = self.write_turn().await;
         let (inserted, existing) = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+            for chunk in self.statements(batch, ROWS_PER_STATEMENT, |i| i.delivery.body.len() + json_len(&i.delivery.headers)) {
                 let mut insert = QueryBuilder::new(INSERT_DELIVERIES);
                 insert.push_values(chunk, |mut row, ingest| {
                     let d = &ingest.delivery;
@@ -126,7 +150,7 @@ impl Store {
                 insert.build().execute(&mut *tx).await?;
             }
             let mut inserted = HashSet::with_capacity(events.len());
-            for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            for chunk in self.statements(&events, ROWS_PER_STATEMENT, |(e, _)| json_len(&e.data) + json_len(&e.payload) + json_len(&e.subject)) {
                 let mut insert = QueryBuilder::new(INSERT_EVENTS);
                 insert.push_values(chunk, |mut row, (e, delivery_id)| {
                     row.push_bind(e.id.as_str())
@@ -142,7 +166,10 @@ impl Store {
                         .push_bind(Json(&e.data))
                         .push_bind(Json(&e.payload))
                         .push_bind(*delivery_id)
-                        .push_bind(i64::from(e.chain_depth));
+                        .push_bind(i64::from(e.chain_depth))
+                        .push_bind(owner)
+                        .push_bind(until_ms)
+                        .push_bind(attempts);
                 });
                 insert.push(" ON CONFLICT (source, source_event_id) DO NOTHING RETURNING id");
                 inserted.extend(insert.build_query_scalar::<String>().fetch_all(&mut *tx).await?);

@@ -220,7 +220,7 @@ impl Store {
                 owned.extend(update.build_query_scalar::<String>().fetch_all(&mut *tx).await?);
             }
             let recorded: Vec<&NewAttempt<'_>> = attempts.iter().filter(|a| owned.contains(a.action_id)).collect();
-            for chunk in recorded.chunks(500) {
+            for chunk in self.statements(&recorded, 500, |a| a.reply.map_or(0, str::len) + a.error.map_or(0, str::len)) {
                 let mut insert = QueryBuilder::new("INSERT INTO attempts (id, action_id, attempt, started_at, duration_ms, outcome, instance, status_code, reply, error) ");
                 insert.push_values(chunk, |mut row, a| {
                     row.push_bind(format!("att_{}", uuid::Uuid::now_v7().simple()))
@@ -245,11 +245,13 @@ impl Store {
             .collect())
     }
 
-    /// Gives back the actions `owner` holds but has not started (at shutdown).
-    pub async fn release_actions(&self, owner: &str) -> Result<u64, StoreError> {
+    /// Gives back the actions `owner` holds but has not started (at shutdown); with no owner,
+    /// every action in flight (at the start of the one instance a SQLite file has: they were
+    /// leased by a process that died).
+    pub async fn release_actions(&self, owner: Option<&str>) -> Result<u64, StoreError> {
         let _turn = self.write_turn().await;
         on_pool!(self, pool => {
-            let done = sqlx::query("UPDATE actions SET status = 'pending', lease_owner = NULL, lease_until_ms = NULL WHERE status = 'in_flight' AND lease_owner = $1")
+            let done = sqlx::query("UPDATE actions SET status = 'pending', lease_owner = NULL, lease_until_ms = NULL WHERE status = 'in_flight' AND ($1 IS NULL OR lease_owner = $1)")
                 .bind(owner)
                 .execute(pool)
                 .await?;

@@ -25,6 +25,12 @@ pub(super) async fn connect(
         // before the next checkpoint), and saves an fsync per commit.
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(config.acquire_timeout)
+        // A statement's own journal (for a multi-row insert that may fail half way) in memory,
+        // not in a temporary file written at each batch.
+        .pragma("temp_store", "memory")
+        // 16 MiB of pages per connection (the default is 2 MiB): the indexes a batch touches
+        // stay in memory instead of being read back from the WAL.
+        .pragma("cache_size", "-16384")
         .foreign_keys(true);
     if let Some(bytes) = config.sqlite_max_bytes {
         // Pages of the default size (4096 bytes); the limit holds for every connection.

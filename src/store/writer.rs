@@ -8,8 +8,17 @@ use std::sync::Arc;
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::{Ingest, Store, StoreError, Stored};
+use super::{ClaimedEvent, Ingest, Store, StoreError, Stored};
+use crate::clock::SharedClock;
+use crate::handoff::Handoff;
 use crate::health::Health;
+
+/// Where the writer hands the events it stores: this instance's processor, through memory.
+#[derive(Clone)]
+pub struct Intake {
+    pub handoff: Arc<Handoff<ClaimedEvent>>,
+    pub clock: SharedClock,
+}
 
 /// Most deliveries stored in one transaction.
 const MAX_BATCH: usize = 512;
@@ -23,7 +32,9 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task. `stored` is notified after each commit that stored a new event.
+    /// Starts the writer task. New events go to `intake` when it has room (leased to its
+    /// processor, in the same insert); `stored` is notified after each commit that stored new
+    /// events it had no room for.
     /// The task ends once every `Writer` handle is dropped and the queue is drained.
     /// On PostgreSQL several writer tasks share the queue, so their commits overlap.
     /// A writer task that panics is started again (the requests of its batch are answered
@@ -31,20 +42,27 @@ impl Writer {
     pub fn spawn(
         store: Store,
         stored: Arc<Notify>,
+        intake: Option<Intake>,
         health: Arc<Health>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let tasks: Vec<_> = (0..store.parallel_writers())
             .map(|_| {
-                let (store, rx, stored, health) =
-                    (store.clone(), rx.clone(), stored.clone(), health.clone());
+                let (store, rx, stored, intake, health) = (
+                    store.clone(),
+                    rx.clone(),
+                    stored.clone(),
+                    intake.clone(),
+                    health.clone(),
+                );
                 tokio::spawn(async move {
                     health.loop_started("writer");
                     while let Err(e) = tokio::spawn(run(
                         store.clone(),
                         rx.clone(),
                         stored.clone(),
+                        intake.clone(),
                         health.clone(),
                     ))
                     .await
@@ -78,23 +96,60 @@ impl Writer {
 
 type Queue = Arc<tokio::sync::Mutex<mpsc::Receiver<(Ingest, Reply)>>>;
 
-async fn run(store: Store, rx: Queue, stored: Arc<Notify>, health: Arc<Health>) {
+async fn run(
+    store: Store,
+    rx: Queue,
+    stored: Arc<Notify>,
+    intake: Option<Intake>,
+    health: Arc<Health>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut replies = Vec::with_capacity(MAX_BATCH);
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     // Whoever holds the queue takes everything waiting; the others commit meanwhile.
     while rx.lock().await.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        for (ingest, reply) in jobs.drain(..) {
+        for (mut ingest, reply) in jobs.drain(..) {
+            for event in &mut ingest.events {
+                event.trim_to_stored_precision();
+            }
             batch.push(ingest);
             replies.push(reply);
         }
-        let inserted = store.insert_batch(&batch).await;
+        // Room for every event of the batch, or they are all left for the processor to claim.
+        let wanted: usize = batch.iter().map(|i| i.events.len()).sum();
+        let mut room = match &intake {
+            Some(intake) => intake.handoff.room(wanted),
+            None => Vec::new(),
+        };
+        if room.len() < wanted {
+            room.clear();
+        }
+        let lease = match &intake {
+            Some(intake) if !room.is_empty() => Some(intake.handoff.lease(intake.clock.now_ms())),
+            _ => None,
+        };
+        let inserted = store.insert_leased(&batch, lease).await;
         health.wrote(inserted.as_ref().map(|_| ()).map_err(ToString::to_string));
         if let Ok(results) = &inserted {
             crate::metrics::stored(&batch, results);
         }
-        let results = match inserted {
-            Ok(results) => results.into_iter().map(Ok).collect(),
+        let mut handed_over = false;
+        let results: Vec<Result<Vec<Stored>, Arc<StoreError>>> = match inserted {
+            Ok(results) => {
+                handed_over = lease.is_some();
+                // The new events go to the processor; duplicates were processed already.
+                let mut room = room.drain(..);
+                for (ingest, stored) in batch.iter_mut().zip(&results) {
+                    for (event, stored) in
+                        std::mem::take(&mut ingest.events).into_iter().zip(stored)
+                    {
+                        if let (Stored::New(_), Some(permit)) = (stored, room.next()) {
+                            permit.send(ClaimedEvent { event, attempt: 1 });
+                        }
+                    }
+                }
+                results.into_iter().map(Ok).collect()
+            }
             // The database is away: every request of the batch gets 503 and its sender retries.
             Err(e @ StoreError::Unavailable(_)) => {
                 tracing::warn!(error = %e, deliveries = batch.len(), "store unavailable, batch refused");
@@ -112,16 +167,19 @@ async fn run(store: Store, rx: Queue, stored: Arc<Notify>, health: Arc<Health>) 
                 results
             }
         };
-        let any_new = results
-            .iter()
-            .flatten()
-            .flatten()
-            .any(|s| matches!(s, Stored::New(_)));
+        drop(room);
+        // New events that were not handed over wait in the store: wake the processor.
+        let left_in_store = !handed_over
+            && results
+                .iter()
+                .flatten()
+                .flatten()
+                .any(|s| matches!(s, Stored::New(_)));
         for (reply, result) in replies.drain(..).zip(results) {
             // The request may have gone (client hung up); what it sent is stored all the same.
             let _ = reply.send(result);
         }
-        if any_new {
+        if left_in_store {
             stored.notify_one();
         }
         batch.clear();
