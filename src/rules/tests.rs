@@ -168,7 +168,12 @@ fn a_failing_rule_fails_alone() {
     let Outcome::Failed { error, line } = &evaluations[0].outcome else {
         panic!("{:?}", evaluations[0])
     };
-    assert!(error.contains("too many operations"), "{error}");
+    // Stopped by whichever bound it meets first: its operations, or on a slow machine (a
+    // debug build under load) its time budget.
+    assert!(
+        error.contains("too many operations") || error.contains("longer than its time budget"),
+        "{error}"
+    );
     assert_eq!(*line, Some(7), "the loop's line in the file");
     let Outcome::Failed { error, .. } = &evaluations[1].outcome else {
         panic!("{:?}", evaluations[1])

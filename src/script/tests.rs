@@ -276,7 +276,12 @@ fn scripts_export_variables_log_and_skip() {
 fn runaway_scripts_are_stopped_and_sandboxed() {
     let (outcome, _) = run("let n = 0;\nloop { n += 1; }");
     let err = outcome.unwrap_err();
-    assert!(err.message.contains("too many operations"), "{err}");
+    // Whichever bound it meets first: its operations, or on a slow machine its time budget.
+    assert!(
+        err.message.contains("too many operations")
+            || err.message.contains("longer than its time budget"),
+        "{err}"
+    );
     assert!(
         Block::compile(r#"eval("1 + 1")"#).is_err(),
         "eval is disabled"

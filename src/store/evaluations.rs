@@ -225,7 +225,7 @@ impl Store {
                     rows.push((event_id, evaluation, outcome, error, line, actions));
                 }
             }
-            for chunk in self.statements(&rows, 1000, |r| json_len(r.5) + json_len(&r.1.logs) + r.3.map_or(0, str::len)) {
+            for chunk in rows.chunks(1000) {
                 let mut insert = QueryBuilder::new(INSERT_EVALUATIONS);
                 insert.push_values(chunk, |mut row, (event_id, evaluation, outcome, error, line, actions)| {
                     row.push_bind(format!("evl_{}", uuid::Uuid::now_v7().simple()))
@@ -273,7 +273,7 @@ impl Store {
             let mut inserted: HashSet<String> = HashSet::new();
             // 15 columns x 1000 rows stays under SQLite's 32766 bound parameters.
             let rows_of: Vec<usize> = (0..planned.len()).collect();
-            for chunk in self.statements(&rows_of, 1000, |&i| json_len(&planned[i].3.payload)) {
+            for chunk in rows_of.chunks(1000) {
                 let mut insert = QueryBuilder::new(INSERT_LEASED_ACTIONS);
                 insert.push_values(chunk, |mut row, &i| {
                     let (event_id, rule_id, index, action) = planned[i];

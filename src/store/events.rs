@@ -133,7 +133,7 @@ impl Store {
         let _turn = self.write_turn().await;
         let (inserted, existing) = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            for chunk in self.statements(batch, ROWS_PER_STATEMENT, |i| i.delivery.body.len() + json_len(&i.delivery.headers)) {
+            for chunk in batch.chunks(ROWS_PER_STATEMENT) {
                 let mut insert = QueryBuilder::new(INSERT_DELIVERIES);
                 insert.push_values(chunk, |mut row, ingest| {
                     let d = &ingest.delivery;
@@ -150,7 +150,7 @@ impl Store {
                 insert.build().execute(&mut *tx).await?;
             }
             let mut inserted = HashSet::with_capacity(events.len());
-            for chunk in self.statements(&events, ROWS_PER_STATEMENT, |(e, _)| json_len(&e.data) + json_len(&e.payload) + json_len(&e.subject)) {
+            for chunk in events.chunks(ROWS_PER_STATEMENT) {
                 let mut insert = QueryBuilder::new(INSERT_EVENTS);
                 insert.push_values(chunk, |mut row, (e, delivery_id)| {
                     row.push_bind(e.id.as_str())

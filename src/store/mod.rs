@@ -238,56 +238,6 @@ fn from_millis(ms: i64, what: &str) -> Result<chrono::DateTime<chrono::Utc>, Sto
         .ok_or_else(|| StoreError::Corrupt(format!("{what}: {ms} ms is out of range")))
 }
 
-/// Bytes of bound values per multi-row statement on PostgreSQL. sqlx 0.9.0 leaves Nagle's
-/// algorithm on (it does not set TCP_NODELAY: sqlx#4335, fixed upstream, not yet released):
-/// a statement longer than one TCP segment (64 KiB on loopback) then waits for the server's
-/// delayed acknowledgement, 40 ms, before its last bytes leave. Statements kept under one
-/// segment never wait.
-const PG_STATEMENT_BYTES: usize = 40 * 1024;
-
-impl Store {
-    /// `rows` cut into runs of one multi-row statement each: at most `max_rows` rows and, on
-    /// PostgreSQL, about [`PG_STATEMENT_BYTES`] by `size` (a run holds at least one row).
-    pub(crate) fn statements<'a, T>(
-        &self,
-        rows: &'a [T],
-        max_rows: usize,
-        size: impl Fn(&T) -> usize,
-    ) -> Vec<&'a [T]> {
-        let max_bytes = match self.backend {
-            Backend::Sqlite(_) => usize::MAX,
-            Backend::Postgres(_) => PG_STATEMENT_BYTES,
-        };
-        split_rows(rows, max_rows.max(1), max_bytes, size)
-    }
-}
-
-fn split_rows<T>(
-    rows: &[T],
-    max_rows: usize,
-    max_bytes: usize,
-    size: impl Fn(&T) -> usize,
-) -> Vec<&[T]> {
-    if max_bytes == usize::MAX {
-        return rows.chunks(max_rows).collect();
-    }
-    let mut runs = Vec::new();
-    let (mut start, mut bytes) = (0, 0_usize);
-    for (i, row) in rows.iter().enumerate() {
-        // A few bytes per row besides its values: lengths, formats, small columns.
-        let row_bytes = size(row).saturating_add(64);
-        if i > start && (i - start >= max_rows || bytes.saturating_add(row_bytes) > max_bytes) {
-            runs.push(&rows[start..i]);
-            (start, bytes) = (i, 0);
-        }
-        bytes = bytes.saturating_add(row_bytes);
-    }
-    if start < rows.len() {
-        runs.push(&rows[start..]);
-    }
-    runs
-}
-
 /// A closed word read back from a text column.
 fn parse_word<T: std::str::FromStr<Err = String>>(text: String) -> Result<T, StoreError> {
     text.parse().map_err(StoreError::Corrupt)
@@ -423,25 +373,6 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn statements_stay_under_their_bytes_and_rows() {
-        let rows: Vec<usize> = vec![10_000, 10_000, 30_000, 50_000, 1, 1, 1];
-        let runs = split_rows(&rows, 3, 40_000, |r| *r);
-        let lens: Vec<Vec<usize>> = runs.iter().map(|r| r.to_vec()).collect();
-        // A row larger than the bound goes alone; rows never split; the row bound holds.
-        assert_eq!(
-            lens,
-            vec![
-                vec![10_000, 10_000],
-                vec![30_000],
-                vec![50_000],
-                vec![1, 1, 1]
-            ]
-        );
-        assert_eq!(split_rows(&rows, 2, usize::MAX, |r| *r).len(), 4);
-        assert!(split_rows::<usize>(&[], 2, 10, |r| *r).is_empty());
-    }
 
     use super::*;
 

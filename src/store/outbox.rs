@@ -220,7 +220,7 @@ impl Store {
                 owned.extend(update.build_query_scalar::<String>().fetch_all(&mut *tx).await?);
             }
             let recorded: Vec<&NewAttempt<'_>> = attempts.iter().filter(|a| owned.contains(a.action_id)).collect();
-            for chunk in self.statements(&recorded, 500, |a| a.reply.map_or(0, str::len) + a.error.map_or(0, str::len)) {
+            for chunk in recorded.chunks(500) {
                 let mut insert = QueryBuilder::new("INSERT INTO attempts (id, action_id, attempt, started_at, duration_ms, outcome, instance, status_code, reply, error) ");
                 insert.push_values(chunk, |mut row, a| {
                     row.push_bind(format!("att_{}", uuid::Uuid::now_v7().simple()))
