@@ -235,10 +235,16 @@ impl Store {
                 "UPDATE events SET state = 'failed', lease_owner = NULL, lease_until_ms = NULL,
                     next_attempt_ms = NULL,
                     last_error = COALESCE(last_error, 'processing never finished: the engine stopped while processing it')
-                 WHERE state = 'pending' AND attempts >= $1 AND (lease_until_ms IS NULL OR lease_until_ms < $2)",
+                 WHERE attempts >= $1 AND id IN (
+                     SELECT id FROM events
+                     WHERE state = 'pending' AND (lease_until_ms IS NULL OR lease_until_ms < $2)
+                       AND (next_attempt_ms IS NULL OR next_attempt_ms <= $2)
+                     ORDER BY id LIMIT $3)",
             )
             .bind(i64::from(max_attempts))
             .bind(now.timestamp_millis())
+            // Only the events this claim would take: a backlog is not read twice per round.
+            .bind(i64::from(limit))
             .execute(pool)
             .await?
             .rows_affected();
