@@ -10,6 +10,7 @@
 //! them from the store, as a second instance would.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Mutex, mpsc};
@@ -21,6 +22,9 @@ pub struct Handoff<T> {
     owner: String,
     lease: Duration,
     tx: mpsc::Sender<T>,
+    /// Rows were left in the store for want of room: later ones wait behind them there too
+    /// (so they are taken in order), until the next stage finds the store drained.
+    backlog: AtomicBool,
 }
 
 /// The receiving side, shared so that a stage started again after a panic keeps its queue.
@@ -40,22 +44,30 @@ pub fn channel<T>(
             owner: owner.to_owned(),
             lease,
             tx,
+            backlog: AtomicBool::new(false),
         }),
         Arc::new(Inbox { rx: Mutex::new(rx) }),
     )
 }
 
 impl<T> Handoff<T> {
-    /// Room for at most `wanted` items, taken now (what is not used is given back on drop).
+    /// Room for at most `wanted` items, taken now (what is not used is given back on drop);
+    /// none while rows wait in the store for want of room.
     pub fn room(&self, wanted: usize) -> Vec<mpsc::Permit<'_, T>> {
         let n = wanted.min(self.tx.capacity());
-        if n == 0 {
+        if n == 0 || self.backlog.load(Ordering::SeqCst) {
             return Vec::new();
         }
         self.tx
             .try_reserve_many(n)
             .map(Iterator::collect)
             .unwrap_or_default()
+    }
+
+    /// Rows were written to the store unleased for want of room (or were not): while they
+    /// are there, nothing more is handed over.
+    pub fn left_in_store(&self, left: bool) {
+        self.backlog.store(left, Ordering::SeqCst);
     }
 
     /// The lease rows handed over now are written with.

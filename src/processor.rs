@@ -168,9 +168,11 @@ impl Processor {
 
     /// Where the writer hands the events it stores to this processor.
     pub fn intake(&self) -> Intake {
+        let rules = self.rules.clone();
         Intake {
             handoff: self.intake.clone(),
             clock: self.clock.clone(),
+            open: Arc::new(move || rules.in_force()),
         }
     }
 
@@ -207,8 +209,12 @@ impl Processor {
                 looked = tokio::time::Instant::now();
                 taken = match self.round().await {
                     Ok(n) => {
-                        // A full round: more may be waiting.
+                        // A full round: more may be waiting. Otherwise the store is drained
+                        // of what the writer left there, and it may hand events over again.
                         look_in_store = n >= batch;
+                        if !look_in_store && self.rules.in_force() {
+                            self.intake.left_in_store(false);
+                        }
                         taken.map(|m| m + n)
                     }
                     Err(e) => Err(e),
@@ -245,7 +251,10 @@ impl Processor {
                 _ = shutdown.changed() => {}
             }
         }
-        if let Err(e) = self.store.release_leases(Some(&self.owner)).await {
+        // What is still leased to this processor was handed over and never tried (the round
+        // in hand finished): give it back without counting an attempt.
+        drop(self.inbox.take(usize::MAX).await);
+        if let Err(e) = self.store.give_back(&self.owner).await {
             tracing::warn!(error = %e, "cannot release leases at shutdown; they expire by themselves");
         }
     }

@@ -47,8 +47,8 @@ pub struct Handed {
     pub until_ms: i64,
 }
 
-/// A handed-over action whose lease ends sooner than this is left to be retaken from the
-/// store, rather than delivered twice.
+/// A handed-over action whose lease ends sooner than this (or half the lease, if shorter) is
+/// left to be retaken from the store, rather than delivered twice.
 const LEASE_MARGIN_MS: i64 = 5_000;
 
 impl Dispatcher {
@@ -110,7 +110,7 @@ impl Dispatcher {
         if first_start && !self.store.is_shared() {
             // One instance owns a SQLite file: actions in flight there belong to a process
             // that died (delivering them, or before it started them). Deliver them again now.
-            match self.store.release_actions(None).await {
+            match self.store.release_actions(&self.owner, true).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(actions = n, "resuming actions leased by a previous run"),
                 Err(e) => tracing::warn!(error = %e, "cannot release previous action leases"),
@@ -165,7 +165,7 @@ impl Dispatcher {
         while in_flight.join_next().await.is_some() {}
         // Handed-over actions not started are in flight in the store, leased to us: give them back.
         drop(self.inbox.take(usize::MAX).await);
-        if let Err(e) = self.store.release_actions(Some(&self.owner)).await {
+        if let Err(e) = self.store.release_actions(&self.owner, false).await {
             tracing::warn!(error = %e, "cannot release leased actions at shutdown; their leases expire by themselves");
         }
     }
@@ -173,8 +173,10 @@ impl Dispatcher {
     /// Starts delivering handed-over actions whose lease still has time.
     fn start(self: &Arc<Self>, handed: Vec<Handed>, in_flight: &mut JoinSet<()>) {
         let now = self.clock.now_ms();
+        let half_lease = i64::try_from(self.config.lease.as_millis() / 2).unwrap_or(i64::MAX);
+        let margin = LEASE_MARGIN_MS.min(half_lease);
         for Handed { row, until_ms } in handed {
-            if until_ms - LEASE_MARGIN_MS > now {
+            if until_ms - margin > now {
                 self.spawn(delivery(row), in_flight);
             }
         }

@@ -235,7 +235,8 @@ impl Store {
                 "UPDATE events SET state = 'failed', lease_owner = NULL, lease_until_ms = NULL,
                     next_attempt_ms = NULL,
                     last_error = COALESCE(last_error, 'processing never finished: the engine stopped while processing it')
-                 WHERE attempts >= $1 AND id IN (
+                 WHERE attempts >= $1 AND state = 'pending' AND (lease_until_ms IS NULL OR lease_until_ms < $2)
+                   AND id IN (
                      SELECT id FROM events
                      WHERE state = 'pending' AND (lease_until_ms IS NULL OR lease_until_ms < $2)
                        AND (next_attempt_ms IS NULL OR next_attempt_ms <= $2)
@@ -256,6 +257,7 @@ impl Store {
                 .bind(lease_until.timestamp_millis())
                 .bind(now.timestamp_millis())
                 .bind(i64::from(limit))
+                .bind(i64::from(max_attempts))
                 .fetch_all(pool)
                 .await?;
             rows.iter().map(|row| {

@@ -245,14 +245,16 @@ impl Store {
             .collect())
     }
 
-    /// Gives back the actions `owner` holds but has not started (at shutdown); with no owner,
-    /// every action in flight (at the start of the one instance a SQLite file has: they were
-    /// leased by a process that died).
-    pub async fn release_actions(&self, owner: Option<&str>) -> Result<u64, StoreError> {
+    /// Gives back the actions `owner` holds but has not started (at shutdown); with
+    /// `others`, every action in flight that `owner` does not hold (at the start of the one
+    /// instance a SQLite file has: they were leased by a process that died).
+    pub async fn release_actions(&self, owner: &str, others: bool) -> Result<u64, StoreError> {
         let _turn = self.write_turn().await;
         on_pool!(self, pool => {
-            let done = sqlx::query("UPDATE actions SET status = 'pending', lease_owner = NULL, lease_until_ms = NULL WHERE status = 'in_flight' AND ($1 IS NULL OR lease_owner = $1)")
+            let done = sqlx::query("UPDATE actions SET status = 'pending', lease_owner = NULL, lease_until_ms = NULL
+                 WHERE status = 'in_flight' AND (($2 AND (lease_owner IS NULL OR lease_owner <> $1)) OR (NOT $2 AND lease_owner = $1))")
                 .bind(owner)
+                .bind(others)
                 .execute(pool)
                 .await?;
             Ok(done.rows_affected())

@@ -28,7 +28,7 @@ pub(super) const CLAIM_PENDING: &str = "
     WHERE id IN (
         SELECT id FROM events
         WHERE state = 'pending' AND (lease_until_ms IS NULL OR lease_until_ms < $3)
-          AND (next_attempt_ms IS NULL OR next_attempt_ms <= $3)
+          AND (next_attempt_ms IS NULL OR next_attempt_ms <= $3) AND attempts < $5
         ORDER BY id LIMIT $4
         FOR UPDATE SKIP LOCKED
     )

@@ -18,6 +18,8 @@ use crate::health::Health;
 pub struct Intake {
     pub handoff: Arc<Handoff<ClaimedEvent>>,
     pub clock: SharedClock,
+    /// Whether the processor takes events now (the rules are in force).
+    pub open: Arc<dyn Fn() -> bool + Send + Sync>,
 }
 
 /// Most deliveries stored in one transaction.
@@ -118,8 +120,8 @@ async fn run(
         // Room for every event of the batch, or they are all left for the processor to claim.
         let wanted: usize = batch.iter().map(|i| i.events.len()).sum();
         let mut room = match &intake {
-            Some(intake) => intake.handoff.room(wanted),
-            None => Vec::new(),
+            Some(intake) if (intake.open)() => intake.handoff.room(wanted),
+            _ => Vec::new(),
         };
         if room.len() < wanted {
             room.clear();
@@ -180,6 +182,9 @@ async fn run(
             let _ = reply.send(result);
         }
         if left_in_store {
+            if let Some(intake) = &intake {
+                intake.handoff.left_in_store(true);
+            }
             stored.notify_one();
         }
         batch.clear();

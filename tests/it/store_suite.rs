@@ -10,6 +10,7 @@ crate::on_both_backends!(cases:
     an_action_is_retaken_once_its_lease_expires,
     failing_events_are_retried_then_parked_until_put_back,
     an_event_that_never_finishes_is_parked,
+    events_out_of_attempts_are_never_taken_again,
     strategy_states_answer_which_claims_are_paused,
     pruning_removes_what_is_past_retention_and_nothing_else,
     token_uses_past_retention_are_pruned_in_batches,
@@ -612,6 +613,47 @@ mod cases {
             "{:?}",
             failed[0].failure
         );
+        store.close().await;
+    }
+
+    /// A claim parks the events out of attempts among those it would take, and never takes
+    /// one beyond them: two poison events and claims of one at a time stop the engine no more.
+    pub(super) async fn events_out_of_attempts_are_never_taken_again(db: TestDb) {
+        use signalbox::store::{EventFilter, EventState};
+        let store = open(&db).await;
+        let ids = seed(&store, 2).await;
+        let mut now = Utc::now();
+        for attempt in 1..=2 {
+            let taken = store
+                .claim_pending("a", 10, now, now + Duration::seconds(30), 2)
+                .await
+                .unwrap();
+            assert_eq!(
+                taken.iter().map(|c| c.attempt).collect::<Vec<_>>(),
+                [attempt, attempt]
+            );
+            now += Duration::seconds(31);
+        }
+        for _ in 0..2 {
+            let taken = store
+                .claim_pending("b", 1, now, now + Duration::seconds(30), 2)
+                .await
+                .unwrap();
+            assert!(taken.is_empty(), "taken a third time: {taken:?}");
+        }
+        let failed = store
+            .list_events(&EventFilter {
+                state: Some(EventState::Failed),
+                limit: 10,
+                max_bytes: usize::MAX,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .items;
+        let mut parked: Vec<_> = failed.iter().map(|e| e.event.id.clone()).collect();
+        parked.sort();
+        assert_eq!(parked, ids, "both parked, one per claim");
         store.close().await;
     }
 
