@@ -568,7 +568,6 @@ mod cases {
     /// An event that stops the engine every time it is processed (so no failure is ever
     /// recorded) is parked once it has been taken `max_attempts` times.
     pub(super) async fn an_event_that_never_finishes_is_parked(db: TestDb) {
-        use signalbox::store::{EventFilter, EventState};
         let store = open(&db).await;
         let ids = seed(&store, 1).await;
         let mut now = Utc::now();
@@ -591,16 +590,7 @@ mod cases {
                 .unwrap()
                 .is_empty()
         );
-        let failed = store
-            .list_events(&EventFilter {
-                state: Some(EventState::Failed),
-                limit: 10,
-                max_bytes: usize::MAX,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .items;
+        let failed = parked(&store).await;
         assert_eq!(failed.len(), 1);
         assert_eq!(failed[0].event.id, ids[0]);
         assert!(
@@ -616,10 +606,21 @@ mod cases {
         store.close().await;
     }
 
+    /// The events parked as failed, newest first.
+    async fn parked(store: &Store) -> Vec<signalbox::store::StoredEvent> {
+        use signalbox::store::{EventFilter, EventState};
+        let failed = EventFilter {
+            state: Some(EventState::Failed),
+            limit: 10,
+            max_bytes: usize::MAX,
+            ..Default::default()
+        };
+        store.list_events(&failed).await.unwrap().items
+    }
+
     /// A claim parks the events out of attempts among those it would take, and never takes
     /// one beyond them: two poison events and claims of one at a time stop the engine no more.
     pub(super) async fn events_out_of_attempts_are_never_taken_again(db: TestDb) {
-        use signalbox::store::{EventFilter, EventState};
         let store = open(&db).await;
         let ids = seed(&store, 2).await;
         let mut now = Utc::now();
@@ -641,16 +642,7 @@ mod cases {
                 .unwrap();
             assert!(taken.is_empty(), "taken a third time: {taken:?}");
         }
-        let failed = store
-            .list_events(&EventFilter {
-                state: Some(EventState::Failed),
-                limit: 10,
-                max_bytes: usize::MAX,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .items;
+        let failed = parked(&store).await;
         let mut parked: Vec<_> = failed.iter().map(|e| e.event.id.clone()).collect();
         parked.sort();
         assert_eq!(parked, ids, "both parked, one per claim");
