@@ -8,6 +8,10 @@
 //! is events delivered to the sink per second of the whole run. Lost = planned actions that
 //! never reached the sink (must be 0).
 //!
+//! `BENCH_ACTIONS=4` gives the rule that many webhook actions (1 to 4; default 1): an event
+//! counts as delivered once all of its actions arrived, and its latency runs to the last. The
+//! line also gives the CPU time of the whole process (engine, senders and sink) per event.
+//!
 //! Overload (open loop: requests leave at a fixed rate whatever the answers take):
 //!
 //!     BENCH_RATE=6000 BENCH_SECONDS=60 cargo bench --bench e2e
@@ -61,10 +65,35 @@ fn signed(message_id: &str) -> String {
     format!(r#"{{"payload":{payload},"signature":"{signature}"}}"#)
 }
 
-async fn run(backend: &str, url: String, events: usize, senders: usize) {
+/// Where the sink records action `k` of the event `id` (the first action's is the id itself).
+fn arrival_key(id: &str, k: usize) -> String {
+    if k == 0 {
+        id.to_owned()
+    } else {
+        format!("{id}~{k}")
+    }
+}
+
+/// CPU seconds this process has used (user and system), from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+async fn run(backend: &str, url: String, events: usize, senders: usize, actions: usize) {
     let (sink_url, arrivals) = sink().await;
     let dir = tempfile::tempdir().unwrap();
-    let app = engine(&url, dir.path(), &sink_url).await;
+    let app = engine(&url, dir.path(), &sink_url, actions).await;
     let endpoint = format!("http://{}/webhooks/receeve", app.addr);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(senders)
@@ -75,6 +104,7 @@ async fn run(backend: &str, url: String, events: usize, senders: usize) {
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
+    let cpu_at_start = cpu_seconds();
     let tasks: Vec<_> = (0..senders)
         .map(|_| {
             let (client, endpoint, next, sent, run_id) = (
@@ -110,9 +140,10 @@ async fn run(backend: &str, url: String, events: usize, senders: usize) {
     let acked = started.elapsed();
     // Wait for the outbox to drain (bounded).
     let deadline = Instant::now() + Duration::from_secs(120);
-    while arrivals.lock().unwrap().len() < events && Instant::now() < deadline {
+    while arrivals.lock().unwrap().len() < events * actions && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let cpu = cpu_seconds() - cpu_at_start;
     let sent = sent.lock().unwrap().clone();
     let arrivals = arrivals.lock().unwrap().clone();
     let last = arrivals
@@ -120,12 +151,19 @@ async fn run(backend: &str, url: String, events: usize, senders: usize) {
         .max()
         .copied()
         .unwrap_or_else(Instant::now);
+    // An event is delivered when its last action arrived.
     let mut latencies: Vec<Duration> = sent
         .iter()
-        .filter_map(|(id, at)| arrivals.get(id).map(|arrived| *arrived - *at))
+        .filter_map(|(id, at)| {
+            (0..actions)
+                .map(|k| arrivals.get(&arrival_key(id, k)).copied())
+                .collect::<Option<Vec<Instant>>>()
+                .and_then(|times| times.into_iter().max())
+                .map(|arrived| arrived - *at)
+        })
         .collect();
     latencies.sort();
-    let lost = events - latencies.len();
+    let lost = events * actions - arrivals.len().min(events * actions);
     let p = |q: f64| {
         latencies
             .get(((latencies.len().max(1) - 1) as f64 * q) as usize)
@@ -134,11 +172,12 @@ async fn run(backend: &str, url: String, events: usize, senders: usize) {
     };
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "{backend:<9} senders={senders:<3} events={events:<6} acked {:>6.0}/s  delivered {:>6.0}/s  p50 {:>7.2} ms  p99 {:>7.2} ms  lost {lost}",
+        "{backend:<9} senders={senders:<3} events={events:<6} actions={actions} acked {:>6.0}/s  delivered {:>6.0} events/s  p50 {:>7.2} ms  p99 {:>7.2} ms  lost {lost} actions  CPU {:.3} ms/event",
         events as f64 / acked.as_secs_f64(),
         latencies.len() as f64 / (last - started).as_secs_f64(),
         ms(p(0.5)),
         ms(p(0.99)),
+        cpu * 1000.0 / events as f64,
     );
     app.stop().await.unwrap();
 }
@@ -154,7 +193,7 @@ enum Answer {
 async fn overload(backend: &str, url: String, rate: usize, seconds: usize) {
     let (sink_url, arrivals) = sink().await;
     let dir = tempfile::tempdir().unwrap();
-    let app = engine(&url, dir.path(), &sink_url).await;
+    let app = engine(&url, dir.path(), &sink_url, 1).await;
     let endpoint = format!("http://{}/webhooks/receeve", app.addr);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -249,13 +288,23 @@ async fn overload(backend: &str, url: String, rate: usize, seconds: usize) {
     app.stop().await.unwrap();
 }
 
-/// The engine with the bench's rule and source, on `url`.
-async fn engine(url: &str, dir: &std::path::Path, sink_url: &str) -> signalbox::app::App {
-    std::fs::write(
-        dir.join("rule.yaml"),
-        format!("version: 1\nid: ptp_hook\non: [promise_to_pay.expired]\nactions:\n  - type: webhook\n    url: \"{sink_url}/{{{{ event.source_event_id }}}}\"\n    body: {{ claim: \"{{{{ event.subject.claim }}}}\" }}\n"),
-    )
-    .unwrap();
+/// The engine with the bench's rule (`actions` webhook actions) and source, on `url`.
+async fn engine(
+    url: &str,
+    dir: &std::path::Path,
+    sink_url: &str,
+    actions: usize,
+) -> signalbox::app::App {
+    let mut rule = "version: 1\nid: ptp_hook\non: [promise_to_pay.expired]\nactions:\n".to_owned();
+    for k in 0..actions {
+        let suffix = if k == 0 {
+            String::new()
+        } else {
+            format!("~{k}")
+        };
+        rule.push_str(&format!("  - type: webhook\n    url: \"{sink_url}/{{{{ event.source_event_id }}}}{suffix}\"\n    body: {{ claim: \"{{{{ event.subject.claim }}}}\" }}\n"));
+    }
+    std::fs::write(dir.join("rule.yaml"), rule).unwrap();
     let mut config = Config {
         database_url: url.to_owned(),
         rules_dir: dir.to_owned(),
@@ -283,6 +332,7 @@ fn main() {
     let senders = env_usize("BENCH_SENDERS", 32);
     let rate = env_usize("BENCH_RATE", 0);
     let seconds = env_usize("BENCH_SECONDS", 60);
+    let actions = env_usize("BENCH_ACTIONS", 1).clamp(1, 4);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
@@ -290,7 +340,7 @@ fn main() {
         if rate > 0 {
             overload("sqlite", sqlite, rate, seconds).await;
         } else {
-            run("sqlite", sqlite, events, senders).await;
+            run("sqlite", sqlite, events, senders, actions).await;
         }
         match std::env::var("TEST_POSTGRES_URL") {
             Ok(base) => {
@@ -305,7 +355,7 @@ fn main() {
                 if rate > 0 {
                     overload("postgres", url, rate, seconds).await;
                 } else {
-                    run("postgres", url, events, senders).await;
+                    run("postgres", url, events, senders, actions).await;
                 }
                 sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
                     .execute(&pool)

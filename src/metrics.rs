@@ -124,6 +124,10 @@ fn describe() {
         "signalbox_rejected_unstored_total",
         "refused deliveries answered but not stored"
     );
+    describe_counter!(
+        "signalbox_connections_refused_total",
+        "connections beyond server.max_connections, answered 503 and closed"
+    );
     describe_gauge!(
         "signalbox_outbox_pending",
         "actions waiting, delayed ones included"

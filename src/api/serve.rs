@@ -1,8 +1,11 @@
 //! The HTTP server: an accept loop handing each connection to hyper's HTTP/1 server with the
 //! bounds of `server:` on it. (`axum::serve` has neither timeouts nor a connection limit.)
 //!
-//! - At most `max_connections` are open: the loop takes a slot before it accepts, so further
-//!   connections wait in the listen backlog until one closes.
+//! - At most `max_connections` are served at once. Up to a quarter as many more are accepted
+//!   and answered `503 {"code":"overloaded"}` with `Retry-After: 1` and `Connection: close`, so
+//!   a sender beyond the limit is told to back off instead of waiting for a slot until it
+//!   times out. Beyond those, the loop accepts nothing until a slot frees (the listen backlog
+//!   holds further connections).
 //! - hyper closes a connection whose request headers are not complete within
 //!   `header_read_timeout` of the server starting to wait for them.
 //! - A kept-alive connection with no request for `idle_timeout` after a response is closed.
@@ -43,14 +46,20 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let slots = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
     let connections = Arc::new(Semaphore::new(slots as usize));
+    let overflow = Arc::new(Semaphore::new(overflow_slots(config.max_connections)));
     let (phase, phase_rx) = watch::channel(Phase::Serving);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout);
+    let mut refusing = http.clone();
+    refusing.keep_alive(false);
     loop {
+        // A slot to serve in if one is free, else one to refuse in; neither: wait for one.
         let slot = tokio::select! {
-            slot = connections.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            biased;
             () = stopped(&mut shutdown) => break,
+            slot = connections.clone().acquire_owned() => Slot::Serve(slot.expect("the semaphore is never closed")),
+            slot = overflow.clone().acquire_owned() => Slot::Refuse(slot.expect("the semaphore is never closed")),
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -62,15 +71,34 @@ pub async fn serve(
             },
             () = stopped(&mut shutdown) => break,
         };
-        tokio::spawn(connection(
-            http.clone(),
-            stream,
-            peer,
-            router.clone(),
-            config.idle_timeout,
-            phase_rx.clone(),
-            slot,
-        ));
+        // A connection may have closed while this one was awaited.
+        let slot = match slot {
+            Slot::Refuse(spare) => match connections.clone().try_acquire_owned() {
+                Ok(slot) => {
+                    drop(spare);
+                    Slot::Serve(slot)
+                }
+                Err(_) => Slot::Refuse(spare),
+            },
+            serve => serve,
+        };
+        match slot {
+            Slot::Serve(slot) => {
+                tokio::spawn(connection(
+                    http.clone(),
+                    stream,
+                    peer,
+                    router.clone(),
+                    config.idle_timeout,
+                    phase_rx.clone(),
+                    slot,
+                ));
+            }
+            Slot::Refuse(slot) => {
+                metrics::counter!("signalbox_connections_refused_total").increment(1);
+                tokio::spawn(refuse(refusing.clone(), stream, slot));
+            }
+        }
     }
     drop(listener);
     let _ = phase.send(Phase::Draining);
@@ -87,6 +115,72 @@ pub async fn serve(
         let _ = connections.acquire_many(slots).await;
     }
     Ok(())
+}
+
+/// What an accepted connection holds: a slot to be served in, or one to be refused in.
+enum Slot {
+    Serve(OwnedSemaphorePermit),
+    Refuse(OwnedSemaphorePermit),
+}
+
+/// How many connections beyond `max_connections` are answered 503 at once: a quarter more,
+/// at least one. Each holds a descriptor for one short exchange (bounded by
+/// `header_read_timeout` and [`REFUSED_DRAIN_WAIT`]).
+fn overflow_slots(max_connections: usize) -> usize {
+    (max_connections / 4).max(1)
+}
+
+/// After answering a refused connection, how long what its sender still sends (the rest of
+/// a body) is read and dropped before closing, and how many bytes at most: closing with
+/// unread bytes would send a reset, which may reach the sender before the answer does.
+const REFUSED_DRAIN_WAIT: Duration = Duration::from_secs(1);
+const REFUSED_DRAIN_BYTES: usize = 64 * 1024;
+
+/// Answers the first request of a connection beyond `max_connections` at once with 503
+/// `overloaded`, `Retry-After: 1` and `Connection: close` (nothing is routed, read or stored),
+/// then closes it.
+async fn refuse(
+    http: hyper::server::conn::http1::Builder,
+    stream: TcpStream,
+    _slot: OwnedSemaphorePermit,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let service = hyper::service::service_fn(|_: hyper::Request<Incoming>| async {
+        let mut response =
+            axum::response::IntoResponse::into_response(crate::error::ApiError::Overloaded {
+                what: "too many connections open",
+            });
+        response.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
+        Ok::<_, std::convert::Infallible>(response)
+    });
+    let parts = match http
+        .serve_connection(TokioIo::new(stream), service)
+        .without_shutdown()
+        .await
+    {
+        Ok(parts) => parts,
+        Err(e) => {
+            tracing::debug!(error = %e, "refused connection closed with an error");
+            return;
+        }
+    };
+    let mut stream = parts.io.into_inner();
+    // The answer is complete (FIN); then what is still coming is read and dropped.
+    let _ = stream.shutdown().await;
+    let _ = tokio::time::timeout(REFUSED_DRAIN_WAIT, async {
+        let mut buf = [0u8; 8192];
+        let mut drained = parts.read_buf.len();
+        while drained < REFUSED_DRAIN_BYTES {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
 }
 
 /// Errors of one connection (reset before accepted) are nothing; others (out of file

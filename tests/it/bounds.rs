@@ -274,12 +274,23 @@ async fn idle_and_slow_connections_are_closed_and_real_requests_answered() {
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
-    let response = client
-        .post(format!("{}/v1/events", engine.base))
-        .body(crate::support::event_json("legit-1"))
-        .send()
-        .await
-        .expect("a real request is answered despite the idle and slow connections");
+    // While every slot is held, a request is told at once to come back (503, Retry-After),
+    // as a sender does; the short timeouts free slots soon.
+    let mut refused = 0;
+    let response = loop {
+        let response = client
+            .post(format!("{}/v1/events", engine.base))
+            .body(crate::support::event_json("legit-1"))
+            .send()
+            .await
+            .expect("a real request is answered despite the idle and slow connections");
+        if response.status() != 503 || refused == 100 {
+            break response;
+        }
+        assert_eq!(response.headers()["retry-after"], "1");
+        refused += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(response.status(), 201);
 
     for stream in &mut idle {
@@ -293,8 +304,9 @@ async fn idle_and_slow_connections_are_closed_and_real_requests_answered() {
             .unwrap();
     }
     for stream in &mut stalled_bodies {
+        // 408 when served and timed out, 503 when beyond the limit and refused at once.
         let (status, text) = read_until_closed(stream).await;
-        assert_eq!(status, Some(408), "{text}");
+        assert!(matches!(status, Some(408 | 503)), "{text}");
     }
 
     // A kept-alive connection: two requests, then closed by the server once idle.
@@ -315,6 +327,85 @@ async fn idle_and_slow_connections_are_closed_and_real_requests_answered() {
         status, None,
         "closed after idle_timeout with nothing more: {rest}"
     );
+}
+
+/// A connection beyond `server.max_connections` (4, all held by idle connections under long
+/// timeouts) is answered at once: 503 `overloaded` with `Retry-After: 1`, then closed, and
+/// counted. Before, it waited in the listen backlog until the sender timed out. Once a slot
+/// frees, the next connection is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_beyond_the_limit_is_answered_503_at_once_not_left_waiting() {
+    use crate::limits::{post_head, read_until_closed};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let engine = Binary::start(
+        "server:\n  max_connections: 4\n  header_read_timeout: 1h\n  idle_timeout: 1h\n",
+    )
+    .await;
+    // Four kept-alive connections, each shown to be served (a refused one is answered 503
+    // and closed: the start's health check may still hold its slot for a moment).
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        if idle.len() == 4 {
+            break;
+        }
+        let mut stream = tokio::net::TcpStream::connect(engine.addr).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = stream.read(&mut buf).await.unwrap();
+        if buf[..n].starts_with(b"HTTP/1.1 200") {
+            idle.push(stream);
+        }
+    }
+    assert_eq!(idle.len(), 4, "four connections served and kept open");
+
+    let body = crate::support::event_json("over-the-limit");
+    let mut extra = tokio::net::TcpStream::connect(engine.addr).await.unwrap();
+    extra
+        .write_all(post_head(body.len()).as_bytes())
+        .await
+        .unwrap();
+    extra.write_all(body.as_bytes()).await.unwrap();
+    let (status, text) = read_until_closed(&mut extra).await;
+    assert_eq!(status, Some(503), "{text}");
+    let head = text.to_ascii_lowercase();
+    assert!(head.contains("retry-after: 1\r\n"), "{text}");
+    assert!(head.contains("connection: close\r\n"), "{text}");
+    assert!(text.contains(r#""code":"overloaded""#), "{text}");
+
+    // One slot frees: the next connection is served, and nothing of the refused one was stored.
+    drop(idle.pop());
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let mut served = None;
+    for _ in 0..100 {
+        // The engine may not have seen the close yet: then this one is refused too.
+        let response = client
+            .get(format!("{}/metrics", engine.base))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            served = Some(response.text().await.unwrap());
+            break;
+        }
+        assert_eq!(response.status(), 503);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics = served.expect("served once a slot freed");
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("signalbox_connections_refused_total "))
+        .expect("the refusal is counted")
+        .parse()
+        .unwrap();
+    assert!(refused >= 1, "{metrics}");
+    let (pending, processed) = engine.store().await.count_events().await.unwrap();
+    assert_eq!(pending + processed, 0, "the refused request stored nothing");
 }
 
 /// SIGTERM stops the engine with connections open: idle ones (closed at once, default

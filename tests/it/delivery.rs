@@ -9,6 +9,7 @@ crate::on_both_backends!(cases:
     email_without_an_smtp_server_is_dead_with_the_reason,
     strategy_pause_is_sent_once_and_resume_after,
     emit_chains_rules_and_stops_at_the_depth_limit,
+    a_graceful_stop_under_load_leaves_nothing_leased_for_the_next_instance,
 );
 
 mod cases {
@@ -434,6 +435,83 @@ mod cases {
             "the posted event and 3 emitted ones"
         );
         app.stop().await;
+    }
+
+    /// Stopped gracefully while events arrive and actions are delivered, an engine leaves
+    /// nothing leased to itself: the next instance on the same store takes every acknowledged
+    /// event and delivers its action at once, though leases last an hour (on PostgreSQL, which
+    /// keeps other instances' leases; SQLite's next start releases every lease anyway). The
+    /// stages stop one after another (`App::stop`), so none hands work to a stopped one.
+    pub(super) async fn a_graceful_stop_under_load_leaves_nothing_leased_for_the_next_instance(
+        db: TestDb,
+    ) {
+        let receiver = Receiver::start().await;
+        let rules = webhook_rule(&receiver.url, "");
+        let configure = |config: &mut Config| {
+            config.processing.lease = Duration::from_secs(3600);
+            config.actions.lease = Duration::from_secs(3600);
+        };
+        let (first, dir) = app(&db, &rules, configure).await;
+        let (base, client) = (first.base.clone(), first.client.clone());
+        let senders: Vec<_> = (0..8)
+            .map(|sender| {
+                let (base, client) = (base.clone(), client.clone());
+                tokio::spawn(async move {
+                    let mut acknowledged = Vec::new();
+                    for i in 0..60 {
+                        let id = format!("c-{sender}-{i}");
+                        let body = json!({"type": "claim.created", "source_event_id": id, "subject": {"claim": id}});
+                        let sent = client
+                            .post(format!("{base}/v1/events"))
+                            .body(body.to_string())
+                            .send()
+                            .await;
+                        match sent {
+                            Ok(response) if response.status() == 201 => acknowledged.push(id),
+                            // Stopping: refused or not answered, so not acknowledged.
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                    acknowledged
+                })
+            })
+            .collect();
+        // Stop while events still arrive and actions are being delivered.
+        receiver.wait_for(20).await;
+        first.stop().await;
+        let mut acknowledged = std::collections::BTreeSet::new();
+        for sender in senders {
+            acknowledged.extend(sender.await.unwrap());
+        }
+        assert!(acknowledged.len() >= 20, "{}", acknowledged.len());
+
+        let mut config = test_config(&db);
+        config.rules_dir = dir.path().to_owned();
+        configure(&mut config);
+        let next = TestApp::spawn(config).await;
+        let wanted: std::collections::BTreeSet<String> = acknowledged
+            .iter()
+            .map(|id| format!("/hook/{id}"))
+            .collect();
+        let mut missing = wanted.clone();
+        for _ in 0..600 {
+            let delivered: std::collections::BTreeSet<String> =
+                receiver.received().into_iter().map(|r| r.path).collect();
+            missing = wanted.difference(&delivered).cloned().collect();
+            if missing.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            missing.is_empty(),
+            "{} of {} acknowledged events never delivered, e.g. {:?}",
+            missing.len(),
+            wanted.len(),
+            missing.iter().next()
+        );
+        next.stop().await;
     }
 }
 
