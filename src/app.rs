@@ -32,9 +32,6 @@ pub struct App {
     pub store: Store,
     pub rules: Arc<LiveRules>,
     shutdown: watch::Sender<bool>,
-    /// The processor and the dispatcher stop after the stage that hands them work.
-    stop_processing: watch::Sender<bool>,
-    stop_dispatching: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     public_server: Option<JoinHandle<std::io::Result<()>>>,
     writer: JoinHandle<()>,
@@ -126,8 +123,6 @@ pub async fn start_with_store(
         None => None,
     };
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let (stop_processing, processing_rx) = watch::channel(false);
-    let (stop_dispatching, dispatching_rx) = watch::channel(false);
     let health = Arc::new(Health::default());
     let stored = Arc::new(Notify::new());
     let planned = Arc::new(Notify::new());
@@ -176,16 +171,22 @@ pub async fn start_with_store(
         health.clone(),
     );
     let processor = {
-        let shutdown = processing_rx.clone();
-        supervise("processor", health.clone(), processing_rx, move || {
-            processor.clone().run(shutdown.clone())
-        })
+        let shutdown = shutdown_rx.clone();
+        supervise(
+            "processor",
+            health.clone(),
+            shutdown_rx.clone(),
+            move || processor.clone().run(shutdown.clone()),
+        )
     };
     let dispatcher = {
-        let shutdown = dispatching_rx.clone();
-        supervise("dispatcher", health.clone(), dispatching_rx, move || {
-            dispatcher.clone().run(shutdown.clone())
-        })
+        let shutdown = shutdown_rx.clone();
+        supervise(
+            "dispatcher",
+            health.clone(),
+            shutdown_rx.clone(),
+            move || dispatcher.clone().run(shutdown.clone()),
+        )
     };
     let pruner = {
         let (store, retention, clock) = (store.clone(), config.retention.clone(), clock.clone());
@@ -259,8 +260,6 @@ pub async fn start_with_store(
         store,
         rules,
         shutdown,
-        stop_processing,
-        stop_dispatching,
         server,
         writer: writer_task,
         processor,
@@ -274,10 +273,6 @@ pub async fn start_with_store(
 impl App {
     /// Stops accepting requests, answers those in flight (storing what they carry), finishes the
     /// processing round in hand, and closes the store.
-    ///
-    /// Stages stop in the order work flows, each once the one before it has ended: ingestion,
-    /// then processing, then delivery. So no stage hands work to one that has stopped, and
-    /// what is handed over and not done is given back to the store by the stage that has it.
     pub async fn stop(self) -> Result<(), AppError> {
         let _ = self.shutdown.send(true);
         let served = self.server.await?;
@@ -287,10 +282,8 @@ impl App {
         };
         // The server dropped its writer handles: the writer drains its queue and ends.
         self.writer.await?;
-        let _ = self.stop_processing.send(true);
         self.processor.await?;
         // Deliveries in flight finish and are recorded; leased ones not started are released.
-        let _ = self.stop_dispatching.send(true);
         self.dispatcher.await?;
         // A pass in hand finishes its batch; the next one is not started.
         self.pruner.await?;

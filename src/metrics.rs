@@ -126,7 +126,7 @@ fn describe() {
     );
     describe_counter!(
         "signalbox_connections_refused_total",
-        "connections beyond server.max_connections, answered 503 and closed"
+        "requests answered 503 on connections beyond server.max_connections"
     );
     describe_gauge!(
         "signalbox_outbox_pending",

@@ -19,11 +19,12 @@ const DEFAULT_BODIES_IN_FLIGHT: usize = 8;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Most connections served at once. Up to a quarter as many more are accepted and
-    /// answered at once with `503 {"code":"overloaded"}`, `Retry-After: 1` and
-    /// `Connection: close`; beyond those, connections wait in the operating system's listen
-    /// backlog until one closes. Keep 1.25 × this below the process's open file limit
-    /// (`ulimit -n`). Default 512.
+    /// Most connections served at once, per listener. Up to a quarter as many more (at least
+    /// one) are accepted and answered at once with `503 {"code":"overloaded"}`,
+    /// `Retry-After: 1` and `Connection: close` (`GET /healthz` with 200); beyond those,
+    /// connections wait in the operating system's listen backlog until one closes. Keep
+    /// 1.25 × this per listener below the process's open file limit (`ulimit -n`).
+    /// Default 512.
     pub max_connections: usize,
     /// Most requests handled at once (`/healthz` aside). A request beyond it is answered at
     /// once with `503 {"code":"overloaded"}` and `Retry-After: 1`, not queued. Default 256.

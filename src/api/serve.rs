@@ -46,13 +46,15 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let slots = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
     let connections = Arc::new(Semaphore::new(slots as usize));
-    let overflow = Arc::new(Semaphore::new(overflow_slots(config.max_connections)));
+    let overflow = Arc::new(Semaphore::new(overflow_slots(slots as usize)));
     let (phase, phase_rx) = watch::channel(Phase::Serving);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout);
     let mut refusing = http.clone();
-    refusing.keep_alive(false);
+    refusing
+        .keep_alive(false)
+        .header_read_timeout(config.header_read_timeout.min(REFUSED_HEAD_WAIT));
     loop {
         // A slot to serve in if one is free, else one to refuse in; neither: wait for one.
         let slot = tokio::select! {
@@ -95,7 +97,6 @@ pub async fn serve(
                 ));
             }
             Slot::Refuse(slot) => {
-                metrics::counter!("signalbox_connections_refused_total").increment(1);
                 tokio::spawn(refuse(refusing.clone(), stream, slot));
             }
         }
@@ -125,10 +126,14 @@ enum Slot {
 
 /// How many connections beyond `max_connections` are answered 503 at once: a quarter more,
 /// at least one. Each holds a descriptor for one short exchange (bounded by
-/// `header_read_timeout` and [`REFUSED_DRAIN_WAIT`]).
+/// [`REFUSED_HEAD_WAIT`] and [`REFUSED_DRAIN_WAIT`]).
 fn overflow_slots(max_connections: usize) -> usize {
     (max_connections / 4).max(1)
 }
+
+/// The longest a refused connection waits for its request head (`header_read_timeout` if
+/// shorter), so refused connections also end soon after the server stops.
+const REFUSED_HEAD_WAIT: Duration = Duration::from_secs(5);
 
 /// After answering a refused connection, how long what its sender still sends (the rest of
 /// a body) is read and dropped before closing, and how many bytes at most: closing with
@@ -138,18 +143,25 @@ const REFUSED_DRAIN_BYTES: usize = 64 * 1024;
 
 /// Answers the first request of a connection beyond `max_connections` at once with 503
 /// `overloaded`, `Retry-After: 1` and `Connection: close` (nothing is routed, read or stored),
-/// then closes it.
+/// then closes it. `GET /healthz` is answered 200: the process is alive, only busy.
 async fn refuse(
     http: hyper::server::conn::http1::Builder,
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
 ) {
+    use axum::response::IntoResponse;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let service = hyper::service::service_fn(|_: hyper::Request<Incoming>| async {
+    let service = hyper::service::service_fn(|request: hyper::Request<Incoming>| async move {
         let mut response =
-            axum::response::IntoResponse::into_response(crate::error::ApiError::Overloaded {
-                what: "too many connections open",
-            });
+            if request.method() == hyper::Method::GET && request.uri().path() == "/healthz" {
+                super::health::healthz().await.into_response()
+            } else {
+                metrics::counter!("signalbox_connections_refused_total").increment(1);
+                crate::error::ApiError::Overloaded {
+                    what: "too many connections open",
+                }
+                .into_response()
+            };
         response.headers_mut().insert(
             hyper::header::CONNECTION,
             hyper::header::HeaderValue::from_static("close"),

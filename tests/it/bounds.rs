@@ -331,7 +331,7 @@ async fn idle_and_slow_connections_are_closed_and_real_requests_answered() {
 
 /// A connection beyond `server.max_connections` (4, all held by idle connections under long
 /// timeouts) is answered at once: 503 `overloaded` with `Retry-After: 1`, then closed, and
-/// counted. Before, it waited in the listen backlog until the sender timed out. Once a slot
+/// counted; `/healthz` there is answered 200. Before, it waited in the listen backlog until the sender timed out. Once a slot
 /// frees, the next connection is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_beyond_the_limit_is_answered_503_at_once_not_left_waiting() {
@@ -374,6 +374,18 @@ async fn a_connection_beyond_the_limit_is_answered_503_at_once_not_left_waiting(
     assert!(head.contains("retry-after: 1\r\n"), "{text}");
     assert!(head.contains("connection: close\r\n"), "{text}");
     assert!(text.contains(r#""code":"overloaded""#), "{text}");
+    // A liveness probe beyond the limit still hears that the process is alive.
+    let mut probe = tokio::net::TcpStream::connect(engine.addr).await.unwrap();
+    probe
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, text) = read_until_closed(&mut probe).await;
+    assert_eq!(status, Some(200), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close\r\n"),
+        "{text}"
+    );
 
     // One slot frees: the next connection is served, and nothing of the refused one was stored.
     drop(idle.pop());

@@ -440,8 +440,8 @@ mod cases {
     /// Stopped gracefully while events arrive and actions are delivered, an engine leaves
     /// nothing leased to itself: the next instance on the same store takes every acknowledged
     /// event and delivers its action at once, though leases last an hour (on PostgreSQL, which
-    /// keeps other instances' leases; SQLite's next start releases every lease anyway). The
-    /// stages stop one after another (`App::stop`), so none hands work to a stopped one.
+    /// keeps other instances' leases; SQLite's next start releases every lease anyway): a
+    /// stage that stops drops its queue, so the stage before it writes what it has unleased.
     pub(super) async fn a_graceful_stop_under_load_leaves_nothing_leased_for_the_next_instance(
         db: TestDb,
     ) {
