@@ -2,10 +2,10 @@
 //! bounds of `server:` on it. (`axum::serve` has neither timeouts nor a connection limit.)
 //!
 //! - At most `max_connections` are served at once. Up to a quarter as many more are accepted
-//!   and answered `503 {"code":"overloaded"}` with `Retry-After: 1` and `Connection: close`, so
-//!   a sender beyond the limit is told to back off instead of waiting for a slot until it
-//!   times out. Beyond those, the loop accepts nothing until a slot frees (the listen backlog
-//!   holds further connections).
+//!   and answered `503 {"code":"overloaded"}` with `Retry-After: 1` and `Connection: close`
+//!   (`GET /healthz` with 200), so a sender beyond the limit is told to back off instead of
+//!   waiting for a slot until it times out. Beyond those, the loop accepts nothing until a slot
+//!   frees (the listen backlog holds further connections).
 //! - hyper closes a connection whose request headers are not complete within
 //!   `header_read_timeout` of the server starting to wait for them.
 //! - A kept-alive connection with no request for `idle_timeout` after a response is closed.
