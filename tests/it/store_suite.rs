@@ -570,19 +570,7 @@ mod cases {
     pub(super) async fn an_event_that_never_finishes_is_parked(db: TestDb) {
         let store = open(&db).await;
         let ids = seed(&store, 1).await;
-        let mut now = Utc::now();
-        for attempt in 1..=2 {
-            let taken = store
-                .claim_pending("a", 10, now, now + Duration::seconds(30), 2)
-                .await
-                .unwrap();
-            assert_eq!(
-                taken.iter().map(|c| c.attempt).collect::<Vec<_>>(),
-                [attempt]
-            );
-            // The instance dies; its lease runs out.
-            now += Duration::seconds(31);
-        }
+        let now = taken_twice_by_dying_instances(&store, 1).await;
         assert!(
             store
                 .claim_pending("b", 10, now, now + Duration::seconds(30), 2)
@@ -606,6 +594,25 @@ mod cases {
         store.close().await;
     }
 
+    /// The `n` seeded events claimed twice (`max_attempts` 2), each time by an instance that
+    /// dies; returns a time at which the second lease has run out.
+    async fn taken_twice_by_dying_instances(store: &Store, n: usize) -> chrono::DateTime<Utc> {
+        let mut now = Utc::now();
+        for attempt in 1..=2 {
+            let taken = store
+                .claim_pending("a", 10, now, now + Duration::seconds(30), 2)
+                .await
+                .unwrap();
+            assert_eq!(
+                taken.iter().map(|c| c.attempt).collect::<Vec<_>>(),
+                vec![attempt; n]
+            );
+            // The instance dies; its lease runs out.
+            now += Duration::seconds(31);
+        }
+        now
+    }
+
     /// The events parked as failed, newest first.
     async fn parked(store: &Store) -> Vec<signalbox::store::StoredEvent> {
         use signalbox::store::{EventFilter, EventState};
@@ -623,18 +630,7 @@ mod cases {
     pub(super) async fn events_out_of_attempts_are_never_taken_again(db: TestDb) {
         let store = open(&db).await;
         let ids = seed(&store, 2).await;
-        let mut now = Utc::now();
-        for attempt in 1..=2 {
-            let taken = store
-                .claim_pending("a", 10, now, now + Duration::seconds(30), 2)
-                .await
-                .unwrap();
-            assert_eq!(
-                taken.iter().map(|c| c.attempt).collect::<Vec<_>>(),
-                [attempt, attempt]
-            );
-            now += Duration::seconds(31);
-        }
+        let now = taken_twice_by_dying_instances(&store, 2).await;
         for _ in 0..2 {
             let taken = store
                 .claim_pending("b", 1, now, now + Duration::seconds(30), 2)
